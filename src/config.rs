@@ -1,0 +1,474 @@
+//! Configuration: `chmigrate.yaml` with per-environment overrides, then
+//! `CHMIGRATE_*` environment variables and command-line flags on top.
+//!
+//! Precedence, lowest first: built-in defaults, the file's top-level
+//! sections, the file's `environments.<env>` section, then environment
+//! variables and flags (clap reads `CHMIGRATE_*` for each flag; a flag given
+//! on the command line wins over its variable).
+//!
+//! ```yaml
+//! default_environment: development
+//! connection:
+//!   url: http://127.0.0.1:8123
+//!   user: default
+//!   password_file: /run/secrets/clickhouse   # or password_env: NAME
+//!   database: analytics
+//!   cluster: chm_cluster
+//! migrations:
+//!   dir: migrations            # relative to this file
+//!   history_table: schema_migrations
+//!   on_cluster: auto           # auto | always | never
+//!   max_file_size: 1048576
+//!   allow_rollback: true
+//!   out_of_order: false
+//!   variables: { ttl_days: "30" }
+//! environments:
+//!   production:
+//!     migrations: { allow_rollback: false }
+//! ```
+//!
+//! In the environment named `production`, rollback is off unless the file
+//! turns it on explicitly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plan::Policy;
+use crate::prepare::PrepareSettings;
+use crate::source::DEFAULT_MAX_FILE_BYTES;
+use crate::source::header::valid_environment_name;
+use crate::sql::ident::{Ident, IdentError};
+use crate::sql::statement::OnClusterMode;
+use crate::vars::{VarError, Variables};
+use crate::version::Version;
+
+/// The default config file name looked up in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "chmigrate.yaml";
+
+/// A value that must never be printed: its `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment {env:?} is not defined in {path} (defined: {known})")]
+    UnknownEnvironment {
+        env: String,
+        path: PathBuf,
+        known: String,
+    },
+    #[error("invalid environment name {0:?} (use lowercase letters, digits, '-' or '_')")]
+    BadEnvironment(String),
+    #[error("{0}")]
+    Ident(#[from] IdentError),
+    #[error("{0}")]
+    Var(#[from] VarError),
+    #[error("invalid value for {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// `connection:` (all optional, for layering).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSection {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub database: Option<String>,
+    pub cluster: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: Option<bool>,
+}
+
+/// `migrations:` (all optional, for layering).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsSection {
+    pub dir: Option<PathBuf>,
+    pub history_table: Option<String>,
+    pub on_cluster: Option<OnClusterMode>,
+    pub max_file_size: Option<u64>,
+    pub allow_rollback: Option<bool>,
+    pub out_of_order: Option<bool>,
+    pub baseline: Option<Version>,
+    pub variables: Option<BTreeMap<String, String>>,
+}
+
+/// `environments.<name>:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    #[serde(default)]
+    pub connection: ConnectionSection,
+    #[serde(default)]
+    pub migrations: MigrationsSection,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub default_environment: Option<String>,
+    #[serde(default)]
+    pub connection: ConnectionSection,
+    #[serde(default)]
+    pub migrations: MigrationsSection,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvSection>,
+}
+
+/// Overlays every `Some` field of `$over` onto `$base`.
+macro_rules! overlay {
+    ($base:expr, $over:expr, [$($field:ident),*]) => {
+        $( if $over.$field.is_some() { $base.$field = $over.$field.clone(); } )*
+    };
+}
+
+impl ConnectionSection {
+    fn overlay(&mut self, o: &ConnectionSection) {
+        overlay!(self, o, [url, user, password, password_file, password_env, database, cluster, ca_file, tls_verify]);
+    }
+}
+
+impl MigrationsSection {
+    fn overlay(&mut self, o: &MigrationsSection) {
+        overlay!(self, o, [dir, history_table, on_cluster, max_file_size, allow_rollback, out_of_order, baseline]);
+        if let Some(vars) = &o.variables {
+            self.variables.get_or_insert_with(BTreeMap::new).extend(vars.clone());
+        }
+    }
+}
+
+impl FileConfig {
+    /// Parses YAML text; `path` names the file in errors (serde_yaml's
+    /// messages carry the line and column).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+}
+
+/// Where the password comes from; read only when connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    None,
+    Inline(Secret),
+    File(PathBuf),
+    Env(String),
+}
+
+/// Settings from flags and `CHMIGRATE_*` variables (the top layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub environment: Option<String>,
+    pub connection: ConnectionSection,
+    pub migrations: MigrationsSection,
+}
+
+/// Fully resolved settings for one environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: String,
+    pub url: String,
+    pub user: String,
+    pub password: PasswordSource,
+    pub database: Ident,
+    pub cluster: Option<Ident>,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub dir: PathBuf,
+    pub history_table: Ident,
+    pub on_cluster: OnClusterMode,
+    pub max_file_size: u64,
+    pub allow_rollback: bool,
+    pub out_of_order: bool,
+    pub baseline: Option<Version>,
+    pub variables: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Layers defaults, the file (with `base` as the folder its relative
+    /// paths are relative to), its environment section and the overrides.
+    pub fn resolve(
+        file: Option<(&Path, &FileConfig)>,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let mut conn = ConnectionSection::default();
+        let mut migs = MigrationsSection::default();
+        let environment = overrides
+            .environment
+            .clone()
+            .or_else(|| file.and_then(|(_, f)| f.default_environment.clone()))
+            .unwrap_or_else(|| "development".to_string());
+        if !valid_environment_name(&environment) {
+            return Err(ConfigError::BadEnvironment(environment));
+        }
+        if let Some((path, f)) = file {
+            let base = path.parent().unwrap_or(Path::new(""));
+            let rebase = |s: &mut MigrationsSection| {
+                if let Some(d) = &s.dir
+                    && d.is_relative()
+                {
+                    s.dir = Some(base.join(d));
+                }
+            };
+            let mut top = f.migrations.clone();
+            rebase(&mut top);
+            conn.overlay(&f.connection);
+            migs.overlay(&top);
+            if !f.environments.is_empty() || f.default_environment.is_some() {
+                match f.environments.get(&environment) {
+                    Some(env) => {
+                        let mut m = env.migrations.clone();
+                        rebase(&mut m);
+                        conn.overlay(&env.connection);
+                        migs.overlay(&m);
+                    }
+                    None if !f.environments.is_empty() => {
+                        return Err(ConfigError::UnknownEnvironment {
+                            env: environment,
+                            path: path.to_path_buf(),
+                            known: f.environments.keys().cloned().collect::<Vec<_>>().join(", "),
+                        });
+                    }
+                    None => {}
+                }
+            }
+        }
+        conn.overlay(&overrides.connection);
+        migs.overlay(&overrides.migrations);
+
+        let password = if let Some(p) = conn.password.clone() {
+            PasswordSource::Inline(p)
+        } else if let Some(f) = conn.password_file.clone() {
+            PasswordSource::File(f)
+        } else if let Some(e) = conn.password_env.clone() {
+            PasswordSource::Env(e)
+        } else {
+            PasswordSource::None
+        };
+        let url = conn.url.unwrap_or_else(|| "http://127.0.0.1:8123".to_string());
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                field: "url",
+                message: format!("{url:?} must start with http:// or https://"),
+            });
+        }
+        let max_file_size = migs.max_file_size.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+        if max_file_size == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max_file_size",
+                message: "must be greater than 0".into(),
+            });
+        }
+        let database = Ident::new("database name", conn.database.as_deref().unwrap_or("default"))?;
+        let cluster = conn
+            .cluster
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| Ident::new("cluster name", c))
+            .transpose()?;
+        let history_table = Ident::new(
+            "history table name",
+            migs.history_table.as_deref().unwrap_or("schema_migrations"),
+        )?;
+        let variables = migs.variables.unwrap_or_default();
+        // Fail early on bad variable names.
+        Variables::new(database.as_str(), cluster.as_ref().map(Ident::as_str), &environment, &variables)?;
+        Ok(Settings {
+            allow_rollback: migs.allow_rollback.unwrap_or(environment != "production"),
+            environment,
+            url,
+            user: conn.user.unwrap_or_else(|| "default".to_string()),
+            password,
+            database,
+            cluster,
+            ca_file: conn.ca_file,
+            tls_verify: conn.tls_verify.unwrap_or(true),
+            dir: migs.dir.unwrap_or_else(|| PathBuf::from("migrations")),
+            history_table,
+            on_cluster: migs.on_cluster.unwrap_or_default(),
+            max_file_size,
+            out_of_order: migs.out_of_order.unwrap_or(false),
+            baseline: migs.baseline,
+            variables,
+        })
+    }
+
+    /// The planner's policy for this environment.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            environment: self.environment.clone(),
+            allow_rollback: self.allow_rollback,
+            out_of_order: self.out_of_order,
+            baseline: self.baseline.clone(),
+        }
+    }
+
+    /// How statements are prepared for this target.
+    pub fn prepare_settings(&self) -> PrepareSettings {
+        let cluster = self.cluster.as_ref().map(|c| c.as_str().to_string());
+        PrepareSettings {
+            variables: Variables::new(
+                self.database.as_str(),
+                cluster.as_deref(),
+                &self.environment,
+                &self.variables,
+            )
+            .unwrap_or_default(),
+            cluster,
+            on_cluster: self.on_cluster,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+default_environment: staging
+connection:
+  url: http://ch:8123
+  database: analytics
+  password: hunter2
+migrations:
+  dir: db/migrations
+  variables: { ttl_days: "30", region: eu }
+environments:
+  staging:
+    connection: { cluster: chm_cluster }
+    migrations: { variables: { ttl_days: "7" } }
+  production:
+    connection: { database: analytics_prod }
+"#;
+
+    fn file() -> FileConfig {
+        FileConfig::parse(Path::new("conf/chmigrate.yaml"), FILE).unwrap()
+    }
+
+    #[test]
+    fn layers_file_environment_and_overrides() {
+        let f = file();
+        let s = Settings::resolve(Some((Path::new("conf/chmigrate.yaml"), &f)), &Overrides::default()).unwrap();
+        assert_eq!(s.environment, "staging");
+        assert_eq!(s.url, "http://ch:8123");
+        assert_eq!(s.database.as_str(), "analytics");
+        assert_eq!(s.cluster.as_ref().map(Ident::as_str), Some("chm_cluster"));
+        assert_eq!(s.dir, PathBuf::from("conf/db/migrations"));
+        assert_eq!(s.variables.get("ttl_days").map(String::as_str), Some("7"));
+        assert_eq!(s.variables.get("region").map(String::as_str), Some("eu"));
+        assert!(s.allow_rollback);
+
+        let over = Overrides {
+            environment: Some("production".into()),
+            connection: ConnectionSection { database: Some("override_db".into()), ..Default::default() },
+            migrations: MigrationsSection { dir: Some("elsewhere".into()), ..Default::default() },
+        };
+        let s = Settings::resolve(Some((Path::new("conf/chmigrate.yaml"), &f)), &over).unwrap();
+        assert_eq!(s.environment, "production");
+        assert_eq!(s.database.as_str(), "override_db");
+        assert_eq!(s.cluster, None);
+        assert_eq!(s.dir, PathBuf::from("elsewhere"));
+        assert!(!s.allow_rollback, "production forbids rollback by default");
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let s = Settings::resolve(None, &Overrides::default()).unwrap();
+        assert_eq!(s.environment, "development");
+        assert_eq!(s.url, "http://127.0.0.1:8123");
+        assert_eq!(s.database.as_str(), "default");
+        assert_eq!(s.history_table.as_str(), "schema_migrations");
+        assert_eq!(s.max_file_size, 1024 * 1024);
+        assert_eq!(s.on_cluster, OnClusterMode::Auto);
+        assert_eq!(s.password, PasswordSource::None);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_environments_and_bad_names() {
+        let err = FileConfig::parse(Path::new("c.yaml"), "migrations:\n  dirr: x\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.yaml: migrations: unknown field `dirr`"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+
+        let f = file();
+        let over = Overrides { environment: Some("prodution".into()), ..Default::default() };
+        let err = Settings::resolve(Some((Path::new("c.yaml"), &f)), &over).unwrap_err();
+        assert_eq!(err.to_string(), "environment \"prodution\" is not defined in c.yaml (defined: production, staging)");
+
+        let over = Overrides {
+            connection: ConnectionSection { database: Some("a`; DROP".into()), ..Default::default() },
+            ..Default::default()
+        };
+        assert!(matches!(Settings::resolve(None, &over), Err(ConfigError::Ident(_))));
+        let over = Overrides {
+            migrations: MigrationsSection {
+                variables: Some(BTreeMap::from([("cluster".to_string(), "x".to_string())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(Settings::resolve(None, &over), Err(ConfigError::Var(_))));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let f = file();
+        let s = Settings::resolve(Some((Path::new("c.yaml"), &f)), &Overrides::default()).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("***"));
+        assert!(matches!(&s.password, PasswordSource::Inline(p) if p.expose() == "hunter2"));
+    }
+}

@@ -1,0 +1,24 @@
+//! chmigrate: versioned ClickHouse schema migrations applied safely across
+//! every replica of a cluster.
+//!
+//! The crate is one engine with thin edges. The pure core — [`version`],
+//! [`sql`], [`source`] parsing, [`migration`], [`vars`], [`history`] folding,
+//! [`plan`], [`prepare`] and [`validate`] — does no I/O and is unit tested;
+//! loading files ([`source::dir`]) and reading configuration ([`config`]) are
+//! the only file-system edges so far. See `docs/design.md`.
+
+pub mod config;
+pub mod diagnostic;
+pub mod history;
+pub mod migration;
+pub mod plan;
+pub mod prepare;
+pub mod scaffold;
+pub mod source;
+pub mod sql;
+pub mod validate;
+pub mod vars;
+pub mod version;
+
+pub use migration::{Checksum, Location, Migration, Statement};
+pub use version::Version;

@@ -1,0 +1,95 @@
+//! Migration sources: files in a folder (three formats, freely mixed), files
+//! held in memory (ConfigMap keys), and migrations built in memory (custom
+//! resources). All of them produce [`Migration`]s through [`assemble`], which
+//! pairs up/down halves and rejects duplicate versions.
+//!
+//! Parsing is pure ([`file::parse_file`] takes a name and a text); only
+//! [`dir::load_dir`] touches the file system.
+
+pub mod assemble;
+pub mod dir;
+pub mod file;
+pub mod header;
+pub mod memory;
+
+use std::fmt;
+
+use crate::migration::{Location, Migration};
+use crate::version::Version;
+
+pub use assemble::assemble;
+pub use dir::load_dir;
+pub use file::{FilePart, parse_file};
+pub use memory::{MemoryMigration, from_memory};
+
+/// Default largest migration file accepted (1 MiB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A problem with a migration source, located at a file (or resource) and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {kind}")]
+pub struct SourceError {
+    pub location: Location,
+    pub kind: SourceErrorKind,
+}
+
+impl SourceError {
+    pub fn new(location: Location, kind: SourceErrorKind) -> Self {
+        SourceError { location, kind }
+    }
+}
+
+/// What is wrong with a migration source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    BadFileName(String),
+    DuplicateVersion { version: Version, other: Location },
+    HeaderVersionMismatch { header: Version, file: Version },
+    Unterminated(crate::sql::lexer::Unterminated),
+    Empty,
+    TooLarge { size: u64, limit: u64 },
+    InvalidHeader(String),
+    NotUtf8,
+    Io(String),
+    DownWithoutUp,
+    RollbackConflict(String),
+    Sections(String),
+    InvalidResource(String),
+}
+
+impl fmt::Display for SourceErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SourceErrorKind::*;
+        match self {
+            BadFileName(why) => write!(f, "bad migration file name: {why}"),
+            DuplicateVersion { version, other } => {
+                write!(f, "version {version} is defined twice: here and at {other}")
+            }
+            HeaderVersionMismatch { header, file } => write!(
+                f,
+                "header says Version {header} but the file name says {file}"
+            ),
+            Unterminated(what) => write!(f, "unterminated {what}"),
+            Empty => write!(f, "migration has no SQL statements"),
+            TooLarge { size, limit } => write!(
+                f,
+                "migration is {size} bytes, over the limit of {limit} bytes (max_file_size)"
+            ),
+            InvalidHeader(why) => write!(f, "{why}"),
+            NotUtf8 => write!(f, "file is not valid UTF-8"),
+            Io(why) => write!(f, "cannot read: {why}"),
+            DownWithoutUp => write!(f, "down migration has no matching up migration"),
+            RollbackConflict(why) => write!(f, "{why}"),
+            Sections(why) => write!(f, "{why}"),
+            InvalidResource(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// The migrations a source produced and the problems it found. Loading does
+/// not stop at the first problem, so `validate` can report all of them.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub migrations: Vec<Migration>,
+    pub errors: Vec<SourceError>,
+}

@@ -1,0 +1,174 @@
+//! Identifiers in SQL that chmigrate builds itself (database, ledger table,
+//! cluster names). Every such name is validated and then quoted, so nothing a
+//! user writes in a name can change the statement around it.
+
+use std::fmt;
+
+/// A name rejected for use in SQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} {name:?} is longer than {max} bytes", max = MAX_IDENT_LEN)]
+    TooLong { what: &'static str, name: String },
+    #[error(
+        "{what} {name:?} has a character that is not allowed ({ch:?}); use letters, digits, '_', '-' or '.'"
+    )]
+    BadChar {
+        what: &'static str,
+        name: String,
+        ch: char,
+    },
+}
+
+/// Longest identifier accepted (ClickHouse itself accepts longer, but a file
+/// system path is built from table names on the server).
+pub const MAX_IDENT_LEN: usize = 200;
+
+/// A validated identifier. Its `Display` form is always backtick-quoted.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Ident(String);
+
+impl Ident {
+    /// Accepts names made of ASCII letters, digits, `_`, `-` and `.` (dots
+    /// only inside cluster names and the like; a `db.table` pair is two
+    /// identifiers). `what` names the field in the error ("database name").
+    pub fn new(what: &'static str, name: &str) -> Result<Self, IdentError> {
+        if name.is_empty() {
+            return Err(IdentError::Empty { what });
+        }
+        if name.len() > MAX_IDENT_LEN {
+            return Err(IdentError::TooLong {
+                what,
+                name: name.to_string(),
+            });
+        }
+        if let Some(ch) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(IdentError::BadChar {
+                what,
+                name: name.to_string(),
+                ch,
+            });
+        }
+        Ok(Ident(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name bare when it is a plain identifier, else quoted.
+    pub fn minimal(&self) -> String {
+        quote_if_needed(&self.0)
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quote(&self.0))
+    }
+}
+
+impl fmt::Debug for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ident({})", self.0)
+    }
+}
+
+/// True for `[A-Za-z_][A-Za-z0-9_]*`, which ClickHouse reads bare.
+pub fn is_bare(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Backtick-quotes any string, escaping backslashes and backticks.
+pub fn quote(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        if c == '`' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('`');
+    out
+}
+
+/// The name bare when ClickHouse reads it bare, else backtick-quoted.
+pub fn quote_if_needed(name: &str) -> String {
+    if is_bare(name) {
+        name.to_string()
+    } else {
+        quote(name)
+    }
+}
+
+/// A single-quoted SQL string literal with `\` and `'` escaped.
+pub fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::lexer::{TokenKind, tokenize};
+
+    #[test]
+    fn validates_names() {
+        assert!(Ident::new("database name", "analytics").is_ok());
+        assert!(Ident::new("cluster name", "prod-cluster.eu").is_ok());
+        assert_eq!(
+            Ident::new("database name", ""),
+            Err(IdentError::Empty {
+                what: "database name"
+            })
+        );
+        let err = Ident::new("ledger table", "x`; DROP TABLE y; --").unwrap_err();
+        assert!(err.to_string().contains("ledger table"), "{err}");
+        assert!(matches!(err, IdentError::BadChar { ch: '`', .. }));
+        assert!(Ident::new("t", &"a".repeat(201)).is_err());
+        assert!(Ident::new("t", "naïve").is_err());
+    }
+
+    #[test]
+    fn quoting_is_a_single_token() {
+        for hostile in ["a`b", "a\\`; DROP", "x\\", "'", "`", "\\\\`"] {
+            let q = quote(hostile);
+            let toks = tokenize(&q).unwrap();
+            assert_eq!(toks.len(), 1, "{q}");
+            assert_eq!(toks[0].kind, TokenKind::QuotedIdent);
+            let lit = string_literal(hostile);
+            let toks = tokenize(&lit).unwrap();
+            assert_eq!(toks.len(), 1, "{lit}");
+            assert_eq!(toks[0].kind, TokenKind::String);
+        }
+    }
+
+    #[test]
+    fn minimal_quoting() {
+        assert_eq!(quote_if_needed("events"), "events");
+        assert_eq!(quote_if_needed("my-cluster"), "`my-cluster`");
+        assert_eq!(quote_if_needed("1abc"), "`1abc`");
+        assert_eq!(Ident::new("c", "a.b").unwrap().to_string(), "`a.b`");
+    }
+}
