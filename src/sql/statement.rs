@@ -97,6 +97,16 @@ pub enum OnClusterMode {
     Never,
 }
 
+impl std::fmt::Display for OnClusterMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnClusterMode::Auto => "auto",
+            OnClusterMode::Always => "always",
+            OnClusterMode::Never => "never",
+        })
+    }
+}
+
 impl std::str::FromStr for OnClusterMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

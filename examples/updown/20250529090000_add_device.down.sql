@@ -1,0 +1,2 @@
+ALTER TABLE ${database}.sessions DROP COLUMN os;
+ALTER TABLE ${database}.sessions DROP COLUMN device;

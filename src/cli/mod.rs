@@ -1,0 +1,371 @@
+//! The command line: argument parsing, configuration loading and output.
+//! This is the binary's edge; the engine lives in the library.
+
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use chmigrate::config::{
+    ConnectionSection, DEFAULT_CONFIG_FILE, FileConfig, MigrationsSection, Overrides, Secret,
+    Settings,
+};
+use chmigrate::diagnostic::{self, Diagnostic};
+use chmigrate::history::TargetState;
+use chmigrate::plan::{Target, plan};
+use chmigrate::prepare::prepare;
+use chmigrate::scaffold::{self, Template};
+use chmigrate::source::{self, Loaded};
+use chmigrate::sql::statement::OnClusterMode;
+use chmigrate::validate::validate_offline;
+use chmigrate::version::Version;
+
+pub use output::Format;
+
+/// Exit codes.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const INVALID: i32 = 2;
+}
+
+/// How a command ended when it did not succeed.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input or a blocked plan: exit 2, nothing was executed.
+    Invalid(String),
+    /// Diagnostics already printed; exit 2.
+    Reported,
+    /// Anything else: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl CliError {
+    pub fn code(&self) -> i32 {
+        match self {
+            CliError::Invalid(_) | CliError::Reported => exit::INVALID,
+            CliError::Failed(_) => exit::FAILED,
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+/// Versioned ClickHouse schema migrations, applied safely across every
+/// replica of a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "chmigrate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes. Each flag can also be set with the
+/// `CHMIGRATE_*` variable shown; both override `chmigrate.yaml`.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file [default: ./chmigrate.yaml when present]
+    #[arg(long, global = true, env = "CHMIGRATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Environment whose settings and migrations apply [default: development]
+    #[arg(long = "env", global = true, env = "CHMIGRATE_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Folder of migration files [default: migrations]
+    #[arg(long, global = true, env = "CHMIGRATE_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// ClickHouse HTTP(S) URL of the entry node [default: http://127.0.0.1:8123]
+    #[arg(long, global = true, env = "CHMIGRATE_URL")]
+    pub url: Option<String>,
+    /// ClickHouse user [default: default]
+    #[arg(long, global = true, env = "CHMIGRATE_USER")]
+    pub user: Option<String>,
+    /// ClickHouse password (prefer --password-file or CHMIGRATE_PASSWORD; never printed)
+    #[arg(long, global = true, env = "CHMIGRATE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// File holding the ClickHouse password
+    #[arg(long, global = true, env = "CHMIGRATE_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Target database [default: default]
+    #[arg(long, global = true, env = "CHMIGRATE_DATABASE")]
+    pub database: Option<String>,
+    /// Cluster for ON CLUSTER DDL (none: single node)
+    #[arg(long, global = true, env = "CHMIGRATE_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Ledger table name [default: schema_migrations]
+    #[arg(long, global = true, env = "CHMIGRATE_HISTORY_TABLE", value_name = "TABLE")]
+    pub history_table: Option<String>,
+    /// How ON CLUSTER is added to DDL [default: auto]
+    #[arg(long, global = true, env = "CHMIGRATE_ON_CLUSTER", value_enum)]
+    pub on_cluster: Option<OnClusterArg>,
+    /// Largest migration file in bytes [default: 1048576]
+    #[arg(long, global = true, env = "CHMIGRATE_MAX_FILE_SIZE", value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+    /// A ${NAME} variable, repeatable
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Output format
+    #[arg(long, global = true, env = "CHMIGRATE_FORMAT", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// More log output (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format on stderr
+    #[arg(long, global = true, env = "CHMIGRATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnClusterArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TemplateArg {
+    Table,
+    Alter,
+    Index,
+    Data,
+    View,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the next migration file from a built-in template
+    New {
+        /// What the migration does, e.g. "create events" (becomes create_events)
+        name: String,
+        /// Template to start from
+        #[arg(long, value_enum, default_value_t = TemplateArg::Table)]
+        template: TemplateArg,
+        /// Use a UTC timestamp (YYYYMMDDHHMMSS) as the version
+        #[arg(long)]
+        timestamp: bool,
+    },
+    /// Run every offline check and print each problem as file:line: message
+    Validate,
+    /// Print what would run, statement by statement, after variable
+    /// substitution and ON CLUSTER rewriting
+    Plan {
+        /// Plan against an empty target without connecting
+        #[arg(long)]
+        offline: bool,
+        /// Stop at this version (default: latest)
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+}
+
+/// Loads configuration: the file, then flags and `CHMIGRATE_*` variables.
+pub fn settings(g: &Global) -> Result<Settings, CliError> {
+    let path = match &g.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+    };
+    let file = match &path {
+        Some(p) => Some(FileConfig::load(p).map_err(|e| CliError::Invalid(e.to_string()))?),
+        None => None,
+    };
+    let overrides = Overrides {
+        environment: g.environment.clone(),
+        connection: ConnectionSection {
+            url: g.url.clone(),
+            user: g.user.clone(),
+            password: g.password.clone().map(Secret::new),
+            password_file: g.password_file.clone(),
+            database: g.database.clone(),
+            cluster: g.cluster.clone(),
+            ..Default::default()
+        },
+        migrations: MigrationsSection {
+            dir: g.dir.clone(),
+            history_table: g.history_table.clone(),
+            on_cluster: g.on_cluster.map(|m| match m {
+                OnClusterArg::Auto => OnClusterMode::Auto,
+                OnClusterArg::Always => OnClusterMode::Always,
+                OnClusterArg::Never => OnClusterMode::Never,
+            }),
+            max_file_size: g.max_file_size,
+            variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
+            ..Default::default()
+        },
+    };
+    Settings::resolve(path.as_deref().zip(file.as_ref()), &overrides)
+        .map_err(|e| CliError::Invalid(e.to_string()))
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let settings = settings(&cli.global)?;
+    tracing::debug!(environment = %settings.environment, dir = %settings.dir.display(), "configuration resolved");
+    let format = cli.global.format;
+    match cli.command {
+        Command::New {
+            name,
+            template,
+            timestamp,
+        } => cmd_new(&settings, &name, template, timestamp, format),
+        Command::Validate => cmd_validate(&settings, format),
+        Command::Plan { offline, to } => {
+            if !offline {
+                return Err(CliError::Invalid(
+                    "planning against a live target is not available in this build; pass --offline to plan against an empty target".into(),
+                ));
+            }
+            cmd_plan_offline(&settings, to.as_deref(), format)
+        }
+    }
+}
+
+fn load(settings: &Settings) -> Loaded {
+    let loaded = source::load_dir(&settings.dir, settings.max_file_size);
+    tracing::info!(
+        dir = %settings.dir.display(),
+        migrations = loaded.migrations.len(),
+        errors = loaded.errors.len(),
+        "migrations loaded"
+    );
+    loaded
+}
+
+fn cmd_validate(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let loaded = load(settings);
+    let diags = validate_offline(
+        &loaded.migrations,
+        &loaded.errors,
+        &settings.prepare_settings(),
+        &settings.policy(),
+    );
+    output::print_validation(format, settings, loaded.migrations.len(), &diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+fn cmd_plan_offline(settings: &Settings, to: Option<&str>, format: Format) -> Result<(), CliError> {
+    let target = match to {
+        None => Target::Latest,
+        Some(v) => Target::Version(
+            Version::parse(v.strip_prefix(['V', 'v']).unwrap_or(v))
+                .map_err(|e| CliError::Invalid(format!("--to: {e}")))?,
+        ),
+    };
+    let loaded = load(settings);
+    if !loaded.errors.is_empty() {
+        let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        return Err(CliError::Reported);
+    }
+    let state = TargetState::default();
+    let planned = plan(&loaded.migrations, &state, &target, &settings.policy()).map_err(|problems| {
+        let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        CliError::Reported
+    })?;
+    let steps = prepare(&planned, &loaded.migrations, &settings.prepare_settings()).map_err(|mut diags| {
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        CliError::Reported
+    })?;
+    output::print_plan(format, settings, &planned, &steps, &loaded.migrations);
+    Ok(())
+}
+
+fn cmd_new(
+    settings: &Settings,
+    name: &str,
+    template: TemplateArg,
+    use_timestamp: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    let template = match template {
+        TemplateArg::Table => Template::Table,
+        TemplateArg::Alter => Template::Alter,
+        TemplateArg::Index => Template::Index,
+        TemplateArg::Data => Template::Data,
+        TemplateArg::View => Template::View,
+    };
+    let name = scaffold::snake_name(name).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let dir = &settings.dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: cannot create folder: {e}", dir.display())))?;
+    let existing = existing_versions(dir);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let version = scaffold::next_version(&existing, use_timestamp, now)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    if existing.contains(&version) {
+        return Err(CliError::Invalid(format!(
+            "version {version} already exists in {}",
+            dir.display()
+        )));
+    }
+    let stamp = scaffold::timestamp(now);
+    let created = format!("{}-{}-{}", &stamp[0..4], &stamp[4..6], &stamp[6..8]);
+    let author = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let text = scaffold::render(template, &version, &name, &author, &created);
+    let path = dir.join(scaffold::file_name(&version, &name));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| CliError::Invalid(format!("{}: cannot create: {e}", path.display())))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: cannot write: {e}", path.display())))?;
+    output::print_created(format, &path, &version, template.name());
+    Ok(())
+}
+
+/// Versions named by migration files under `dir`, whatever their content.
+fn existing_versions(dir: &Path) -> Vec<Version> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(name) = path.file_name().and_then(|n| n.to_str())
+                && let Ok(Some(kind)) = source::file::classify_name(name)
+            {
+                use source::file::FileName::*;
+                let (Flyway { version, .. }
+                | FlywayUndo { version, .. }
+                | Up { version, .. }
+                | Down { version, .. }
+                | Dbmate { version, .. }) = kind;
+                out.push(version);
+            }
+        }
+    }
+    out
+}
