@@ -98,7 +98,10 @@ pub enum ConfigError {
     #[error("{0}")]
     Var(#[from] VarError),
     #[error("invalid value for {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// `connection:` (all optional, for layering).
@@ -162,15 +165,43 @@ macro_rules! overlay {
 
 impl ConnectionSection {
     fn overlay(&mut self, o: &ConnectionSection) {
-        overlay!(self, o, [url, user, password, password_file, password_env, database, cluster, ca_file, tls_verify]);
+        overlay!(
+            self,
+            o,
+            [
+                url,
+                user,
+                password,
+                password_file,
+                password_env,
+                database,
+                cluster,
+                ca_file,
+                tls_verify
+            ]
+        );
     }
 }
 
 impl MigrationsSection {
     fn overlay(&mut self, o: &MigrationsSection) {
-        overlay!(self, o, [dir, history_table, on_cluster, max_file_size, allow_rollback, out_of_order, baseline]);
+        overlay!(
+            self,
+            o,
+            [
+                dir,
+                history_table,
+                on_cluster,
+                max_file_size,
+                allow_rollback,
+                out_of_order,
+                baseline
+            ]
+        );
         if let Some(vars) = &o.variables {
-            self.variables.get_or_insert_with(BTreeMap::new).extend(vars.clone());
+            self.variables
+                .get_or_insert_with(BTreeMap::new)
+                .extend(vars.clone());
         }
     }
 }
@@ -278,7 +309,12 @@ impl Settings {
                         return Err(ConfigError::UnknownEnvironment {
                             env: environment,
                             path: path.to_path_buf(),
-                            known: f.environments.keys().cloned().collect::<Vec<_>>().join(", "),
+                            known: f
+                                .environments
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         });
                     }
                     None => {}
@@ -297,7 +333,9 @@ impl Settings {
         } else {
             PasswordSource::None
         };
-        let url = conn.url.unwrap_or_else(|| "http://127.0.0.1:8123".to_string());
+        let url = conn
+            .url
+            .unwrap_or_else(|| "http://127.0.0.1:8123".to_string());
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 field: "url",
@@ -311,7 +349,10 @@ impl Settings {
                 message: "must be greater than 0".into(),
             });
         }
-        let database = Ident::new("database name", conn.database.as_deref().unwrap_or("default"))?;
+        let database = Ident::new(
+            "database name",
+            conn.database.as_deref().unwrap_or("default"),
+        )?;
         let cluster = conn
             .cluster
             .as_deref()
@@ -324,7 +365,12 @@ impl Settings {
         )?;
         let variables = migs.variables.unwrap_or_default();
         // Fail early on bad variable names.
-        Variables::new(database.as_str(), cluster.as_ref().map(Ident::as_str), &environment, &variables)?;
+        Variables::new(
+            database.as_str(),
+            cluster.as_ref().map(Ident::as_str),
+            &environment,
+            &variables,
+        )?;
         Ok(Settings {
             allow_rollback: migs.allow_rollback.unwrap_or(environment != "production"),
             environment,
@@ -400,7 +446,11 @@ environments:
     #[test]
     fn layers_file_environment_and_overrides() {
         let f = file();
-        let s = Settings::resolve(Some((Path::new("conf/chmigrate.yaml"), &f)), &Overrides::default()).unwrap();
+        let s = Settings::resolve(
+            Some((Path::new("conf/chmigrate.yaml"), &f)),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(s.environment, "staging");
         assert_eq!(s.url, "http://ch:8123");
         assert_eq!(s.database.as_str(), "analytics");
@@ -412,8 +462,14 @@ environments:
 
         let over = Overrides {
             environment: Some("production".into()),
-            connection: ConnectionSection { database: Some("override_db".into()), ..Default::default() },
-            migrations: MigrationsSection { dir: Some("elsewhere".into()), ..Default::default() },
+            connection: ConnectionSection {
+                database: Some("override_db".into()),
+                ..Default::default()
+            },
+            migrations: MigrationsSection {
+                dir: Some("elsewhere".into()),
+                ..Default::default()
+            },
         };
         let s = Settings::resolve(Some((Path::new("conf/chmigrate.yaml"), &f)), &over).unwrap();
         assert_eq!(s.environment, "production");
@@ -439,19 +495,34 @@ environments:
     fn rejects_unknown_keys_environments_and_bad_names() {
         let err = FileConfig::parse(Path::new("c.yaml"), "migrations:\n  dirr: x\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("c.yaml: migrations: unknown field `dirr`"), "{msg}");
+        assert!(
+            msg.starts_with("c.yaml: migrations: unknown field `dirr`"),
+            "{msg}"
+        );
         assert!(msg.contains("line 2"), "{msg}");
 
         let f = file();
-        let over = Overrides { environment: Some("prodution".into()), ..Default::default() };
-        let err = Settings::resolve(Some((Path::new("c.yaml"), &f)), &over).unwrap_err();
-        assert_eq!(err.to_string(), "environment \"prodution\" is not defined in c.yaml (defined: production, staging)");
-
         let over = Overrides {
-            connection: ConnectionSection { database: Some("a`; DROP".into()), ..Default::default() },
+            environment: Some("prodution".into()),
             ..Default::default()
         };
-        assert!(matches!(Settings::resolve(None, &over), Err(ConfigError::Ident(_))));
+        let err = Settings::resolve(Some((Path::new("c.yaml"), &f)), &over).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment \"prodution\" is not defined in c.yaml (defined: production, staging)"
+        );
+
+        let over = Overrides {
+            connection: ConnectionSection {
+                database: Some("a`; DROP".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::resolve(None, &over),
+            Err(ConfigError::Ident(_))
+        ));
         let over = Overrides {
             migrations: MigrationsSection {
                 variables: Some(BTreeMap::from([("cluster".to_string(), "x".to_string())])),
@@ -459,7 +530,10 @@ environments:
             },
             ..Default::default()
         };
-        assert!(matches!(Settings::resolve(None, &over), Err(ConfigError::Var(_))));
+        assert!(matches!(
+            Settings::resolve(None, &over),
+            Err(ConfigError::Var(_))
+        ));
     }
 
     #[test]

@@ -125,9 +125,10 @@ impl TargetState {
                     failed: None,
                     next_known_not_run: false,
                 })),
-                (EventKind::StatementDone { direction, index }, Some(VersionState::InProgress(p)))
-                    if p.direction == *direction && *index == p.completed =>
-                {
+                (
+                    EventKind::StatementDone { direction, index },
+                    Some(VersionState::InProgress(p)),
+                ) if p.direction == *direction && *index == p.completed => {
                     p.completed += 1;
                     p.failed = None;
                     p.next_known_not_run = false;
@@ -177,7 +178,10 @@ impl TargetState {
                     checksum: checksum.clone(),
                     baselined: true,
                 }),
-                (EventKind::ChecksumRepaired { checksum }, Some(VersionState::Applied { checksum: c, .. })) => {
+                (
+                    EventKind::ChecksumRepaired { checksum },
+                    Some(VersionState::Applied { checksum: c, .. }),
+                ) => {
                     *c = Some(checksum.clone());
                     None
                 }
@@ -281,24 +285,64 @@ pub(crate) mod tests {
         let mut log = Log::default();
         log.applied("1", "a", 2).applied("2", "b", 1);
         assert_eq!(log.state().applied_version(), Some(&v("2")));
-        log.push("2", EventKind::Started { direction: Direction::Down, checksum: sum("b"), statements: 1 })
-            .push("2", EventKind::StatementDone { direction: Direction::Down, index: 0 })
-            .push("2", EventKind::Completed { direction: Direction::Down });
+        log.push(
+            "2",
+            EventKind::Started {
+                direction: Direction::Down,
+                checksum: sum("b"),
+                statements: 1,
+            },
+        )
+        .push(
+            "2",
+            EventKind::StatementDone {
+                direction: Direction::Down,
+                index: 0,
+            },
+        )
+        .push(
+            "2",
+            EventKind::Completed {
+                direction: Direction::Down,
+            },
+        );
         let s = log.state();
         assert_eq!(s.get(&v("2")), Some(&VersionState::RolledBack));
         assert_eq!(s.applied_version(), Some(&v("1")));
         assert_eq!(
             s.get(&v("1")),
-            Some(&VersionState::Applied { checksum: Some(sum("a")), baselined: false })
+            Some(&VersionState::Applied {
+                checksum: Some(sum("a")),
+                baselined: false
+            })
         );
     }
 
     #[test]
     fn a_killed_run_stops_at_the_first_unrecorded_statement() {
         let mut log = Log::default();
-        log.push("3", EventKind::Started { direction: Direction::Up, checksum: sum("c"), statements: 4 })
-            .push("3", EventKind::StatementDone { direction: Direction::Up, index: 0 })
-            .push("3", EventKind::StatementDone { direction: Direction::Up, index: 1 });
+        log.push(
+            "3",
+            EventKind::Started {
+                direction: Direction::Up,
+                checksum: sum("c"),
+                statements: 4,
+            },
+        )
+        .push(
+            "3",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 0,
+            },
+        )
+        .push(
+            "3",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 1,
+            },
+        );
         match log.state().get(&v("3")) {
             Some(VersionState::InProgress(p)) => {
                 assert_eq!(p.completed, 2);
@@ -308,17 +352,51 @@ pub(crate) mod tests {
             other => panic!("{other:?}"),
         }
         // A duplicate or out-of-order completion record changes nothing.
-        log.push("3", EventKind::StatementDone { direction: Direction::Up, index: 0 });
-        log.push("3", EventKind::StatementDone { direction: Direction::Up, index: 3 });
-        assert!(matches!(log.state().get(&v("3")), Some(VersionState::InProgress(p)) if p.completed == 2));
+        log.push(
+            "3",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 0,
+            },
+        );
+        log.push(
+            "3",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 3,
+            },
+        );
+        assert!(
+            matches!(log.state().get(&v("3")), Some(VersionState::InProgress(p)) if p.completed == 2)
+        );
     }
 
     #[test]
     fn failures_and_repair_decisions() {
         let mut log = Log::default();
-        log.push("4", EventKind::Started { direction: Direction::Up, checksum: sum("d"), statements: 3 })
-            .push("4", EventKind::StatementDone { direction: Direction::Up, index: 0 })
-            .push("4", EventKind::Failed { direction: Direction::Up, index: 1, error: "Code: 62".into() });
+        log.push(
+            "4",
+            EventKind::Started {
+                direction: Direction::Up,
+                checksum: sum("d"),
+                statements: 3,
+            },
+        )
+        .push(
+            "4",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 0,
+            },
+        )
+        .push(
+            "4",
+            EventKind::Failed {
+                direction: Direction::Up,
+                index: 1,
+                error: "Code: 62".into(),
+            },
+        );
         match log.state().get(&v("4")) {
             Some(VersionState::InProgress(p)) => {
                 assert_eq!(p.completed, 1);
@@ -327,32 +405,70 @@ pub(crate) mod tests {
             }
             other => panic!("{other:?}"),
         }
-        log.push("4", EventKind::StatementResolved { direction: Direction::Up, index: 1, done: true });
-        assert!(matches!(log.state().get(&v("4")), Some(VersionState::InProgress(p)) if p.completed == 2 && p.failed.is_none()));
+        log.push(
+            "4",
+            EventKind::StatementResolved {
+                direction: Direction::Up,
+                index: 1,
+                done: true,
+            },
+        );
+        assert!(
+            matches!(log.state().get(&v("4")), Some(VersionState::InProgress(p)) if p.completed == 2 && p.failed.is_none())
+        );
     }
 
     #[test]
     fn baseline_checksum_repair_and_manual_rollback() {
         let mut log = Log::default();
         log.push("5", EventKind::Baselined { checksum: None });
-        assert_eq!(log.state().get(&v("5")), Some(&VersionState::Applied { checksum: None, baselined: true }));
-        log.applied("6", "old", 1).push("6", EventKind::ChecksumRepaired { checksum: sum("new") });
+        assert_eq!(
+            log.state().get(&v("5")),
+            Some(&VersionState::Applied {
+                checksum: None,
+                baselined: true
+            })
+        );
+        log.applied("6", "old", 1).push(
+            "6",
+            EventKind::ChecksumRepaired {
+                checksum: sum("new"),
+            },
+        );
         assert_eq!(
             log.state().get(&v("6")),
-            Some(&VersionState::Applied { checksum: Some(sum("new")), baselined: false })
+            Some(&VersionState::Applied {
+                checksum: Some(sum("new")),
+                baselined: false
+            })
         );
         log.push("6", EventKind::ManualRollback);
         assert_eq!(log.state().get(&v("6")), Some(&VersionState::RolledBack));
         // Notes and version-less events change nothing.
-        log.0.push(Event { seq: 99, version: None, kind: EventKind::Note { message: "lock".into() } });
+        log.0.push(Event {
+            seq: 99,
+            version: None,
+            kind: EventKind::Note {
+                message: "lock".into(),
+            },
+        });
         assert_eq!(log.state().applied_version(), Some(&v("5")));
     }
 
     #[test]
     fn events_serialize_with_a_tag() {
-        let e = Event { seq: 1, version: Some(v("1.1")), kind: EventKind::Completed { direction: Direction::Up } };
+        let e = Event {
+            seq: 1,
+            version: Some(v("1.1")),
+            kind: EventKind::Completed {
+                direction: Direction::Up,
+            },
+        };
         let json = serde_json::to_string(&e).unwrap();
-        assert_eq!(json, r#"{"seq":1,"version":"1.1","event":"completed","direction":"up"}"#);
+        assert_eq!(
+            json,
+            r#"{"seq":1,"version":"1.1","event":"completed","direction":"up"}"#
+        );
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
     }

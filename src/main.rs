@@ -13,7 +13,8 @@ fn init_logging(verbose: u8, format: cli::LogFormat) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("CHMIGRATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("CHMIGRATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn checksum_is_stable_and_sensitive_to_sql() {
-        let a = Checksum::of(&[st("CREATE TABLE t (x UInt8)\r\n ENGINE = Memory  ")], None);
+        let a = Checksum::of(
+            &[st("CREATE TABLE t (x UInt8)\r\n ENGINE = Memory  ")],
+            None,
+        );
         let b = Checksum::of(&[st("CREATE TABLE t (x UInt8)\n ENGINE = Memory")], None);
         assert_eq!(a, b);
         assert_eq!(a.0.len(), 64);
@@ -249,7 +252,10 @@ mod tests {
         // Pinned so that a change to the checksum definition is noticed:
         // it would make every applied migration look tampered with.
         let c = Checksum::of(&[st("SELECT 1")], None);
-        assert_eq!(c.0, "9ae975e7d3bbc9d9ec23de9a10092d1ee38f98be9926ef45c759330547e2515d");
+        assert_eq!(
+            c.0,
+            "9ae975e7d3bbc9d9ec23de9a10092d1ee38f98be9926ef45c759330547e2515d"
+        );
         assert_eq!(c.short(), "9ae975e7d3bb");
         assert_eq!(
             c.0,

@@ -62,9 +62,9 @@ pub enum Step {
 impl Step {
     pub fn version(&self) -> &Version {
         match self {
-            Step::Baseline { version } | Step::Apply { version, .. } | Step::Rollback { version, .. } => {
-                version
-            }
+            Step::Baseline { version }
+            | Step::Apply { version, .. }
+            | Step::Rollback { version, .. } => version,
         }
     }
 }
@@ -97,7 +97,9 @@ pub enum Problem {
         current: Checksum,
         location: Location,
     },
-    MissingSource { version: Version },
+    MissingSource {
+        version: Version,
+    },
     OutOfOrder {
         version: Version,
         newest_applied: Version,
@@ -114,7 +116,9 @@ pub enum Problem {
         environment: String,
         location: Location,
     },
-    DependencyCycle { cycle: Vec<Version> },
+    DependencyCycle {
+        cycle: Vec<Version>,
+    },
     DependencyAboveTarget {
         version: Version,
         dependency: Version,
@@ -124,10 +128,21 @@ pub enum Problem {
         versions: Vec<Version>,
         environment: String,
     },
-    NoDownStatements { version: Version, location: Location },
-    RollbackBreaksDependent { version: Version, dependent: Version },
-    BaselinedRollback { version: Version },
-    HalfApplied { version: Version, direction: Direction },
+    NoDownStatements {
+        version: Version,
+        location: Location,
+    },
+    RollbackBreaksDependent {
+        version: Version,
+        dependent: Version,
+    },
+    BaselinedRollback {
+        version: Version,
+    },
+    HalfApplied {
+        version: Version,
+        direction: Direction,
+    },
     InFlightUnsafe {
         version: Version,
         direction: Direction,
@@ -153,13 +168,21 @@ impl Problem {
 }
 
 fn list(vs: &[Version]) -> String {
-    vs.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(", ")
+    vs.iter()
+        .map(|v| format!("V{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::ChecksumChanged { version, recorded, current, .. } => write!(
+            Problem::ChecksumChanged {
+                version,
+                recorded,
+                current,
+                ..
+            } => write!(
                 f,
                 "V{version} was applied with checksum {} but its source now has {}: \
                  revert the change, or run `chmigrate repair` to accept it",
@@ -170,15 +193,31 @@ impl fmt::Display for Problem {
                 f,
                 "V{version} is recorded in the ledger but no source defines it"
             ),
-            Problem::OutOfOrder { version, newest_applied, .. } => write!(
+            Problem::OutOfOrder {
+                version,
+                newest_applied,
+                ..
+            } => write!(
                 f,
                 "V{version} is pending but older than the newest applied V{newest_applied} \
                  (allow out-of-order to apply it)"
             ),
-            Problem::MissingDependency { version, dependency, .. } => {
-                write!(f, "V{version} depends on V{dependency}, which no source defines")
+            Problem::MissingDependency {
+                version,
+                dependency,
+                ..
+            } => {
+                write!(
+                    f,
+                    "V{version} depends on V{dependency}, which no source defines"
+                )
             }
-            Problem::DependencyInOtherEnvironment { version, dependency, environment, .. } => write!(
+            Problem::DependencyInOtherEnvironment {
+                version,
+                dependency,
+                environment,
+                ..
+            } => write!(
                 f,
                 "V{version} depends on V{dependency}, which does not run in environment {environment:?}"
             ),
@@ -189,11 +228,18 @@ impl fmt::Display for Problem {
                 }
                 write!(f, "dependency cycle: {}", names.join(" -> "))
             }
-            Problem::DependencyAboveTarget { version, dependency, target } => write!(
+            Problem::DependencyAboveTarget {
+                version,
+                dependency,
+                target,
+            } => write!(
                 f,
                 "V{version} depends on V{dependency}, which is above the target V{target}"
             ),
-            Problem::RollbackNotAllowed { versions, environment } => write!(
+            Problem::RollbackNotAllowed {
+                versions,
+                environment,
+            } => write!(
                 f,
                 "reaching the target means rolling back {}, but rollback is not allowed in environment {environment:?}",
                 list(versions)
@@ -213,15 +259,29 @@ impl fmt::Display for Problem {
             Problem::HalfApplied { version, direction } => write!(
                 f,
                 "V{version} stopped half way through its {} run; finish it (migrate{}) or run `chmigrate repair` before moving past it",
-                match direction { Direction::Up => "apply", Direction::Down => "rollback" },
-                match direction { Direction::Up => "", Direction::Down => " with a lower target" },
+                match direction {
+                    Direction::Up => "apply",
+                    Direction::Down => "rollback",
+                },
+                match direction {
+                    Direction::Up => "",
+                    Direction::Down => " with a lower target",
+                },
             ),
-            Problem::InFlightUnsafe { version, direction, statement, .. } => write!(
+            Problem::InFlightUnsafe {
+                version,
+                direction,
+                statement,
+                ..
+            } => write!(
                 f,
                 "V{version} stopped while its {} statement {statement} was running, and it is not safe to run twice; \
                  check the schema, then record what happened with \
                  `chmigrate repair --version {version} --statement {statement} --done` (or `--not-done`)",
-                match direction { Direction::Up => "up", Direction::Down => "down" },
+                match direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                },
             ),
         }
     }
@@ -266,7 +326,10 @@ pub fn plan(
     // Recorded state against the sources.
     for (version, st) in &state.versions {
         let recorded = match st {
-            VersionState::Applied { checksum, baselined } => {
+            VersionState::Applied {
+                checksum,
+                baselined,
+            } => {
                 if *baselined {
                     None
                 } else {
@@ -278,7 +341,13 @@ pub fn plan(
         };
         match by_version.get(version) {
             None => {
-                if !matches!(st, VersionState::Applied { baselined: true, .. }) {
+                if !matches!(
+                    st,
+                    VersionState::Applied {
+                        baselined: true,
+                        ..
+                    }
+                ) {
                     problems.push(Problem::MissingSource {
                         version: version.clone(),
                     });
@@ -338,19 +407,28 @@ pub fn plan(
     let recorded_baseline = state
         .versions
         .iter()
-        .filter(|(_, s)| matches!(s, VersionState::Applied { baselined: true, .. }))
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                VersionState::Applied {
+                    baselined: true,
+                    ..
+                }
+            )
+        })
         .map(|(v, _)| v)
         .max();
     let baseline_floor = baseline.as_ref().or(recorded_baseline);
-    let is_applied = |v: &Version| -> bool {
-        state.is_applied(v) || baseline_floor.is_some_and(|b| v <= b)
-    };
-    let applied_version = state
-        .applied_version()
-        .cloned()
-        .max(baseline.clone());
+    let is_applied =
+        |v: &Version| -> bool { state.is_applied(v) || baseline_floor.is_some_and(|b| v <= b) };
+    let applied_version = state.applied_version().cloned().max(baseline.clone());
     let target_version = match target {
-        Target::Latest => active.iter().map(|m| &m.version).max().cloned().max(applied_version.clone()),
+        Target::Latest => active
+            .iter()
+            .map(|m| &m.version)
+            .max()
+            .cloned()
+            .max(applied_version.clone()),
         Target::Version(v) => Some(v.clone()),
     };
 
@@ -378,8 +456,11 @@ pub fn plan(
             .map(|(v, _)| v)
             .collect();
         // Reverse of the apply order: dependents before what they depend on.
-        let pos: HashMap<&Version, usize> =
-            order.iter().enumerate().map(|(i, m)| (&m.version, i)).collect();
+        let pos: HashMap<&Version, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (&m.version, i))
+            .collect();
         above.sort_by_key(|v| Reverse((pos.get(v).copied().unwrap_or(usize::MAX), *v)));
         if !above.is_empty() && !policy.allow_rollback {
             problems.push(Problem::RollbackNotAllowed {
@@ -388,10 +469,22 @@ pub fn plan(
             });
         }
         let going: HashSet<&Version> = above.iter().copied().collect();
+        let mut dependents: HashMap<&Version, Vec<&Version>> = HashMap::new();
+        if !above.is_empty() {
+            for m in migrations {
+                for d in &m.dependencies {
+                    dependents.entry(d).or_default().push(&m.version);
+                }
+            }
+        }
         for v in &above {
             match state.get(v) {
-                Some(VersionState::Applied { baselined: true, .. }) => {
-                    problems.push(Problem::BaselinedRollback { version: (*v).clone() });
+                Some(VersionState::Applied {
+                    baselined: true, ..
+                }) => {
+                    problems.push(Problem::BaselinedRollback {
+                        version: (*v).clone(),
+                    });
                     continue;
                 }
                 Some(VersionState::InProgress(p)) if p.direction == Direction::Up => {
@@ -410,14 +503,11 @@ pub fn plan(
                     location: m.location.clone(),
                 });
             }
-            for other in migrations {
-                if other.dependencies.contains(v)
-                    && is_applied(&other.version)
-                    && !going.contains(&other.version)
-                {
+            for dependent in dependents.get(*v).into_iter().flatten() {
+                if is_applied(dependent) && !going.contains(dependent) {
                     problems.push(Problem::RollbackBreaksDependent {
                         version: (*v).clone(),
-                        dependent: other.version.clone(),
+                        dependent: (*dependent).clone(),
                     });
                 }
             }
@@ -595,10 +685,18 @@ fn topo_order<'a>(
     let mut cur = start;
     loop {
         if let Some(&pos) = on_path.get(&cur) {
-            let mut cycle: Vec<Version> = path[pos..].iter().map(|&i| active[i].version.clone()).collect();
+            let mut cycle: Vec<Version> = path[pos..]
+                .iter()
+                .map(|&i| active[i].version.clone())
+                .collect();
             // Name the cycle from its lowest version, in dependency order.
             cycle.reverse();
-            if let Some(min_pos) = cycle.iter().enumerate().min_by_key(|(_, v)| *v).map(|(i, _)| i) {
+            if let Some(min_pos) = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| *v)
+                .map(|(i, _)| i)
+            {
                 cycle.rotate_left(min_pos);
             }
             return Err(cycle);
@@ -621,13 +719,19 @@ fn topo_order<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{Log, sum, v};
     use crate::history::EventKind;
+    use crate::history::tests::{Log, sum, v};
     use crate::migration::{Environments, SourceFormat, Statement};
 
     fn mig(version: &str, deps: &[&str]) -> Migration {
-        let up = vec![Statement { sql: format!("CREATE TABLE t{version} (x UInt8) ENGINE = Memory"), line: 1 }];
-        let down = Some(vec![Statement { sql: format!("DROP TABLE t{version}"), line: 2 }]);
+        let up = vec![Statement {
+            sql: format!("CREATE TABLE t{version} (x UInt8) ENGINE = Memory"),
+            line: 1,
+        }];
+        let down = Some(vec![Statement {
+            sql: format!("DROP TABLE t{version}"),
+            line: 2,
+        }]);
         let mut m = Migration {
             version: v(version),
             description: String::new(),
@@ -662,10 +766,22 @@ mod tests {
         p.steps
             .iter()
             .map(|s| match s {
-                Step::Apply { version, from_statement: 0 } => format!("+{version}"),
-                Step::Apply { version, from_statement } => format!("+{version}@{from_statement}"),
-                Step::Rollback { version, from_statement: 0 } => format!("-{version}"),
-                Step::Rollback { version, from_statement } => format!("-{version}@{from_statement}"),
+                Step::Apply {
+                    version,
+                    from_statement: 0,
+                } => format!("+{version}"),
+                Step::Apply {
+                    version,
+                    from_statement,
+                } => format!("+{version}@{from_statement}"),
+                Step::Rollback {
+                    version,
+                    from_statement: 0,
+                } => format!("-{version}"),
+                Step::Rollback {
+                    version,
+                    from_statement,
+                } => format!("-{version}@{from_statement}"),
                 Step::Baseline { version } => format!("={version}"),
             })
             .collect()
@@ -673,7 +789,12 @@ mod tests {
 
     #[test]
     fn empty_target_applies_everything_in_version_order() {
-        let ms = vec![mig("2", &[]), mig("1.10", &[]), mig("1.2", &[]), mig("1", &[])];
+        let ms = vec![
+            mig("2", &[]),
+            mig("1.10", &[]),
+            mig("1.2", &[]),
+            mig("1", &[]),
+        ];
         let p = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap();
         assert_eq!(steps(&p), ["+1", "+1.2", "+1.10", "+2"]);
         assert_eq!(p.applied_version, None);
@@ -682,7 +803,12 @@ mod tests {
 
     #[test]
     fn dependencies_come_first_then_version_order() {
-        let ms = vec![mig("1", &["3"]), mig("2", &[]), mig("3", &[]), mig("4", &["1"])];
+        let ms = vec![
+            mig("1", &["3"]),
+            mig("2", &[]),
+            mig("3", &[]),
+            mig("4", &["1"]),
+        ];
         let p = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap();
         assert_eq!(steps(&p), ["+2", "+3", "+1", "+4"]);
     }
@@ -705,8 +831,14 @@ mod tests {
         let mut log = Log::default();
         log.applied("1", "0000", 1);
         let err = plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap_err();
-        assert!(matches!(&err[..], [Problem::ChecksumChanged { version, .. }] if *version == v("1")));
-        assert!(err[0].to_string().contains("was applied with checksum 0000"));
+        assert!(
+            matches!(&err[..], [Problem::ChecksumChanged { version, .. }] if *version == v("1"))
+        );
+        assert!(
+            err[0]
+                .to_string()
+                .contains("was applied with checksum 0000")
+        );
         assert_eq!(err[0].location().unwrap().to_string(), "V1__t.sql:1");
     }
 
@@ -727,22 +859,41 @@ mod tests {
         applied(&mut log, &ms[0]);
         applied(&mut log, &ms[2]);
         let err = plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap_err();
-        assert!(matches!(&err[..], [Problem::OutOfOrder { version, newest_applied, .. }]
-            if *version == v("2") && *newest_applied == v("3")));
+        assert!(
+            matches!(&err[..], [Problem::OutOfOrder { version, newest_applied, .. }]
+            if *version == v("2") && *newest_applied == v("3"))
+        );
         let mut p = policy();
         p.out_of_order = true;
-        assert_eq!(steps(&plan(&ms, &log.state(), &Target::Latest, &p).unwrap()), ["+2"]);
+        assert_eq!(
+            steps(&plan(&ms, &log.state(), &Target::Latest, &p).unwrap()),
+            ["+2"]
+        );
     }
 
     #[test]
     fn missing_and_cyclic_dependencies_are_named() {
         let ms = vec![mig("1", &["9"])];
         let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
-        assert_eq!(err[0].to_string(), "V1 depends on V9, which no source defines");
+        assert_eq!(
+            err[0].to_string(),
+            "V1 depends on V9, which no source defines"
+        );
 
-        let ms = vec![mig("1", &[]), mig("2", &["4"]), mig("3", &["2"]), mig("4", &["3"]), mig("5", &["4"])];
+        let ms = vec![
+            mig("1", &[]),
+            mig("2", &["4"]),
+            mig("3", &["2"]),
+            mig("4", &["3"]),
+            mig("5", &["4"]),
+        ];
         let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
-        assert_eq!(err, vec![Problem::DependencyCycle { cycle: vec![v("2"), v("3"), v("4")] }]);
+        assert_eq!(
+            err,
+            vec![Problem::DependencyCycle {
+                cycle: vec![v("2"), v("3"), v("4")]
+            }]
+        );
         assert_eq!(err[0].to_string(), "dependency cycle: V2 -> V3 -> V4 -> V2");
 
         let ms = vec![mig("1", &["1"])];
@@ -763,7 +914,10 @@ mod tests {
 
         let ms = vec![ms[1].clone(), mig("4", &["2"])];
         let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
-        assert!(matches!(&err[..], [Problem::DependencyInOtherEnvironment { .. }]));
+        assert!(matches!(
+            &err[..],
+            [Problem::DependencyInOtherEnvironment { .. }]
+        ));
     }
 
     #[test]
@@ -785,10 +939,22 @@ mod tests {
     #[test]
     fn target_above_applied_applies_only_up_to_it() {
         let ms = vec![mig("1", &[]), mig("2", &[]), mig("3", &[])];
-        let p = plan(&ms, &TargetState::default(), &Target::Version(v("2")), &policy()).unwrap();
+        let p = plan(
+            &ms,
+            &TargetState::default(),
+            &Target::Version(v("2")),
+            &policy(),
+        )
+        .unwrap();
         assert_eq!(steps(&p), ["+1", "+2"]);
         let ms = vec![mig("1", &["3"]), mig("3", &[])];
-        let err = plan(&ms, &TargetState::default(), &Target::Version(v("2")), &policy()).unwrap_err();
+        let err = plan(
+            &ms,
+            &TargetState::default(),
+            &Target::Version(v("2")),
+            &policy(),
+        )
+        .unwrap_err();
         assert!(matches!(&err[..], [Problem::DependencyAboveTarget { .. }]));
     }
 
@@ -828,7 +994,10 @@ mod tests {
         let err = plan(&ms, &log.state(), &Target::Version(v("1.5")), &p).unwrap_err();
         assert_eq!(
             err,
-            vec![Problem::RollbackBreaksDependent { version: v("2"), dependent: v("1.5") }]
+            vec![Problem::RollbackBreaksDependent {
+                version: v("2"),
+                dependent: v("1.5")
+            }]
         );
     }
 
@@ -836,19 +1005,38 @@ mod tests {
     fn resumes_at_the_first_incomplete_statement() {
         let mut m = mig("1", &[]);
         m.up = vec![
-            Statement { sql: "CREATE TABLE a (x UInt8) ENGINE = Memory".into(), line: 1 },
-            Statement { sql: "CREATE TABLE IF NOT EXISTS b (x UInt8) ENGINE = Memory".into(), line: 2 },
-            Statement { sql: "INSERT INTO b SELECT 1".into(), line: 3 },
+            Statement {
+                sql: "CREATE TABLE a (x UInt8) ENGINE = Memory".into(),
+                line: 1,
+            },
+            Statement {
+                sql: "CREATE TABLE IF NOT EXISTS b (x UInt8) ENGINE = Memory".into(),
+                line: 2,
+            },
+            Statement {
+                sql: "INSERT INTO b SELECT 1".into(),
+                line: 3,
+            },
         ];
         m.checksum = m.compute_checksum();
         let ms = vec![m.clone()];
-        let started = EventKind::Started { direction: Direction::Up, checksum: m.checksum.clone(), statements: 3 };
-        let done = |index| EventKind::StatementDone { direction: Direction::Up, index };
+        let started = EventKind::Started {
+            direction: Direction::Up,
+            checksum: m.checksum.clone(),
+            statements: 3,
+        };
+        let done = |index| EventKind::StatementDone {
+            direction: Direction::Up,
+            index,
+        };
 
         // Killed while statement 2 (idempotent) was in flight: re-run it.
         let mut log = Log::default();
         log.push("1", started.clone()).push("1", done(0));
-        assert_eq!(steps(&plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap()), ["+1@1"]);
+        assert_eq!(
+            steps(&plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap()),
+            ["+1@1"]
+        );
 
         // Killed while statement 3 (an INSERT) was in flight: blocked.
         log.push("1", done(1));
@@ -862,16 +1050,40 @@ mod tests {
                 location: Location::new("V1__t.sql", 3)
             }]
         );
-        assert!(err[0].to_string().contains("chmigrate repair --version 1 --statement 3 --done"));
+        assert!(
+            err[0]
+                .to_string()
+                .contains("chmigrate repair --version 1 --statement 3 --done")
+        );
 
         // The server reported statement 3 failed: it did not run, so retry it.
         let mut failed = Log(log.0.clone());
-        failed.push("1", EventKind::Failed { direction: Direction::Up, index: 2, error: "boom".into() });
-        assert_eq!(steps(&plan(&ms, &failed.state(), &Target::Latest, &policy()).unwrap()), ["+1@2"]);
+        failed.push(
+            "1",
+            EventKind::Failed {
+                direction: Direction::Up,
+                index: 2,
+                error: "boom".into(),
+            },
+        );
+        assert_eq!(
+            steps(&plan(&ms, &failed.state(), &Target::Latest, &policy()).unwrap()),
+            ["+1@2"]
+        );
 
         // A person recorded that it took effect: nothing left but completion.
-        log.push("1", EventKind::StatementResolved { direction: Direction::Up, index: 2, done: true });
-        assert_eq!(steps(&plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap()), ["+1@3"]);
+        log.push(
+            "1",
+            EventKind::StatementResolved {
+                direction: Direction::Up,
+                index: 2,
+                done: true,
+            },
+        );
+        assert_eq!(
+            steps(&plan(&ms, &log.state(), &Target::Latest, &policy()).unwrap()),
+            ["+1@3"]
+        );
     }
 
     #[test]
@@ -879,7 +1091,14 @@ mod tests {
         let ms = vec![mig("1", &[]), mig("2", &[])];
         let mut log = Log::default();
         applied(&mut log, &ms[0]);
-        log.push("2", EventKind::Started { direction: Direction::Up, checksum: ms[1].checksum.clone(), statements: 1 });
+        log.push(
+            "2",
+            EventKind::Started {
+                direction: Direction::Up,
+                checksum: ms[1].checksum.clone(),
+                statements: 1,
+            },
+        );
         let err = plan(&ms, &log.state(), &Target::Version(v("1")), &policy()).unwrap_err();
         assert!(matches!(&err[..], [Problem::HalfApplied { .. }]), "{err:?}");
     }
@@ -891,7 +1110,13 @@ mod tests {
         p.baseline = Some(v("2"));
         let out = plan(&ms, &TargetState::default(), &Target::Latest, &p).unwrap();
         assert_eq!(steps(&out), ["=2", "+3"]);
-        assert_eq!(out.skipped.iter().map(|s| s.version.to_string()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(
+            out.skipped
+                .iter()
+                .map(|s| s.version.to_string())
+                .collect::<Vec<_>>(),
+            ["1", "2"]
+        );
         // A baselined ledger is not baselined again, and its versions are not checked.
         let mut log = Log::default();
         log.push("2", EventKind::Baselined { checksum: None });

@@ -62,10 +62,14 @@ pub fn prepare_statement(
 ) -> Result<PreparedStatement, Diagnostic> {
     let sql = settings.variables.substitute(&stmt.sql).map_err(|u| {
         let line = location.line + stmt.sql[..u.offset].matches('\n').count();
-        Diagnostic::error(Some(Location::new(location.file.clone(), line)), u.message())
+        Diagnostic::error(
+            Some(Location::new(location.file.clone(), line)),
+            u.message(),
+        )
     })?;
-    let info = analyze(&sql)
-        .map_err(|e| Diagnostic::error(Some(location.clone()), format!("after substitution: {e}")))?;
+    let info = analyze(&sql).map_err(|e| {
+        Diagnostic::error(Some(location.clone()), format!("after substitution: {e}"))
+    })?;
     let note = match (&settings.cluster, settings.on_cluster) {
         (None, _) | (_, OnClusterMode::Never) => OnClusterNote::Off,
         (Some(cluster), mode) => match add_on_cluster(&sql, cluster, mode)
@@ -86,7 +90,9 @@ pub fn prepare_statement(
                 if mode == OnClusterMode::Always {
                     return Err(Diagnostic::error(
                         Some(location),
-                        format!("cannot add ON CLUSTER ({reason}) and on_cluster is 'always'; write ON CLUSTER yourself or use mode 'auto'"),
+                        format!(
+                            "cannot add ON CLUSTER ({reason}) and on_cluster is 'always'; write ON CLUSTER yourself or use mode 'auto'"
+                        ),
                     ));
                 }
                 OnClusterNote::Unrecognized(reason)
@@ -122,11 +128,17 @@ pub fn prepare(
                 });
                 continue;
             }
-            Step::Apply { version, from_statement } => {
+            Step::Apply {
+                version,
+                from_statement,
+            } => {
                 let Some(m) = find(version) else { continue };
                 (m, m.up.as_slice(), *from_statement, false)
             }
-            Step::Rollback { version, from_statement } => {
+            Step::Rollback {
+                version,
+                from_statement,
+            } => {
                 let Some(m) = find(version) else { continue };
                 (m, m.down.as_deref().unwrap_or(&[]), *from_statement, true)
             }
@@ -150,7 +162,11 @@ pub fn prepare(
             statements,
         });
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +183,10 @@ mod tests {
     }
 
     fn st(sql: &str) -> Statement {
-        Statement { sql: sql.into(), line: 10 }
+        Statement {
+            sql: sql.into(),
+            line: 10,
+        }
     }
 
     #[test]
@@ -179,23 +198,56 @@ mod tests {
             &settings(Some("chm_cluster"), OnClusterMode::Auto),
         )
         .unwrap();
-        assert_eq!(p.sql, "CREATE TABLE analytics.t ON CLUSTER chm_cluster (x UInt8) ENGINE = Memory");
+        assert_eq!(
+            p.sql,
+            "CREATE TABLE analytics.t ON CLUSTER chm_cluster (x UInt8) ENGINE = Memory"
+        );
         assert_eq!(p.note, OnClusterNote::Added);
-        let p = prepare_statement(0, &st("INSERT INTO ${database}.t VALUES (1)"), Location::new("f", 1), &settings(Some("c"), OnClusterMode::Auto)).unwrap();
+        let p = prepare_statement(
+            0,
+            &st("INSERT INTO ${database}.t VALUES (1)"),
+            Location::new("f", 1),
+            &settings(Some("c"), OnClusterMode::Auto),
+        )
+        .unwrap();
         assert_eq!(p.sql, "INSERT INTO analytics.t VALUES (1)");
         assert_eq!(p.note, OnClusterNote::NotApplicable);
-        let p = prepare_statement(0, &st("DROP TABLE t"), Location::new("f", 1), &settings(None, OnClusterMode::Always)).unwrap();
-        assert_eq!((p.sql.as_str(), p.note), ("DROP TABLE t", OnClusterNote::Off));
+        let p = prepare_statement(
+            0,
+            &st("DROP TABLE t"),
+            Location::new("f", 1),
+            &settings(None, OnClusterMode::Always),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.sql.as_str(), p.note),
+            ("DROP TABLE t", OnClusterNote::Off)
+        );
     }
 
     #[test]
     fn always_mode_refuses_what_it_cannot_place() {
         let s = st("SYSTEM RELOAD DICTIONARIES");
-        let auto = prepare_statement(0, &s, Location::new("f", 1), &settings(Some("c"), OnClusterMode::Auto)).unwrap();
+        let auto = prepare_statement(
+            0,
+            &s,
+            Location::new("f", 1),
+            &settings(Some("c"), OnClusterMode::Auto),
+        )
+        .unwrap();
         assert!(matches!(auto.note, OnClusterNote::Unrecognized(_)));
         assert_eq!(auto.sql, "SYSTEM RELOAD DICTIONARIES");
-        let err = prepare_statement(0, &s, Location::new("f", 1), &settings(Some("c"), OnClusterMode::Always)).unwrap_err();
-        assert!(err.to_string().starts_with("f:1: cannot add ON CLUSTER"), "{err}");
+        let err = prepare_statement(
+            0,
+            &s,
+            Location::new("f", 1),
+            &settings(Some("c"), OnClusterMode::Always),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("f:1: cannot add ON CLUSTER"),
+            "{err}"
+        );
     }
 
     #[test]

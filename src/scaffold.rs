@@ -14,7 +14,13 @@ pub enum Template {
 }
 
 impl Template {
-    pub const ALL: [Template; 5] = [Template::Table, Template::Alter, Template::Index, Template::Data, Template::View];
+    pub const ALL: [Template; 5] = [
+        Template::Table,
+        Template::Alter,
+        Template::Index,
+        Template::Data,
+        Template::View,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,7 +47,9 @@ impl Template {
 pub enum ScaffoldError {
     #[error("unknown template {0:?} (known: table, alter, index, data, view)")]
     UnknownTemplate(String),
-    #[error("migration name {0:?} must contain a letter and start with a letter after cleaning (letters, digits and '_')")]
+    #[error(
+        "migration name {0:?} must contain a letter and start with a letter after cleaning (letters, digits and '_')"
+    )]
     BadName(String),
     #[error("no version above the existing ones can be written")]
     NoNextVersion,
@@ -88,13 +96,25 @@ pub fn timestamp(unix_secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// The version for a new migration: a timestamp when asked (or when the
 /// folder already uses timestamps), else one more than the highest major.
-pub fn next_version(existing: &[Version], use_timestamp: bool, now_unix: u64) -> Result<Version, ScaffoldError> {
-    let max_major = existing.iter().filter_map(|v| v.segments().first().copied()).max();
+pub fn next_version(
+    existing: &[Version],
+    use_timestamp: bool,
+    now_unix: u64,
+) -> Result<Version, ScaffoldError> {
+    let max_major = existing
+        .iter()
+        .filter_map(|v| v.segments().first().copied())
+        .max();
     let stamp = timestamp(now_unix);
     let next = |m: u64| m.checked_add(1).ok_or(ScaffoldError::NoNextVersion);
     let text = match max_major {
@@ -116,7 +136,13 @@ pub fn file_name(version: &Version, name: &str) -> String {
 }
 
 /// Fills a template.
-pub fn render(template: Template, version: &Version, name: &str, author: &str, created: &str) -> String {
+pub fn render(
+    template: Template,
+    version: &Version,
+    name: &str,
+    author: &str,
+    created: &str,
+) -> String {
     let description = name.replace('_', " ");
     template
         .text()
@@ -145,12 +171,24 @@ mod tests {
         assert!(snake_name("123").is_err());
         assert!(snake_name("  ").is_err());
         assert_eq!(next_version(&[], false, 0).unwrap().as_str(), "1");
-        assert_eq!(next_version(&[v("1"), v("4.2"), v("3")], false, 0).unwrap().as_str(), "5");
+        assert_eq!(
+            next_version(&[v("1"), v("4.2"), v("3")], false, 0)
+                .unwrap()
+                .as_str(),
+            "5"
+        );
         assert_eq!(timestamp(0), "19700101000000");
         assert_eq!(timestamp(1_748_433_600), "20250528120000");
-        assert_eq!(next_version(&[v("1")], true, 1_748_433_600).unwrap().as_str(), "20250528120000");
         assert_eq!(
-            next_version(&[v("20250528120000")], false, 1_748_433_600).unwrap().as_str(),
+            next_version(&[v("1")], true, 1_748_433_600)
+                .unwrap()
+                .as_str(),
+            "20250528120000"
+        );
+        assert_eq!(
+            next_version(&[v("20250528120000")], false, 1_748_433_600)
+                .unwrap()
+                .as_str(),
             "20250528120001"
         );
         assert!(next_version(&[v(&u64::MAX.to_string())], false, 0).is_err());
@@ -167,8 +205,11 @@ mod tests {
         for t in Template::ALL {
             let text = render(t, &v("7"), "my_table", "me", "2025-01-01");
             let name = file_name(&v("7"), "my_table");
-            let part = parse_file(&name, &name, &text, 1 << 20).unwrap_or_else(|e| panic!("{t:?}: {e:?}"));
-            let Some(FilePart::Forward(d)) = part else { panic!("{t:?}") };
+            let part =
+                parse_file(&name, &name, &text, 1 << 20).unwrap_or_else(|e| panic!("{t:?}: {e:?}"));
+            let Some(FilePart::Forward(d)) = part else {
+                panic!("{t:?}")
+            };
             assert_eq!(d.version, v("7"), "{t:?}");
             assert!(!d.up.is_empty(), "{t:?}");
             assert_eq!(d.down.is_some(), t != Template::Data, "{t:?}");

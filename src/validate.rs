@@ -17,15 +17,22 @@ pub fn validate_offline(
     settings: &PrepareSettings,
     policy: &Policy,
 ) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = source_errors.iter().cloned().map(Diagnostic::from).collect();
+    let mut out: Vec<Diagnostic> = source_errors
+        .iter()
+        .cloned()
+        .map(Diagnostic::from)
+        .collect();
     for m in migrations {
         let down = m.down.as_deref().unwrap_or(&[]);
-        let stmts = m
-            .up
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s, m.up_location(i)))
-            .chain(down.iter().enumerate().map(|(i, s)| (i, s, m.down_statement_location(i))));
+        let stmts =
+            m.up.iter()
+                .enumerate()
+                .map(|(i, s)| (i, s, m.up_location(i)))
+                .chain(
+                    down.iter()
+                        .enumerate()
+                        .map(|(i, s)| (i, s, m.down_statement_location(i))),
+                );
         for (i, stmt, loc) in stmts {
             match prepare_statement(i, stmt, loc, settings) {
                 Ok(p) => {
@@ -73,7 +80,10 @@ mod tests {
             on_cluster: OnClusterMode::Auto,
             variables: Variables::new("db", Some("c"), "dev", &BTreeMap::new()).unwrap(),
         };
-        let policy = Policy { environment: "dev".into(), ..Default::default() };
+        let policy = Policy {
+            environment: "dev".into(),
+            ..Default::default()
+        };
         let diags = validate_offline(&loaded.migrations, &loaded.errors, &settings, &policy);
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
         assert_eq!(

@@ -11,7 +11,9 @@ pub const BUILT_INS: [&str; 3] = ["database", "cluster", "environment"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VarError {
-    #[error("variable name {0:?} is not valid (use letters, digits and '_', not starting with a digit)")]
+    #[error(
+        "variable name {0:?} is not valid (use letters, digits and '_', not starting with a digit)"
+    )]
     BadName(String),
     #[error("variable {0:?} is built in and cannot be set")]
     BuiltIn(String),
@@ -143,7 +145,13 @@ mod tests {
         let v = Variables::new("db", None, "dev", &BTreeMap::new()).unwrap();
         let unknown = v.unknown_in("SELECT ${nope}, ${cluster}");
         assert_eq!(unknown.len(), 2);
-        assert_eq!(unknown[0], Unknown { name: "nope".into(), offset: 7 });
+        assert_eq!(
+            unknown[0],
+            Unknown {
+                name: "nope".into(),
+                offset: 7
+            }
+        );
         assert_eq!(unknown[0].message(), "unknown placeholder ${nope}");
         assert!(unknown[1].message().contains("no cluster is configured"));
         assert_eq!(v.substitute("x ${nope}").unwrap_err().offset, 2);
@@ -159,6 +167,9 @@ mod tests {
         );
         let mut user = BTreeMap::new();
         user.insert("1x".to_string(), "x".to_string());
-        assert!(matches!(Variables::new("db", None, "dev", &user), Err(VarError::BadName(_))));
+        assert!(matches!(
+            Variables::new("db", None, "dev", &user),
+            Err(VarError::BadName(_))
+        ));
     }
 }

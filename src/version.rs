@@ -147,7 +147,15 @@ mod tests {
 
     #[test]
     fn compares_numerically_by_segment() {
-        let mut vs = vec![v("2"), v("1.10"), v("1"), v("1.2"), v("1.1"), v("10"), v("9")];
+        let mut vs = [
+            v("2"),
+            v("1.10"),
+            v("1"),
+            v("1.2"),
+            v("1.1"),
+            v("10"),
+            v("9"),
+        ];
         vs.sort();
         let texts: Vec<&str> = vs.iter().map(|v| v.as_str()).collect();
         assert_eq!(texts, ["1", "1.1", "1.2", "1.10", "2", "9", "10"]);

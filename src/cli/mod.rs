@@ -76,7 +76,12 @@ pub struct Global {
     #[arg(long, global = true, env = "CHMIGRATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Environment whose settings and migrations apply [default: development]
-    #[arg(long = "env", global = true, env = "CHMIGRATE_ENV", value_name = "NAME")]
+    #[arg(
+        long = "env",
+        global = true,
+        env = "CHMIGRATE_ENV",
+        value_name = "NAME"
+    )]
     pub environment: Option<String>,
     /// Folder of migration files [default: migrations]
     #[arg(long, global = true, env = "CHMIGRATE_DIR", value_name = "DIR")]
@@ -88,10 +93,20 @@ pub struct Global {
     #[arg(long, global = true, env = "CHMIGRATE_USER")]
     pub user: Option<String>,
     /// ClickHouse password (prefer --password-file or CHMIGRATE_PASSWORD; never printed)
-    #[arg(long, global = true, env = "CHMIGRATE_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// File holding the ClickHouse password
-    #[arg(long, global = true, env = "CHMIGRATE_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
     pub password_file: Option<PathBuf>,
     /// Target database [default: default]
     #[arg(long, global = true, env = "CHMIGRATE_DATABASE")]
@@ -100,13 +115,23 @@ pub struct Global {
     #[arg(long, global = true, env = "CHMIGRATE_CLUSTER")]
     pub cluster: Option<String>,
     /// Ledger table name [default: schema_migrations]
-    #[arg(long, global = true, env = "CHMIGRATE_HISTORY_TABLE", value_name = "TABLE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_HISTORY_TABLE",
+        value_name = "TABLE"
+    )]
     pub history_table: Option<String>,
     /// How ON CLUSTER is added to DDL [default: auto]
     #[arg(long, global = true, env = "CHMIGRATE_ON_CLUSTER", value_enum)]
     pub on_cluster: Option<OnClusterArg>,
     /// Largest migration file in bytes [default: 1048576]
-    #[arg(long, global = true, env = "CHMIGRATE_MAX_FILE_SIZE", value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_MAX_FILE_SIZE",
+        value_name = "BYTES"
+    )]
     pub max_file_size: Option<u64>,
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
@@ -282,17 +307,20 @@ fn cmd_plan_offline(settings: &Settings, to: Option<&str>, format: Format) -> Re
         return Err(CliError::Reported);
     }
     let state = TargetState::default();
-    let planned = plan(&loaded.migrations, &state, &target, &settings.policy()).map_err(|problems| {
-        let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
-        diagnostic::sort(&mut diags);
-        output::print_diagnostics(format, &diags);
-        CliError::Reported
-    })?;
-    let steps = prepare(&planned, &loaded.migrations, &settings.prepare_settings()).map_err(|mut diags| {
-        diagnostic::sort(&mut diags);
-        output::print_diagnostics(format, &diags);
-        CliError::Reported
-    })?;
+    let planned =
+        plan(&loaded.migrations, &state, &target, &settings.policy()).map_err(|problems| {
+            let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
+            diagnostic::sort(&mut diags);
+            output::print_diagnostics(format, &diags);
+            CliError::Reported
+        })?;
+    let steps = prepare(&planned, &loaded.migrations, &settings.prepare_settings()).map_err(
+        |mut diags| {
+            diagnostic::sort(&mut diags);
+            output::print_diagnostics(format, &diags);
+            CliError::Reported
+        },
+    )?;
     output::print_plan(format, settings, &planned, &steps, &loaded.migrations);
     Ok(())
 }
@@ -313,8 +341,12 @@ fn cmd_new(
     };
     let name = scaffold::snake_name(name).map_err(|e| CliError::Invalid(e.to_string()))?;
     let dir = &settings.dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: cannot create folder: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CliError::Failed(anyhow::anyhow!(
+            "{}: cannot create folder: {e}",
+            dir.display()
+        ))
+    })?;
     let existing = existing_versions(dir);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -349,7 +381,9 @@ fn existing_versions(dir: &Path) -> Vec<Version> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

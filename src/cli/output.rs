@@ -39,7 +39,12 @@ pub fn print_diagnostics(format: Format, diags: &[Diagnostic]) {
     }
 }
 
-pub fn print_validation(format: Format, settings: &Settings, migrations: usize, diags: &[Diagnostic]) {
+pub fn print_validation(
+    format: Format,
+    settings: &Settings,
+    migrations: usize,
+    diags: &[Diagnostic],
+) {
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     match format {
@@ -66,10 +71,17 @@ pub fn print_validation(format: Format, settings: &Settings, migrations: usize, 
 }
 
 fn opt_version(v: &Option<Version>) -> String {
-    v.as_ref().map_or_else(|| "none".to_string(), |v| format!("V{v}"))
+    v.as_ref()
+        .map_or_else(|| "none".to_string(), |v| format!("V{v}"))
 }
 
-pub fn print_plan(format: Format, settings: &Settings, plan: &Plan, steps: &[PreparedStep], migrations: &[Migration]) {
+pub fn print_plan(
+    format: Format,
+    settings: &Settings,
+    plan: &Plan,
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+) {
     let cluster = settings.cluster.as_ref().map(|c| c.as_str().to_string());
     match format {
         Format::Json => print_json(&json!({
@@ -114,7 +126,10 @@ pub fn print_plan(format: Format, settings: &Settings, plan: &Plan, steps: &[Pre
                     .find(|m| &m.version == v)
                     .map(|m| m.location.file.to_string())
                     .unwrap_or_default();
-                let short = step.checksum.as_deref().map_or("", |c| &c[..c.len().min(12)]);
+                let short = step
+                    .checksum
+                    .as_deref()
+                    .map_or("", |c| &c[..c.len().min(12)]);
                 print!("{verb} V{v}");
                 if !step.description.is_empty() {
                     print!("  {}", step.description);
@@ -127,7 +142,9 @@ pub fn print_plan(format: Format, settings: &Settings, plan: &Plan, steps: &[Pre
                     statements += 1;
                     let note = match &s.note {
                         OnClusterNote::Added => "  (ON CLUSTER added)".to_string(),
-                        OnClusterNote::Unrecognized(r) => format!("  (warning: sent without ON CLUSTER: {r})"),
+                        OnClusterNote::Unrecognized(r) => {
+                            format!("  (warning: sent without ON CLUSTER: {r})")
+                        }
                         _ => String::new(),
                     };
                     println!("  [{}] {}{note}", s.index + 1, s.location);
@@ -140,8 +157,16 @@ pub fn print_plan(format: Format, settings: &Settings, plan: &Plan, steps: &[Pre
             for s in &plan.skipped {
                 println!("Skip V{}: {}", s.version, s.reason);
             }
-            let applies = plan.steps.iter().filter(|s| matches!(s, Step::Apply { .. })).count();
-            let rollbacks = plan.steps.iter().filter(|s| matches!(s, Step::Rollback { .. })).count();
+            let applies = plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s, Step::Apply { .. }))
+                .count();
+            let rollbacks = plan
+                .steps
+                .iter()
+                .filter(|s| matches!(s, Step::Rollback { .. }))
+                .count();
             println!(
                 "{applies} migration(s) to apply, {rollbacks} to roll back, {statements} statement(s), {} skipped",
                 plan.skipped.len()
@@ -152,7 +177,10 @@ pub fn print_plan(format: Format, settings: &Settings, plan: &Plan, steps: &[Pre
 
 pub fn print_created(format: Format, path: &Path, version: &Version, template: &str) {
     match format {
-        Format::Table => println!("created {} (version {version}, template {template})", path.display()),
+        Format::Table => println!(
+            "created {} (version {version}, template {template})",
+            path.display()
+        ),
         Format::Json => print_json(&json!({
             "ok": true,
             "path": path.display().to_string(),

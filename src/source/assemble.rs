@@ -26,7 +26,7 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
                         },
                     ));
                 } else {
-                    forwards.insert(d.version.clone(), d);
+                    forwards.insert(d.version.clone(), *d);
                 }
             }
             FilePart::Down(p) => {
@@ -98,7 +98,10 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
         });
     }
     for (_, part) in downs {
-        errors.push(SourceError::new(part.location, SourceErrorKind::DownWithoutUp));
+        errors.push(SourceError::new(
+            part.location,
+            SourceErrorKind::DownWithoutUp,
+        ));
     }
     Loaded { migrations, errors }
 }
@@ -126,7 +129,10 @@ mod tests {
         let m = &loaded.migrations;
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].down.as_ref().unwrap()[0].sql, "DROP TABLE a");
-        assert_eq!(m[0].down_location.as_ref().unwrap().to_string(), "1_a.down.sql:1");
+        assert_eq!(
+            m[0].down_location.as_ref().unwrap().to_string(),
+            "1_a.down.sql:1"
+        );
         assert_eq!(m[1].down, None);
     }
 
@@ -157,26 +163,48 @@ mod tests {
         let msgs: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
         assert!(msgs[0].starts_with("U1__a.sql:1: rollback for version 1 is written twice"));
-        assert_eq!(msgs[1], "9_z.down.sql:1: down migration has no matching up migration");
+        assert_eq!(
+            msgs[1],
+            "9_z.down.sql:1: down migration has no matching up migration"
+        );
     }
 
     #[test]
     fn flyway_undo_file_becomes_the_down_part() {
-        let loaded = assemble(parts(&[("V1__a.sql", "SELECT 1;"), ("U1__a.sql", "SELECT 0;")]));
+        let loaded = assemble(parts(&[
+            ("V1__a.sql", "SELECT 1;"),
+            ("U1__a.sql", "SELECT 0;"),
+        ]));
         assert!(loaded.errors.is_empty());
-        assert_eq!(loaded.migrations[0].down.as_ref().unwrap()[0].sql, "SELECT 0");
+        assert_eq!(
+            loaded.migrations[0].down.as_ref().unwrap()[0].sql,
+            "SELECT 0"
+        );
     }
 
     #[test]
     fn same_sql_has_same_checksum_in_every_format() {
         let loaded = assemble(parts(&[
-            ("V1__a.sql", "-- Author: x\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE a;"),
-            ("2_a.up.sql", "CREATE TABLE a (x UInt8) ENGINE = Memory;\r\n"),
+            (
+                "V1__a.sql",
+                "-- Author: x\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE a;",
+            ),
+            (
+                "2_a.up.sql",
+                "CREATE TABLE a (x UInt8) ENGINE = Memory;\r\n",
+            ),
             ("2_a.down.sql", "DROP TABLE a"),
-            ("3_a.sql", "-- migrate:up\nCREATE TABLE a (x UInt8) ENGINE = Memory;   \n-- migrate:down\nDROP TABLE a;\n"),
+            (
+                "3_a.sql",
+                "-- migrate:up\nCREATE TABLE a (x UInt8) ENGINE = Memory;   \n-- migrate:down\nDROP TABLE a;\n",
+            ),
         ]));
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let sums: Vec<&str> = loaded.migrations.iter().map(|m| m.checksum.0.as_str()).collect();
+        let sums: Vec<&str> = loaded
+            .migrations
+            .iter()
+            .map(|m| m.checksum.0.as_str())
+            .collect();
         assert_eq!(sums[0], sums[1]);
         assert_eq!(sums[1], sums[2]);
     }

@@ -19,7 +19,9 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
         let display = path.display().to_string();
         let at = |kind| SourceError::new(Location::new(display.as_str(), 1), kind);
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            errors.push(at(SourceErrorKind::BadFileName("file name is not valid UTF-8".into())));
+            errors.push(at(SourceErrorKind::BadFileName(
+                "file name is not valid UTF-8".into(),
+            )));
             continue;
         };
         match std::fs::metadata(&path) {
@@ -105,18 +107,31 @@ mod tests {
         std::fs::write(p.join("V4__bin.sql"), [0xff, 0xfe]).unwrap();
         std::fs::write(p.join("V5__big.sql"), "SELECT 5;".repeat(20)).unwrap();
         let loaded = load_dir(p, 100);
-        let versions: Vec<String> = loaded.migrations.iter().map(|m| m.version.to_string()).collect();
+        let versions: Vec<String> = loaded
+            .migrations
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect();
         assert_eq!(versions, ["1", "2", "3"]);
         let msgs: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].ends_with("V4__bin.sql:1: file is not valid UTF-8"), "{msgs:?}");
-        assert!(msgs[1].ends_with("V5__big.sql:1: migration is 180 bytes, over the limit of 100 bytes (max_file_size)"));
+        assert!(
+            msgs[0].ends_with("V4__bin.sql:1: file is not valid UTF-8"),
+            "{msgs:?}"
+        );
+        assert!(msgs[1].ends_with(
+            "V5__big.sql:1: migration is 180 bytes, over the limit of 100 bytes (max_file_size)"
+        ));
     }
 
     #[test]
     fn missing_folder_is_reported() {
         let loaded = load_dir(Path::new("/nonexistent/chmigrate"), 100);
         assert_eq!(loaded.errors.len(), 1);
-        assert!(loaded.errors[0].to_string().starts_with("/nonexistent/chmigrate: cannot read"));
+        assert!(
+            loaded.errors[0]
+                .to_string()
+                .starts_with("/nonexistent/chmigrate: cannot read")
+        );
     }
 }

@@ -30,11 +30,26 @@ use crate::version::Version;
 /// What a file name says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileName {
-    Flyway { version: Version, description: String },
-    FlywayUndo { version: Version, description: String },
-    Up { version: Version, name: String },
-    Down { version: Version, name: String },
-    Dbmate { version: Version, name: String },
+    Flyway {
+        version: Version,
+        description: String,
+    },
+    FlywayUndo {
+        version: Version,
+        description: String,
+    },
+    Up {
+        version: Version,
+        name: String,
+    },
+    Down {
+        version: Version,
+        name: String,
+    },
+    Dbmate {
+        version: Version,
+        name: String,
+    },
 }
 
 const EXPECTED_NAMES: &str = "expected V<version>__<description>.sql, \
@@ -123,7 +138,7 @@ pub struct DownPart {
 /// What one file contributes.
 #[derive(Debug, Clone)]
 pub enum FilePart {
-    Forward(Draft),
+    Forward(Box<Draft>),
     Down(DownPart),
 }
 
@@ -137,7 +152,9 @@ pub fn parse_file(
     max_bytes: u64,
 ) -> Result<Option<FilePart>, Vec<SourceError>> {
     let file: Arc<str> = Arc::from(display);
-    let at = |line: usize, kind: SourceErrorKind| SourceError::new(Location::new(file.clone(), line), kind);
+    let at = |line: usize, kind: SourceErrorKind| {
+        SourceError::new(Location::new(file.clone(), line), kind)
+    };
     let kind = match classify_name(file_name) {
         Ok(Some(k)) => k,
         Ok(None) => return Ok(None),
@@ -152,7 +169,12 @@ pub fn parse_file(
             },
         )]);
     }
-    let lex_err = |e: LexError| at(line_of_offset(content, e.offset), SourceErrorKind::Unterminated(e.what));
+    let lex_err = |e: LexError| {
+        at(
+            line_of_offset(content, e.offset),
+            SourceErrorKind::Unterminated(e.what),
+        )
+    };
     let tokens = tokenize(content).map_err(|e| vec![lex_err(e)])?;
     let mut errors = Vec::new();
     let (header, header_errors) = parse_header(content);
@@ -161,13 +183,24 @@ pub fn parse_file(
     }
 
     let (version, description, format) = match &kind {
-        FileName::Flyway { version, description } | FileName::FlywayUndo { version, description } => {
-            (version.clone(), description.clone(), SourceFormat::Flyway)
+        FileName::Flyway {
+            version,
+            description,
         }
-        FileName::Up { version, name } | FileName::Down { version, name } => {
-            (version.clone(), name.replace('_', " "), SourceFormat::UpDown)
-        }
-        FileName::Dbmate { version, name } => (version.clone(), name.replace('_', " "), SourceFormat::Dbmate),
+        | FileName::FlywayUndo {
+            version,
+            description,
+        } => (version.clone(), description.clone(), SourceFormat::Flyway),
+        FileName::Up { version, name } | FileName::Down { version, name } => (
+            version.clone(),
+            name.replace('_', " "),
+            SourceFormat::UpDown,
+        ),
+        FileName::Dbmate { version, name } => (
+            version.clone(),
+            name.replace('_', " "),
+            SourceFormat::Dbmate,
+        ),
     };
     if let Some((hv, line)) = &header.version
         && *hv != version
@@ -200,12 +233,18 @@ pub fn parse_file(
             blank_ranges.push((t.start, t.end));
         } else if body.starts_with("migrate:up") {
             if up_marker.is_some() {
-                errors.push(at(line, SourceErrorKind::Sections("second '-- migrate:up' marker".into())));
+                errors.push(at(
+                    line,
+                    SourceErrorKind::Sections("second '-- migrate:up' marker".into()),
+                ));
             }
             up_marker = Some((line, t.end));
         } else if body.starts_with("migrate:down") {
             if down_marker.is_some() {
-                errors.push(at(line, SourceErrorKind::Sections("second '-- migrate:down' marker".into())));
+                errors.push(at(
+                    line,
+                    SourceErrorKind::Sections("second '-- migrate:down' marker".into()),
+                ));
             }
             down_marker = Some((line, t.start, t.end));
         }
@@ -271,12 +310,17 @@ pub fn parse_file(
                 Some((_, down_start, down_end)) if down_start > up_end => {
                     let up_text = blank(content, &[(0, up_end), (down_start, content.len())]);
                     let down_text = blank(content, &[(0, down_end)]);
-                    (split(&up_text).map_err(|e| vec![e])?, Some(split(&down_text).map_err(|e| vec![e])?))
+                    (
+                        split(&up_text).map_err(|e| vec![e])?,
+                        Some(split(&down_text).map_err(|e| vec![e])?),
+                    )
                 }
                 Some((down_line, _, _)) => {
                     errors.push(at(
                         down_line,
-                        SourceErrorKind::Sections("'-- migrate:down' must come after '-- migrate:up'".into()),
+                        SourceErrorKind::Sections(
+                            "'-- migrate:down' must come after '-- migrate:up'".into(),
+                        ),
                     ));
                     return Err(errors);
                 }
@@ -316,7 +360,7 @@ pub fn parse_file(
         return Err(errors);
     }
     let description = header.description.clone().unwrap_or(description);
-    Ok(Some(FilePart::Forward(Draft {
+    Ok(Some(FilePart::Forward(Box::new(Draft {
         version,
         description,
         up,
@@ -324,7 +368,7 @@ pub fn parse_file(
         header,
         location,
         format,
-    })))
+    }))))
 }
 
 /// `text` with the given byte ranges replaced by spaces (newlines kept), so
@@ -344,7 +388,10 @@ fn blank(text: &str, ranges: &[(usize, usize)]) -> String {
 }
 
 /// Statements of the `-- ROLLBACK:` lines, each located at its file line.
-fn rollback_statements(lines: &[(usize, String)], file: &Arc<str>) -> Result<Vec<Statement>, SourceError> {
+fn rollback_statements(
+    lines: &[(usize, String)],
+    file: &Arc<str>,
+) -> Result<Vec<Statement>, SourceError> {
     let script: Vec<&str> = lines.iter().map(|(_, s)| s.as_str()).collect();
     let script = script.join("\n");
     let file_line = |k: usize| lines.get(k.saturating_sub(1)).map_or(1, |(l, _)| *l);
@@ -369,7 +416,7 @@ mod tests {
 
     fn forward(name: &str, content: &str) -> Draft {
         match parse_file(name, name, content, 1 << 20) {
-            Ok(Some(FilePart::Forward(d))) => d,
+            Ok(Some(FilePart::Forward(d))) => *d,
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -423,9 +470,19 @@ mod tests {
                 name: "thing".into()
             })
         );
-        assert!(matches!(classify_name("U3__undo.sql"), Ok(Some(FileName::FlywayUndo { .. }))));
+        assert!(matches!(
+            classify_name("U3__undo.sql"),
+            Ok(Some(FileName::FlywayUndo { .. }))
+        ));
         assert_eq!(classify_name("README.md").unwrap(), None);
-        for bad in ["V1_create.sql", "create.sql", "R__view.sql", "Vx__a.sql", "1.sql", "V1..2__a.sql"] {
+        for bad in [
+            "V1_create.sql",
+            "create.sql",
+            "R__view.sql",
+            "Vx__a.sql",
+            "1.sql",
+            "V1..2__a.sql",
+        ] {
             assert!(classify_name(bad).is_err(), "{bad}");
         }
     }
@@ -441,7 +498,10 @@ CREATE TABLE users_buffer AS users ENGINE = Memory;\n\n-- ROLLBACK: DROP TABLE I
         assert_eq!(
             sqls(&d.up),
             vec![
-                ("CREATE TABLE users (\n    id UInt64\n) ENGINE = MergeTree ORDER BY id", 7),
+                (
+                    "CREATE TABLE users (\n    id UInt64\n) ENGINE = MergeTree ORDER BY id",
+                    7
+                ),
                 ("CREATE TABLE users_buffer AS users ENGINE = Memory", 11),
             ]
         );
@@ -456,17 +516,24 @@ CREATE TABLE users_buffer AS users ENGINE = Memory;\n\n-- ROLLBACK: DROP TABLE I
 
     #[test]
     fn rollback_lines_inside_statements_do_not_leak_into_them() {
-        let content = "ALTER TABLE t\n-- ROLLBACK: ALTER TABLE t DROP COLUMN c\n  ADD COLUMN c UInt8;\n";
+        let content =
+            "ALTER TABLE t\n-- ROLLBACK: ALTER TABLE t DROP COLUMN c\n  ADD COLUMN c UInt8;\n";
         let d = forward("V2__c.sql", content);
         assert_eq!(d.up.len(), 1);
         assert!(!d.up[0].sql.contains("ROLLBACK"), "{}", d.up[0].sql);
-        assert!(d.up[0].sql.starts_with("ALTER TABLE t\n") && d.up[0].sql.ends_with("ADD COLUMN c UInt8"));
+        assert!(
+            d.up[0].sql.starts_with("ALTER TABLE t\n")
+                && d.up[0].sql.ends_with("ADD COLUMN c UInt8")
+        );
     }
 
     #[test]
     fn header_version_must_match_file_name() {
         let errs = errors("V3__x.sql", "-- Version: 4\nSELECT 1;");
-        assert_eq!(errs, ["V3__x.sql:1: header says Version 4 but the file name says 3"]);
+        assert_eq!(
+            errs,
+            ["V3__x.sql:1: header says Version 4 but the file name says 3"]
+        );
         // Equal versions written differently are fine.
         forward("V3__x.sql", "-- Version: 3.0\nSELECT 1;");
     }
@@ -474,8 +541,14 @@ CREATE TABLE users_buffer AS users ENGINE = Memory;\n\n-- ROLLBACK: DROP TABLE I
     #[test]
     fn rollback_header_must_agree_with_rollback_lines() {
         let errs = errors("V3__x.sql", "-- Rollback: true\nSELECT 1;");
-        assert_eq!(errs, ["V3__x.sql:1: header says Rollback: true but the file has no -- ROLLBACK: lines"]);
-        let errs = errors("V3__x.sql", "-- Rollback: false\nSELECT 1;\n-- ROLLBACK: SELECT 2;");
+        assert_eq!(
+            errs,
+            ["V3__x.sql:1: header says Rollback: true but the file has no -- ROLLBACK: lines"]
+        );
+        let errs = errors(
+            "V3__x.sql",
+            "-- Rollback: false\nSELECT 1;\n-- ROLLBACK: SELECT 2;",
+        );
         assert_eq!(errs.len(), 1);
         assert!(errs[0].contains("Rollback: false"));
     }
@@ -504,8 +577,15 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
     fn dbmate_errors() {
         assert!(errors("3_x.sql", "SELECT 1;")[0].contains("no '-- migrate:up' marker"));
         assert!(errors("3_x.sql", "SELECT 0;\n-- migrate:up\nSELECT 1;")[0].contains("SQL before"));
-        let errs = errors("3_x.sql", "-- migrate:down\nSELECT 0;\n-- migrate:up\nSELECT 1;");
-        assert!(errs.iter().any(|e| e == "3_x.sql:1: '-- migrate:down' must come after '-- migrate:up'"), "{errs:?}");
+        let errs = errors(
+            "3_x.sql",
+            "-- migrate:down\nSELECT 0;\n-- migrate:up\nSELECT 1;",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e == "3_x.sql:1: '-- migrate:down' must come after '-- migrate:up'"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -513,10 +593,18 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
         let d = forward("5_add.up.sql", "ALTER TABLE t ADD COLUMN c UInt8;");
         assert_eq!(d.format, SourceFormat::UpDown);
         assert_eq!(d.description, "add");
-        match parse_file("5_add.down.sql", "5_add.down.sql", "ALTER TABLE t DROP COLUMN c;", 100) {
+        match parse_file(
+            "5_add.down.sql",
+            "5_add.down.sql",
+            "ALTER TABLE t DROP COLUMN c;",
+            100,
+        ) {
             Ok(Some(FilePart::Down(p))) => {
                 assert_eq!(p.version, Version::parse("5").unwrap());
-                assert_eq!(sqls(&p.statements), vec![("ALTER TABLE t DROP COLUMN c", 1)]);
+                assert_eq!(
+                    sqls(&p.statements),
+                    vec![("ALTER TABLE t DROP COLUMN c", 1)]
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -524,7 +612,10 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
 
     #[test]
     fn bad_input_errors_name_file_and_line() {
-        assert_eq!(errors("V1__a.sql", "-- nothing\n\n"), ["V1__a.sql:1: migration has no SQL statements"]);
+        assert_eq!(
+            errors("V1__a.sql", "-- nothing\n\n"),
+            ["V1__a.sql:1: migration has no SQL statements"]
+        );
         assert_eq!(
             errors("V1__a.sql", "SELECT 1;\nSELECT 'oops\n;"),
             ["V1__a.sql:2: unterminated string literal"]
@@ -534,17 +625,29 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
             ["V1__a.sql:2: unterminated block comment"]
         );
         assert_eq!(
-            errors("V1__a.sql", "SELECT 1;\n-- ROLLBACK: SELECT 'x\n-- ROLLBACK: y"),
+            errors(
+                "V1__a.sql",
+                "SELECT 1;\n-- ROLLBACK: SELECT 'x\n-- ROLLBACK: y"
+            ),
             ["V1__a.sql:2: unterminated string literal"]
         );
         let big = "SELECT 1;".repeat(20);
         let e = parse_file("V1__a.sql", "V1__a.sql", &big, 100).unwrap_err();
-        assert_eq!(e[0].to_string(), "V1__a.sql:1: migration is 180 bytes, over the limit of 100 bytes (max_file_size)");
-        assert!(errors("V1_a.sql", "SELECT 1")[0].starts_with("V1_a.sql:1: bad migration file name"));
+        assert_eq!(
+            e[0].to_string(),
+            "V1__a.sql:1: migration is 180 bytes, over the limit of 100 bytes (max_file_size)"
+        );
+        assert!(
+            errors("V1_a.sql", "SELECT 1")[0].starts_with("V1_a.sql:1: bad migration file name")
+        );
     }
 
     #[test]
     fn ignores_non_sql_files() {
-        assert!(parse_file("README.md", "README.md", "# hi", 100).unwrap().is_none());
+        assert!(
+            parse_file("README.md", "README.md", "# hi", 100)
+                .unwrap()
+                .is_none()
+        );
     }
 }

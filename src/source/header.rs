@@ -109,7 +109,12 @@ pub fn parse_header(text: &str) -> (Header, Vec<HeaderError>) {
         if key == "ROLLBACK" || key.contains(char::is_whitespace) {
             continue;
         }
-        let mut err = |message: String| errors.push(HeaderError { line: line_no, message });
+        let mut err = |message: String| {
+            errors.push(HeaderError {
+                line: line_no,
+                message,
+            })
+        };
         match key.to_ascii_lowercase().as_str() {
             "migration" => h.migration = Some(value.to_string()),
             "description" => h.description = Some(value.to_string()),

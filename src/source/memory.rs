@@ -48,7 +48,7 @@ pub fn from_memory(items: &[MemoryMigration], max_bytes: u64) -> Loaded {
     let mut errors = Vec::new();
     for item in items {
         match draft(item, max_bytes) {
-            Ok(d) => parts.push(FilePart::Forward(d)),
+            Ok(d) => parts.push(FilePart::Forward(Box::new(d))),
             Err(e) => errors.extend(e),
         }
     }
@@ -61,21 +61,56 @@ pub fn from_memory(items: &[MemoryMigration], max_bytes: u64) -> Loaded {
 fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceError>> {
     let origin: Arc<str> = Arc::from(item.origin.as_str());
     let err = |field: &str, line: usize, kind: SourceErrorKind| {
-        SourceError::new(Location::new(Arc::from(format!("{origin} {field}")), line), kind)
+        SourceError::new(
+            Location::new(Arc::from(format!("{origin} {field}")), line),
+            kind,
+        )
     };
     let mut errors = Vec::new();
-    let version = Version::parse(item.version.strip_prefix(['V', 'v']).unwrap_or(&item.version))
-        .map_err(|e| err("version", 1, SourceErrorKind::InvalidResource(e.to_string())));
+    let version = Version::parse(
+        item.version
+            .strip_prefix(['V', 'v'])
+            .unwrap_or(&item.version),
+    )
+    .map_err(|e| {
+        err(
+            "version",
+            1,
+            SourceErrorKind::InvalidResource(e.to_string()),
+        )
+    });
     let size = (item.up.len() + item.down.as_ref().map_or(0, String::len)) as u64;
     if size > max_bytes {
-        errors.push(err("up", 1, SourceErrorKind::TooLarge { size, limit: max_bytes }));
+        errors.push(err(
+            "up",
+            1,
+            SourceErrorKind::TooLarge {
+                size,
+                limit: max_bytes,
+            },
+        ));
     }
     let split = |field: &str, text: &str| -> Result<Vec<Statement>, SourceError> {
         split_statements(text)
-            .map(|v| v.into_iter().map(|s| Statement { sql: s.text, line: s.line }).collect())
-            .map_err(|e| err(field, line_of_offset(text, e.offset), SourceErrorKind::Unterminated(e.what)))
+            .map(|v| {
+                v.into_iter()
+                    .map(|s| Statement {
+                        sql: s.text,
+                        line: s.line,
+                    })
+                    .collect()
+            })
+            .map_err(|e| {
+                err(
+                    field,
+                    line_of_offset(text, e.offset),
+                    SourceErrorKind::Unterminated(e.what),
+                )
+            })
     };
-    let up = split("up", &item.up).map_err(|e| errors.push(e)).unwrap_or_default();
+    let up = split("up", &item.up)
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
     if up.is_empty() && errors.is_empty() {
         errors.push(err("up", 1, SourceErrorKind::Empty));
     }
@@ -154,13 +189,23 @@ mod tests {
         );
         assert!(files.errors.is_empty(), "{:?}", files.errors);
         assert_eq!(mem.migrations[0].checksum, files.migrations[0].checksum);
-        assert_eq!(mem.migrations[0].dependencies, vec![Version::parse("0.5").unwrap()]);
+        assert_eq!(
+            mem.migrations[0].dependencies,
+            vec![Version::parse("0.5").unwrap()]
+        );
         assert!(!mem.migrations[0].environments.includes("production"));
     }
 
     #[test]
     fn reports_bad_fields_by_resource_and_field() {
-        let mem = from_memory(&[item("x1", "SELECT 1"), item("2", "SELECT 'a"), item("3", "")], 1 << 20);
+        let mem = from_memory(
+            &[
+                item("x1", "SELECT 1"),
+                item("2", "SELECT 'a"),
+                item("3", ""),
+            ],
+            1 << 20,
+        );
         let msgs: Vec<String> = mem.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             msgs,
@@ -177,6 +222,10 @@ mod tests {
         let mem = from_memory(&[item("1", "SELECT 1"), item("1.0", "SELECT 2")], 1 << 20);
         assert_eq!(mem.errors.len(), 1);
         assert!(mem.errors[0].to_string().contains("defined twice"));
-        assert!(mem.errors[0].to_string().contains("ClickHouseMigration ns/m1:1"));
+        assert!(
+            mem.errors[0]
+                .to_string()
+                .contains("ClickHouseMigration ns/m1:1")
+        );
     }
 }

@@ -110,7 +110,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, LexError> {
         let b = bytes[i];
         let kind = match b {
             b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
-                while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+                while i < bytes.len()
+                    && matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
                 {
                     i += 1;
                 }
@@ -333,7 +334,10 @@ mod tests {
     #[test]
     fn tagged_heredoc_and_clickhouse_macros() {
         use TokenKind::*;
-        assert_eq!(kinds("$fn$ a $$ b $fn$"), vec![(Heredoc, "$fn$ a $$ b $fn$")]);
+        assert_eq!(
+            kinds("$fn$ a $$ b $fn$"),
+            vec![(Heredoc, "$fn$ a $$ b $fn$")]
+        );
         // ClickHouse's own {macro} syntax is ordinary punctuation and words.
         assert_eq!(
             kinds("{shard}"),
@@ -346,8 +350,14 @@ mod tests {
         let e = tokenize("SELECT 'abc").unwrap_err();
         assert_eq!(e.what, Unterminated::String);
         assert_eq!(e.offset, 7);
-        assert_eq!(tokenize("x /* y").unwrap_err().what, Unterminated::BlockComment);
-        assert_eq!(tokenize("`x").unwrap_err().what, Unterminated::QuotedIdentifier);
+        assert_eq!(
+            tokenize("x /* y").unwrap_err().what,
+            Unterminated::BlockComment
+        );
+        assert_eq!(
+            tokenize("`x").unwrap_err().what,
+            Unterminated::QuotedIdentifier
+        );
         assert_eq!(tokenize("$$ x").unwrap_err().what, Unterminated::Heredoc);
         // A trailing backslash escapes past the end: still unterminated.
         assert_eq!(tokenize("'\\").unwrap_err().what, Unterminated::String);
@@ -364,7 +374,8 @@ mod tests {
 
     #[test]
     fn finds_placeholders_everywhere() {
-        let found = placeholders("CREATE TABLE ${database}.t COMMENT '${env}' -- ${x}\n{shard} $1 ${ bad}");
+        let found =
+            placeholders("CREATE TABLE ${database}.t COMMENT '${env}' -- ${x}\n{shard} $1 ${ bad}");
         let names: Vec<&str> = found.iter().map(|(_, n)| *n).collect();
         assert_eq!(names, ["database", "env", "x"]);
         assert_eq!(found[0].0, 13);

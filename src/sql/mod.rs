@@ -8,4 +8,6 @@ pub mod statement;
 
 pub use ident::{Ident, IdentError, quote, quote_if_needed, string_literal};
 pub use split::{SplitStatement, split_statements};
-pub use statement::{OnClusterMode, Rewrite, StatementInfo, StatementKind, add_on_cluster, analyze};
+pub use statement::{
+    OnClusterMode, Rewrite, StatementInfo, StatementKind, add_on_cluster, analyze,
+};

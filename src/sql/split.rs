@@ -29,15 +29,16 @@ pub fn split_statements(script: &str) -> Result<Vec<SplitStatement>, LexError> {
     let mut last_end = 0;
     let mut line = 1;
     let mut line_at_first = 1;
-    let flush = |out: &mut Vec<SplitStatement>, first: Option<usize>, end: usize, at_line: usize| {
-        if let Some(start) = first {
-            out.push(SplitStatement {
-                text: script[start..end].to_string(),
-                offset: start,
-                line: at_line,
-            });
-        }
-    };
+    let flush =
+        |out: &mut Vec<SplitStatement>, first: Option<usize>, end: usize, at_line: usize| {
+            if let Some(start) = first {
+                out.push(SplitStatement {
+                    text: script[start..end].to_string(),
+                    offset: start,
+                    line: at_line,
+                });
+            }
+        };
     for tok in &tokens {
         if tok.kind == TokenKind::Punct && tok.text(script) == ";" {
             flush(&mut out, first.take(), last_end, line_at_first);
@@ -57,7 +58,10 @@ pub fn split_statements(script: &str) -> Result<Vec<SplitStatement>, LexError> {
 /// 1-based line number of byte `offset` in `text`.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    1 + text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
+    1 + text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 #[cfg(test)]

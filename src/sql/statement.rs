@@ -182,7 +182,9 @@ struct Head<'a> {
 
 impl<'a> Head<'a> {
     fn peek_word(&self, kw: &str) -> bool {
-        self.toks.get(self.i).is_some_and(|t| t.is_word(self.src, kw))
+        self.toks
+            .get(self.i)
+            .is_some_and(|t| t.is_word(self.src, kw))
     }
     fn peek_words(&self, kws: &[&str]) -> bool {
         kws.iter().enumerate().all(|(k, kw)| {
@@ -201,7 +203,11 @@ impl<'a> Head<'a> {
         }
     }
     fn eat_punct(&mut self, c: char) -> bool {
-        if self.toks.get(self.i).is_some_and(|t| t.is_punct(self.src, c)) {
+        if self
+            .toks
+            .get(self.i)
+            .is_some_and(|t| t.is_punct(self.src, c))
+        {
             self.i += 1;
             true
         } else {
@@ -230,7 +236,10 @@ impl<'a> Head<'a> {
         let start = self.toks[self.i].start;
         let mut end = self.toks[self.i].end;
         self.i += 1;
-        if self.toks.get(self.i).is_some_and(|t| t.is_punct(self.src, '.'))
+        if self
+            .toks
+            .get(self.i)
+            .is_some_and(|t| t.is_punct(self.src, '.'))
             && self.is_name_part(self.i + 1)
         {
             end = self.toks[self.i + 1].end;
@@ -293,9 +302,8 @@ pub fn analyze(statement: &str) -> Result<StatementInfo, LexError> {
                 return Ok(info);
             }
             let Some(object) = object_kind(&mut h) else {
-                info.placement = Placement::Unknown(format!(
-                    "{verb} of this kind of object is not rewritten"
-                ));
+                info.placement =
+                    Placement::Unknown(format!("{verb} of this kind of object is not rewritten"));
                 return Ok(info);
             };
             let if_not_exists = h.eat_words(&["IF", "NOT", "EXISTS"]);
@@ -314,9 +322,8 @@ pub fn analyze(statement: &str) -> Result<StatementInfo, LexError> {
         "DETACH" | "DROP" => {
             let temporary = h.eat_words(&["TEMPORARY"]);
             let Some(object) = object_kind(&mut h) else {
-                info.placement = Placement::Unknown(format!(
-                    "{verb} of this kind of object is not rewritten"
-                ));
+                info.placement =
+                    Placement::Unknown(format!("{verb} of this kind of object is not rewritten"));
                 return Ok(info);
             };
             let if_exists = h.eat_words(&["IF", "EXISTS"]);
@@ -368,10 +375,9 @@ pub fn analyze(statement: &str) -> Result<StatementInfo, LexError> {
                 h.i += 1;
             }
             let clauses = alter_clauses(&h);
-            let is_mutation = clauses.first().is_some_and(|c| {
-                c.first()
-                    .is_some_and(|w| w == "UPDATE" || w == "DELETE")
-            });
+            let is_mutation = clauses
+                .first()
+                .is_some_and(|c| c.first().is_some_and(|w| w == "UPDATE" || w == "DELETE"));
             if is_mutation {
                 info.kind = StatementKind::Mutation;
                 info.rerun_safe = false;
@@ -380,7 +386,8 @@ pub fn analyze(statement: &str) -> Result<StatementInfo, LexError> {
                     verb: Verb::Alter,
                     object,
                 };
-                info.rerun_safe = !clauses.is_empty() && clauses.iter().all(|c| alter_clause_rerun_safe(c));
+                info.rerun_safe =
+                    !clauses.is_empty() && clauses.iter().all(|c| alter_clause_rerun_safe(c));
             }
         }
         "RENAME" | "EXCHANGE" => {
@@ -503,7 +510,9 @@ fn place_after_name(h: &mut Head<'_>, info: &mut StatementInfo, statement: &str,
             info.object_name = Some(statement[s..e].to_string());
             if uuid
                 && h.peek_word("UUID")
-                && h.toks.get(h.i + 1).is_some_and(|t| t.kind == TokenKind::String)
+                && h.toks
+                    .get(h.i + 1)
+                    .is_some_and(|t| t.kind == TokenKind::String)
             {
                 e = h.toks[h.i + 1].end;
             }
@@ -557,7 +566,11 @@ fn alter_clause_rerun_safe(words: &[String]) -> bool {
         ["ADD", ..] => has(&["IF", "NOT", "EXISTS"]),
         ["DROP" | "CLEAR" | "COMMENT" | "RENAME" | "MATERIALIZE", ..] => has(&["IF", "EXISTS"]),
         ["MODIFY", "COLUMN", ..] => true,
-        ["MODIFY", "TTL" | "SETTING" | "ORDER" | "COMMENT" | "SAMPLE", ..] => true,
+        [
+            "MODIFY",
+            "TTL" | "SETTING" | "ORDER" | "COMMENT" | "SAMPLE",
+            ..,
+        ] => true,
         ["RESET", "SETTING", ..] => true,
         _ => false,
     }
@@ -617,7 +630,10 @@ mod tests {
                 "CREATE FUNCTION linear AS (x, k, b) -> k*x + b",
                 "CREATE FUNCTION linear ON CLUSTER chm_cluster AS (x, k, b) -> k*x + b",
             ),
-            ("DROP TABLE events", "DROP TABLE events ON CLUSTER chm_cluster"),
+            (
+                "DROP TABLE events",
+                "DROP TABLE events ON CLUSTER chm_cluster",
+            ),
             (
                 "DROP TABLE IF EXISTS db.a, db.b SYNC",
                 "DROP TABLE IF EXISTS db.a, db.b ON CLUSTER chm_cluster SYNC",
@@ -635,7 +651,10 @@ mod tests {
                 "DETACH TABLE db.t PERMANENTLY",
                 "DETACH TABLE db.t ON CLUSTER chm_cluster PERMANENTLY",
             ),
-            ("ATTACH TABLE db.t", "ATTACH TABLE db.t ON CLUSTER chm_cluster"),
+            (
+                "ATTACH TABLE db.t",
+                "ATTACH TABLE db.t ON CLUSTER chm_cluster",
+            ),
             (
                 "ALTER TABLE db.events ADD COLUMN x UInt8 DEFAULT 0",
                 "ALTER TABLE db.events ON CLUSTER chm_cluster ADD COLUMN x UInt8 DEFAULT 0",
@@ -776,12 +795,18 @@ mod tests {
             }
         );
         assert_eq!(k("ALTER TABLE t DELETE WHERE 1"), StatementKind::Mutation);
-        assert_eq!(k("ALTER TABLE t ON CLUSTER c UPDATE x = 1 WHERE 1"), StatementKind::Mutation);
+        assert_eq!(
+            k("ALTER TABLE t ON CLUSTER c UPDATE x = 1 WHERE 1"),
+            StatementKind::Mutation
+        );
         assert_eq!(k("INSERT INTO t VALUES (1)"), StatementKind::Insert);
         assert_eq!(k("SELECT 1"), StatementKind::Query);
         assert_eq!(k("SYSTEM FLUSH LOGS"), StatementKind::Other);
         assert_eq!(
-            analyze("INSERT INTO db.t SELECT 1").unwrap().object_name.as_deref(),
+            analyze("INSERT INTO db.t SELECT 1")
+                .unwrap()
+                .object_name
+                .as_deref(),
             Some("db.t")
         );
     }
@@ -789,10 +814,14 @@ mod tests {
     #[test]
     fn knows_which_statements_are_safe_to_repeat() {
         let safe = |s: &str| analyze(s).unwrap().rerun_safe;
-        assert!(safe("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"));
+        assert!(safe(
+            "CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"
+        ));
         assert!(safe("CREATE OR REPLACE VIEW v AS SELECT 1"));
         assert!(safe("DROP TABLE IF EXISTS t"));
-        assert!(safe("ALTER TABLE t ADD COLUMN IF NOT EXISTS x UInt8, DROP COLUMN IF EXISTS y"));
+        assert!(safe(
+            "ALTER TABLE t ADD COLUMN IF NOT EXISTS x UInt8, DROP COLUMN IF EXISTS y"
+        ));
         assert!(safe("ALTER TABLE t MODIFY COLUMN x UInt16"));
         assert!(safe("ALTER TABLE t MODIFY TTL d + INTERVAL 1 DAY"));
         assert!(safe("TRUNCATE TABLE t"));
@@ -800,7 +829,9 @@ mod tests {
         assert!(!safe("CREATE TABLE t (x UInt8) ENGINE = Memory"));
         assert!(!safe("DROP TABLE t"));
         assert!(!safe("ALTER TABLE t ADD COLUMN x UInt8"));
-        assert!(!safe("ALTER TABLE t ADD COLUMN IF NOT EXISTS x UInt8, DROP COLUMN y"));
+        assert!(!safe(
+            "ALTER TABLE t ADD COLUMN IF NOT EXISTS x UInt8, DROP COLUMN y"
+        ));
         assert!(!safe("ALTER TABLE t UPDATE x = x + 1 WHERE 1"));
         assert!(!safe("INSERT INTO t SELECT 1"));
         assert!(!safe("RENAME TABLE a TO b"));
@@ -810,7 +841,10 @@ mod tests {
 
     #[test]
     fn mode_parses() {
-        assert_eq!("AUTO".parse::<OnClusterMode>().unwrap(), OnClusterMode::Auto);
+        assert_eq!(
+            "AUTO".parse::<OnClusterMode>().unwrap(),
+            OnClusterMode::Auto
+        );
         assert!("sometimes".parse::<OnClusterMode>().is_err());
     }
 }

@@ -1,0 +1,510 @@
+//! The `chmigrate` binary end to end, offline: exit codes, messages naming
+//! file and line, plans printed for the examples, and `new`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the binary with no inherited `CHMIGRATE_*` variables.
+fn run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chmigrate"));
+    cmd.current_dir(cwd).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHMIGRATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn run(args: &[&str]) -> Out {
+    run_in(&repo(), args, &[])
+}
+
+fn json(out: &Out) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+}
+
+/// A temp folder holding the given files.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn every_example_folder_validates() {
+    for dir in [
+        "migrations",
+        "examples/flyway",
+        "examples/updown",
+        "examples/dbmate",
+    ] {
+        let out = run(&["validate", "--dir", dir]);
+        assert_eq!(out.code, 0, "{dir}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("0 error(s), 0 warning(s)"),
+            "{dir}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn offline_plan_of_the_flyway_example() {
+    let out = run(&[
+        "plan",
+        "--offline",
+        "--dir",
+        "examples/flyway",
+        "--database",
+        "analytics",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = json(&out);
+    let versions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1", "1.1", "2", "3"]);
+    assert_eq!(plan["target_version"], "3");
+    assert_eq!(plan["cluster"], Value::Null);
+    let step = &plan["steps"][1];
+    assert_eq!(step["action"], "apply");
+    assert_eq!(
+        step["description"],
+        "Referrer column (version 1.1 sorts after 1 and before 2)"
+    );
+    assert_eq!(
+        step["statements"][0]["sql"],
+        "ALTER TABLE analytics.page_views ADD COLUMN referrer String DEFAULT ''"
+    );
+    assert_eq!(step["statements"][0]["location"]["line"], 6);
+    assert_eq!(step["statements"][0]["note"]["on_cluster"], "off");
+    // The semicolon inside the string literal did not split the INSERT.
+    let insert = &plan["steps"][3]["statements"][0]["sql"];
+    assert!(
+        insert
+            .as_str()
+            .unwrap()
+            .ends_with("'https://example.com/?a=1;b=2')"),
+        "{insert}"
+    );
+}
+
+#[test]
+fn offline_plan_skips_other_environments_and_orders_by_dependency() {
+    let out = run(&[
+        "plan",
+        "--offline",
+        "--dir",
+        "examples/flyway",
+        "--env",
+        "production",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("Skip V3: runs only in environment(s) development, not \"production\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("3 migration(s) to apply, 0 to roll back, 4 statement(s), 1 skipped")
+    );
+
+    let out = run(&[
+        "plan",
+        "--offline",
+        "--dir",
+        "examples/updown",
+        "--format",
+        "json",
+        "--to",
+        "20250529090000",
+    ]);
+    let plan = json(&out);
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["statements"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn offline_plan_on_a_cluster_adds_on_cluster_to_every_ddl() {
+    let out = run(&[
+        "plan",
+        "--offline",
+        "--cluster",
+        "chm_cluster",
+        "--database",
+        "quickstart",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = json(&out);
+    let mut n = 0;
+    for step in plan["steps"].as_array().unwrap() {
+        for s in step["statements"].as_array().unwrap() {
+            let sql = s["sql"].as_str().unwrap();
+            assert!(sql.contains(" ON CLUSTER chm_cluster"), "{sql}");
+            assert!(!sql.contains("${"), "{sql}");
+            assert!(
+                sql.contains("{shard}") || sql.contains("MATERIALIZED VIEW"),
+                "macros pass through: {sql}"
+            );
+            assert_eq!(s["note"]["on_cluster"], "added");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 6);
+    // The table output says the same for people.
+    let out = run(&["plan", "--offline", "--cluster", "chm_cluster"]);
+    assert!(
+        out.stdout
+            .contains("CREATE TABLE IF NOT EXISTS default.users ON CLUSTER chm_cluster"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("4 migration(s) to apply, 0 to roll back, 6 statement(s), 0 skipped")
+    );
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_file_and_line() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("V1_create.sql", "SELECT 1;")],
+            "V1_create.sql:1: bad migration file name",
+        ),
+        (
+            &[("V1__a.sql", "SELECT 1;"), ("1_b.up.sql", "SELECT 2;")],
+            // Files are read in name order, so the second is V1__a.sql.
+            "V1__a.sql:1: version 1 is defined twice: here and at ",
+        ),
+        (
+            &[("V2__a.sql", "-- Version: 3\nSELECT 1;")],
+            "V2__a.sql:1: header says Version 3 but the file name says 2",
+        ),
+        (
+            &[("V1__a.sql", "SELECT 1;\n\nSELECT 'x;\n")],
+            "V1__a.sql:3: unterminated string literal",
+        ),
+        (
+            &[("V1__a.sql", "SELECT 1;\n/* oops")],
+            "V1__a.sql:2: unterminated block comment",
+        ),
+        (
+            &[("V1__a.sql", "-- only comments\n")],
+            "V1__a.sql:1: migration has no SQL statements",
+        ),
+        (
+            &[("V1__a.sql", "SELECT 1;\n\nSELECT ${nope};")],
+            "V1__a.sql:3: unknown placeholder ${nope}",
+        ),
+        (
+            &[
+                ("V1__a.sql", "-- Dependencies: 2\nSELECT 1;"),
+                ("V2__b.sql", "-- Dependencies: 1\nSELECT 2;"),
+            ],
+            "dependency cycle: V1 -> V2 -> V1",
+        ),
+        (
+            &[("5_x.sql", "SELECT 1;")],
+            "5_x.sql:1: dbmate-style file has no '-- migrate:up' marker",
+        ),
+        (
+            &[("7_x.down.sql", "SELECT 1;")],
+            "7_x.down.sql:1: down migration has no matching up migration",
+        ),
+    ];
+    for (files, want) in cases {
+        let dir = folder(files);
+        let d = dir.path().to_str().unwrap();
+        let out = run(&["validate", "--dir", d]);
+        assert_eq!(out.code, 2, "{want}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains(want),
+            "want {want:?} in:\n{}",
+            out.stdout
+        );
+        // plan refuses too, printing to stderr, and produces no plan.
+        let out = run(&["plan", "--offline", "--dir", d]);
+        assert_eq!(out.code, 2, "{want}");
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(
+            out.stderr.contains("nothing was executed"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn oversized_migrations_respect_the_configured_limit() {
+    let dir = folder(&[("V1__a.sql", &"SELECT 1;\n".repeat(30))]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(run(&["validate", "--dir", d]).code, 0);
+    let out = run(&["validate", "--dir", d, "--max-file-size", "100"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stdout
+            .contains("V1__a.sql:1: migration is 300 bytes, over the limit of 100 bytes"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let dir = folder(&[
+        ("V1__a.sql", "SELECT ${x};"),
+        ("V2__b.sql", "SYSTEM FLUSH LOGS;"),
+    ]);
+    let out = run(&[
+        "validate",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--cluster",
+        "c",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 2);
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"], 1);
+    assert_eq!(v["warnings"], 1);
+    assert_eq!(v["diagnostics"][0]["message"], "unknown placeholder ${x}");
+    assert_eq!(v["diagnostics"][1]["severity"], "warning");
+    // With a value for the variable it passes.
+    let out = run(&[
+        "validate",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--var",
+        "x=1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+#[test]
+fn always_mode_refuses_statements_it_cannot_place_on_the_cluster() {
+    let dir = folder(&[("V1__a.sql", "SYSTEM FLUSH LOGS;")]);
+    let d = dir.path().to_str().unwrap();
+    let out = run(&[
+        "plan",
+        "--offline",
+        "--dir",
+        d,
+        "--cluster",
+        "c",
+        "--on-cluster",
+        "always",
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("V1__a.sql:1: cannot add ON CLUSTER"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn config_file_environment_variables_and_flags_layer() {
+    let dir = folder(&[
+        (
+            "db/V1__a.sql",
+            "CREATE TABLE ${database}.t (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE ${database}.t;",
+        ),
+        (
+            "chmigrate.yaml",
+            "default_environment: staging\nconnection:\n  database: from_file\nmigrations:\n  dir: db\nenvironments:\n  staging:\n    connection: { database: from_staging }\n  production: {}\n",
+        ),
+    ]);
+    let plan_sql = |out: &Out| {
+        json(out)["steps"][0]["statements"][0]["sql"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = run_in(dir.path(), &["plan", "--offline", "--format", "json"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        plan_sql(&out),
+        "CREATE TABLE from_staging.t (x UInt8) ENGINE = Memory"
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "plan",
+            "--offline",
+            "--format",
+            "json",
+            "--env",
+            "production",
+        ],
+        &[],
+    );
+    assert_eq!(
+        plan_sql(&out),
+        "CREATE TABLE from_file.t (x UInt8) ENGINE = Memory"
+    );
+    let out = run_in(
+        dir.path(),
+        &["plan", "--offline", "--format", "json"],
+        &[("CHMIGRATE_DATABASE", "from_env")],
+    );
+    assert_eq!(
+        plan_sql(&out),
+        "CREATE TABLE from_env.t (x UInt8) ENGINE = Memory"
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "plan",
+            "--offline",
+            "--format",
+            "json",
+            "--database",
+            "from_flag",
+        ],
+        &[("CHMIGRATE_DATABASE", "from_env")],
+    );
+    assert_eq!(
+        plan_sql(&out),
+        "CREATE TABLE from_flag.t (x UInt8) ENGINE = Memory"
+    );
+
+    let out = run_in(dir.path(), &["plan", "--offline", "--env", "prod"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "environment \"prod\" is not defined in chmigrate.yaml (defined: production, staging)"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_in(dir.path(), &["validate", "--config", "missing.yaml"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("missing.yaml: cannot read config"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_in(
+        dir.path(),
+        &["validate", "--database", "x`; DROP TABLE y"],
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("database name"), "{}", out.stderr);
+}
+
+#[test]
+fn plan_without_offline_is_refused_without_executing() {
+    let out = run(&["plan"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--offline"), "{}", out.stderr);
+}
+
+#[test]
+fn new_writes_the_next_migration_from_a_template() {
+    let dir = folder(&[("V1__a.sql", "SELECT 1;"), ("2_b.up.sql", "SELECT 2;")]);
+    let d = dir.path().to_str().unwrap();
+    let out = run(&["new", "Add Sessions", "--dir", d]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let path = dir.path().join("V3__add_sessions.sql");
+    assert!(
+        out.stdout.contains("V3__add_sessions.sql"),
+        "{}",
+        out.stdout
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("CREATE TABLE IF NOT EXISTS ${database}.add_sessions"),
+        "{text}"
+    );
+    assert!(text.contains("-- Version: 3"));
+
+    for template in ["alter", "index", "data", "view"] {
+        let out = run(&["new", template, "--template", template, "--dir", d]);
+        assert_eq!(out.code, 0, "{template}: {}", out.stderr);
+    }
+    let out = run(&["validate", "--dir", d]);
+    assert_eq!(out.code, 0, "generated files validate: {}", out.stdout);
+    assert!(out.stdout.contains("7 migration(s)"), "{}", out.stdout);
+
+    let out = run(&[
+        "new",
+        "stamped",
+        "--timestamp",
+        "--dir",
+        d,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0);
+    let v = json(&out);
+    assert_eq!(v["version"].as_str().unwrap().len(), 14);
+
+    let out = run(&["new", "x", "--template", "nope", "--dir", d]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("invalid value 'nope'"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["new", "!!!", "--dir", d]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("migration name"), "{}", out.stderr);
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        &["--help"][..],
+        &["new", "--help"],
+        &["validate", "--help"],
+        &["plan", "--help"],
+    ] {
+        let out = run(cmd);
+        assert_eq!(out.code, 0);
+        assert!(out.stdout.contains("Usage: chmigrate"), "{}", out.stdout);
+    }
+    // The password's environment value is never shown in help.
+    let out = run_in(&repo(), &["--help"], &[("CHMIGRATE_PASSWORD", "s3cret-pw")]);
+    assert!(!out.stdout.contains("s3cret-pw"));
+}
