@@ -34,6 +34,7 @@
 #   stop-zk        stop ZooKeeper
 #   start-zk       start ZooKeeper and wait until it answers
 #   status         show which processes are up
+#   wipe           stop everything and delete the state dir (fresh start)
 #
 # Environment knobs (all optional):
 #   CHMIGRATE_DEV_DIR            state dir (default /tmp/chmigrate-dev)
@@ -43,7 +44,10 @@
 #   CHMIGRATE_DEV_LOG_LEVEL      ClickHouse log level (default information)
 set -euo pipefail
 
-readonly STATE_DIR="${CHMIGRATE_DEV_DIR:-/tmp/chmigrate-dev}"
+STATE_DIR="${CHMIGRATE_DEV_DIR:-/tmp/chmigrate-dev}"
+# Server configs need absolute paths.
+[[ $STATE_DIR == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
+readonly STATE_DIR="${STATE_DIR%/}"
 readonly ZK_ADDR="127.0.0.1"
 readonly ZK_PORT="${CHMIGRATE_DEV_ZK_PORT:-12181}"
 readonly HTTP_PORT=8123
@@ -84,7 +88,7 @@ pkg_installed() {
 }
 
 cmd_install() {
-    local wanted=(clickhouse-server clickhouse-client zookeeper curl iproute2 procps)
+    local wanted=(clickhouse-server clickhouse-client zookeeper curl iproute2)
     local missing=() p
     for p in "${wanted[@]}"; do
         pkg_installed "$p" || missing+=("$p")
@@ -168,6 +172,7 @@ launch() {
     local name=$1
     shift
     local dir="$STATE_DIR/$name"
+    rm -f "$dir/pid"
     # The inner shell writes its own pid, then execs the server, so the pid
     # file holds the server's pid whatever setsid decides about forking.
     # shellcheck disable=SC2016 # expanded by the inner shell
@@ -467,7 +472,7 @@ cmd_start_single() {
     start_ch single "$SINGLE_ADDR" "$SINGLE_TCP_PORT" ""
     wait_ch single "$SINGLE_ADDR"
     log "single node up"
-    echo "single: http://$SINGLE_ADDR:$HTTP_PORT (tcp $SINGLE_ADDR:$SINGLE_TCP_PORT; users: default/<empty>, $SECRET_USER/$SECRET_PASSWORD)"
+    echo "single: http://$SINGLE_ADDR:$HTTP_PORT (tcp $SINGLE_ADDR:$SINGLE_TCP_PORT; users: default without password, $SECRET_USER)"
 }
 
 ensure_loopback_addrs() {
@@ -540,6 +545,25 @@ cmd_start_node() {
     echo "node$1: http://$(node_addr "$1"):$HTTP_PORT"
 }
 
+cmd_kill_node() {
+    local name="node$1" pid
+    if ! pid=$(pid_of "$name"); then
+        log "$name is not running"
+        return 0
+    fi
+    kill -KILL "$pid"
+    local deadline=$((SECONDS + 10))
+    while pid_of "$name" >/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    log "killed $name (pid $pid)"
+}
+
+cmd_wipe() {
+    cmd_stop
+    [[ -n $STATE_DIR && $STATE_DIR != / ]] || die "refusing to wipe '$STATE_DIR'"
+    rm -rf "$STATE_DIR"
+    log "removed $STATE_DIR"
+}
+
 cmd_stop() {
     local n
     stop_proc single
@@ -572,7 +596,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '/^# Usage:/,/^#   status/p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '/^# Usage:/,/^#   wipe/p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -585,12 +609,13 @@ main() {
     stop) cmd_stop ;;
     stop-node) check_node_arg "${1:-}" && stop_proc "node$1" ;;
     start-node) cmd_start_node "${1:-}" ;;
-    kill-node) check_node_arg "${1:-}" && signal_proc "node$1" KILL ;;
+    kill-node) check_node_arg "${1:-}" && cmd_kill_node "$1" ;;
     pause-node) check_node_arg "${1:-}" && signal_proc "node$1" STOP ;;
     resume-node) check_node_arg "${1:-}" && signal_proc "node$1" CONT ;;
     stop-zk) cmd_stop_zk ;;
     start-zk) cmd_start_zk ;;
     status) cmd_status ;;
+    wipe) cmd_wipe ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod diagnostic;
 pub mod history;
+pub mod ledger;
 pub mod migration;
 pub mod plan;
 pub mod prepare;
