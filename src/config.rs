@@ -117,6 +117,10 @@ pub struct ConnectionSection {
     pub cluster: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub tls_verify: Option<bool>,
+    /// Seconds to wait for every host of an `ON CLUSTER` statement.
+    pub ddl_timeout: Option<u64>,
+    /// Seconds to wait for a mutation to finish.
+    pub mutation_timeout: Option<u64>,
 }
 
 /// `migrations:` (all optional, for layering).
@@ -177,7 +181,9 @@ impl ConnectionSection {
                 database,
                 cluster,
                 ca_file,
-                tls_verify
+                tls_verify,
+                ddl_timeout,
+                mutation_timeout
             ]
         );
     }
@@ -257,6 +263,8 @@ pub struct Settings {
     pub cluster: Option<Ident>,
     pub ca_file: Option<PathBuf>,
     pub tls_verify: bool,
+    pub ddl_timeout_s: u64,
+    pub mutation_timeout_s: u64,
     pub dir: PathBuf,
     pub history_table: Ident,
     pub on_cluster: OnClusterMode,
@@ -381,6 +389,8 @@ impl Settings {
             cluster,
             ca_file: conn.ca_file,
             tls_verify: conn.tls_verify.unwrap_or(true),
+            ddl_timeout_s: conn.ddl_timeout.unwrap_or(180),
+            mutation_timeout_s: conn.mutation_timeout.unwrap_or(600),
             dir: migs.dir.unwrap_or_else(|| PathBuf::from("migrations")),
             history_table,
             on_cluster: migs.on_cluster.unwrap_or_default(),

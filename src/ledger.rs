@@ -164,7 +164,7 @@ impl LedgerTable {
     /// The ledger's columns as the server sees them.
     pub fn columns_sql(&self) -> String {
         format!(
-            "SELECT name, type FROM system.columns WHERE database = {} AND table = {} ORDER BY position",
+            "SELECT name, type FROM system.columns WHERE database = {} AND table = {}",
             string_literal(self.database.as_str()),
             string_literal(self.table.as_str())
         )
@@ -329,7 +329,9 @@ mod tests {
     #[test]
     fn ledger_ddl_single_node_and_cluster() {
         let single = table(None).create_sql();
-        assert!(single.starts_with("CREATE TABLE IF NOT EXISTS `analytics`.`schema_migrations`\n("));
+        assert!(
+            single.starts_with("CREATE TABLE IF NOT EXISTS `analytics`.`schema_migrations`\n(")
+        );
         assert!(single.contains("ENGINE = MergeTree()"));
         assert!(single.contains("    `seq` UInt64,\n"));
         let clustered = table(Some("chm_cluster")).create_sql();
@@ -357,13 +359,18 @@ mod tests {
             cluster: None,
         };
         assert_eq!(t.qualified(), "`we-ird.name`.`t-1`");
-        assert!(t.columns_sql().contains("database = 'we-ird.name' AND table = 't-1'"));
+        assert!(
+            t.columns_sql()
+                .contains("database = 'we-ird.name' AND table = 't-1'")
+        );
     }
 
     #[test]
     fn shape_check_names_every_difference() {
-        let mut actual: Vec<(String, String)> =
-            COLUMNS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        let mut actual: Vec<(String, String)> = COLUMNS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
         assert!(shape_mismatches(&actual).is_empty());
         actual.retain(|(n, _)| n != "checksum");
         actual[0].1 = "UInt32".into();
@@ -380,36 +387,58 @@ mod tests {
 
     #[test]
     fn rows_fold_into_state() {
-        let row = |seq: u64, event: &str, direction: &str, statement: i64, details: &str| LedgerEntry {
-            seq,
-            version: "3".into(),
-            event: event.into(),
-            direction: direction.into(),
-            statement,
-            checksum: "abc".into(),
-            details: details.into(),
-            ..Default::default()
-        };
+        let row =
+            |seq: u64, event: &str, direction: &str, statement: i64, details: &str| LedgerEntry {
+                seq,
+                version: "3".into(),
+                event: event.into(),
+                direction: direction.into(),
+                statement,
+                checksum: "abc".into(),
+                details: details.into(),
+                ..Default::default()
+            };
         let rows = [
             row(1, "started", "up", -1, r#"{"statements":2}"#),
             row(2, "statement_done", "up", 0, ""),
             row(3, "statement_done", "up", 1, ""),
             row(4, "completed", "up", -1, ""),
-            LedgerEntry { seq: 5, event: "lock_released".into(), ..Default::default() },
+            LedgerEntry {
+                seq: 5,
+                event: "lock_released".into(),
+                ..Default::default()
+            },
         ];
         let events: Vec<Event> = rows.iter().map(|r| r.to_event().unwrap()).collect();
         let state = TargetState::fold(&events);
         assert!(state.is_applied(&Version::parse("3").unwrap()));
-        assert!(matches!(events[0].kind, EventKind::Started { statements: 2, .. }));
-        let bad = LedgerEntry { seq: 9, event: "exploded".into(), ..Default::default() };
-        assert_eq!(bad.to_event().unwrap_err().to_string(), "ledger row seq 9: unknown event \"exploded\"");
+        assert!(matches!(
+            events[0].kind,
+            EventKind::Started { statements: 2, .. }
+        ));
+        let bad = LedgerEntry {
+            seq: 9,
+            event: "exploded".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.to_event().unwrap_err().to_string(),
+            "ledger row seq 9: unknown event \"exploded\""
+        );
         let bad = row(10, "statement_done", "sideways", 0, "");
         assert!(bad.to_event().is_err());
     }
 
     #[test]
     fn rows_round_trip_as_json() {
-        let e = LedgerEntry { seq: 7, version: "1.1".into(), event: "completed".into(), direction: "up".into(), statement: -1, ..Default::default() };
+        let e = LedgerEntry {
+            seq: 7,
+            version: "1.1".into(),
+            event: "completed".into(),
+            direction: "up".into(),
+            statement: -1,
+            ..Default::default()
+        };
         let line = serde_json::to_string(&e).unwrap();
         let back: LedgerEntry = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);

@@ -34,7 +34,8 @@ fn main() {
             match &e {
                 cli::CliError::Invalid(msg) => eprintln!("error: {msg}"),
                 cli::CliError::Failed(err) => eprintln!("error: {err:#}"),
-                cli::CliError::Reported => {}
+                cli::CliError::Locked(msg) => eprintln!("error: {msg}"),
+                cli::CliError::Reported | cli::CliError::Pending => {}
             }
             e.code()
         }

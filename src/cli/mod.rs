@@ -1,6 +1,7 @@
 //! The command line: argument parsing, configuration loading and output.
 //! This is the binary's edge; the engine lives in the library.
 
+pub mod online;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     pub const FAILED: i32 = 1;
     pub const INVALID: i32 = 2;
+    pub const HOSTS_PENDING: i32 = 3;
+    pub const LOCKED: i32 = 4;
 }
 
 /// How a command ended when it did not succeed.
@@ -40,6 +43,10 @@ pub enum CliError {
     Reported,
     /// Anything else: exit 1.
     Failed(anyhow::Error),
+    /// Applied, but some hosts had not finished (already printed): exit 3.
+    Pending,
+    /// Another runner holds the target's lock: exit 4.
+    Locked(String),
 }
 
 impl CliError {
@@ -47,6 +54,19 @@ impl CliError {
         match self {
             CliError::Invalid(_) | CliError::Reported => exit::INVALID,
             CliError::Failed(_) => exit::FAILED,
+            CliError::Pending => exit::HOSTS_PENDING,
+            CliError::Locked(_) => exit::LOCKED,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Invalid(m) | CliError::Locked(m) => f.write_str(m),
+            CliError::Failed(e) => write!(f, "{e:#}"),
+            CliError::Reported => f.write_str("problems were reported"),
+            CliError::Pending => f.write_str("hosts pending"),
         }
     }
 }
@@ -125,6 +145,28 @@ pub struct Global {
     /// How ON CLUSTER is added to DDL [default: auto]
     #[arg(long, global = true, env = "CHMIGRATE_ON_CLUSTER", value_enum)]
     pub on_cluster: Option<OnClusterArg>,
+    /// CA certificate(s) (PEM) to trust for https:// URLs
+    #[arg(long, global = true, env = "CHMIGRATE_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate (unsafe; for testing)
+    #[arg(long, global = true, env = "CHMIGRATE_TLS_INSECURE")]
+    pub tls_insecure: bool,
+    /// Seconds to wait for every host of an ON CLUSTER statement [default: 180]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_DDL_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub ddl_timeout: Option<u64>,
+    /// Seconds to wait for a mutation to finish [default: 600]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_MUTATION_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub mutation_timeout: Option<u64>,
     /// Largest migration file in bytes [default: 1048576]
     #[arg(
         long,
@@ -190,9 +232,13 @@ pub enum Command {
         timestamp: bool,
     },
     /// Run every offline check and print each problem as file:line: message
-    Validate,
+    Validate {
+        /// Also compare the sources with the target's ledger (checksums, missing files)
+        #[arg(long)]
+        online: bool,
+    },
     /// Print what would run, statement by statement, after variable
-    /// substitution and ON CLUSTER rewriting
+    /// substitution and ON CLUSTER rewriting (= migrate --dry-run)
     Plan {
         /// Plan against an empty target without connecting
         #[arg(long)]
@@ -200,6 +246,66 @@ pub enum Command {
         /// Stop at this version (default: latest)
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+    },
+    /// Apply pending migrations (up to --to)
+    Migrate {
+        /// Stop at this version (default: latest)
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Print the plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Roll back applied migrations (refused where the environment forbids it)
+    Rollback {
+        /// Roll back everything above this version
+        #[arg(long, value_name = "VERSION", conflicts_with = "steps")]
+        to: Option<String>,
+        /// Roll back this many of the newest applied migrations [default: 1]
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
+        /// Print the plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Applied version, pending migrations, per-host state and the lock
+    Status,
+    /// Every ledger event
+    History,
+    /// Record VERSION as the baseline of an existing schema (empty ledger only)
+    Baseline {
+        #[arg(long = "version", value_name = "VERSION")]
+        version: String,
+    },
+    /// Accept changed checksums of applied migrations, or record whether the
+    /// statement a stopped run left in flight took effect
+    Repair {
+        /// Half-applied migration to resolve
+        #[arg(long = "version", value_name = "VERSION", requires = "statement")]
+        version: Option<String>,
+        /// 1-based statement number that was in flight
+        #[arg(long, value_name = "N", requires = "version")]
+        statement: Option<usize>,
+        /// The statement took effect
+        #[arg(long, conflicts_with = "not_done")]
+        done: bool,
+        /// The statement did not take effect (it will be run again)
+        #[arg(long)]
+        not_done: bool,
+    },
+    /// Release a lock left by a runner that died (recorded in the ledger)
+    Unlock,
+    /// Check connection, server version, cluster topology, ZooKeeper, privileges, ledger and lock
+    Doctor,
+    /// Write the ledger to a JSON file
+    Export {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Load a ledger exported with `export` into an empty ledger
+    Import {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -222,6 +328,10 @@ pub fn settings(g: &Global) -> Result<Settings, CliError> {
             password_file: g.password_file.clone(),
             database: g.database.clone(),
             cluster: g.cluster.clone(),
+            ca_file: g.ca_file.clone(),
+            tls_verify: g.tls_insecure.then_some(false),
+            ddl_timeout: g.ddl_timeout,
+            mutation_timeout: g.mutation_timeout,
             ..Default::default()
         },
         migrations: MigrationsSection {
@@ -252,19 +362,86 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             template,
             timestamp,
         } => cmd_new(&settings, &name, template, timestamp, format),
-        Command::Validate => cmd_validate(&settings, format),
-        Command::Plan { offline, to } => {
-            if !offline {
-                return Err(CliError::Invalid(
-                    "planning against a live target is not available in this build; pass --offline to plan against an empty target".into(),
-                ));
+        Command::Validate { online } => {
+            if online {
+                block_on(online::validate_online(&settings, format))
+            } else {
+                cmd_validate(&settings, format)
             }
-            cmd_plan_offline(&settings, to.as_deref(), format)
         }
+        Command::Plan { offline: true, to } => cmd_plan_offline(&settings, to.as_deref(), format),
+        Command::Plan { offline: false, to } => {
+            let spec = spec(to.as_deref())?;
+            block_on(online::migrate(&settings, spec, true, format))
+        }
+        Command::Migrate { to, dry_run } => {
+            let spec = spec(to.as_deref())?;
+            block_on(online::migrate(&settings, spec, dry_run, format))
+        }
+        Command::Rollback { to, steps, dry_run } => {
+            let spec = match (to, steps) {
+                (Some(v), _) => online::TargetSpec::Version(parse_version("--to", &v)?),
+                (None, n) => online::TargetSpec::StepsBack(n.unwrap_or(1)),
+            };
+            block_on(online::migrate(&settings, spec, dry_run, format))
+        }
+        Command::Status => block_on(online::status(&settings, format)),
+        Command::History => block_on(online::history(&settings, format)),
+        Command::Baseline { version } => {
+            let v = parse_version("--version", &version)?;
+            block_on(online::baseline(&settings, v, format))
+        }
+        Command::Repair {
+            version,
+            statement,
+            done,
+            not_done,
+        } => {
+            let resolve = match (version, statement) {
+                (Some(v), Some(n)) => {
+                    if done == not_done {
+                        return Err(CliError::Invalid(
+                            "say whether the statement took effect: --done or --not-done".into(),
+                        ));
+                    }
+                    if n == 0 {
+                        return Err(CliError::Invalid("--statement counts from 1".into()));
+                    }
+                    Some((parse_version("--version", &v)?, n, done))
+                }
+                _ => None,
+            };
+            block_on(online::repair(&settings, resolve, format))
+        }
+        Command::Unlock => block_on(online::unlock(&settings, format)),
+        Command::Doctor => block_on(online::doctor(&settings, format)),
+        Command::Export { file } => block_on(online::export(&settings, &file, format)),
+        Command::Import { file } => block_on(online::import(&settings, &file, format)),
     }
 }
 
-fn load(settings: &Settings) -> Loaded {
+fn parse_version(flag: &str, v: &str) -> Result<Version, CliError> {
+    Version::parse(v.strip_prefix(['V', 'v']).unwrap_or(v))
+        .map_err(|e| CliError::Invalid(format!("{flag}: {e}")))
+}
+
+fn spec(to: Option<&str>) -> Result<online::TargetSpec, CliError> {
+    Ok(match to {
+        None => online::TargetSpec::Latest,
+        Some(v) => online::TargetSpec::Version(parse_version("--to", v)?),
+    })
+}
+
+/// Runs an async command on a single-threaded runtime.
+fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    rt.block_on(f)
+}
+
+pub(crate) fn load(settings: &Settings) -> Loaded {
     let loaded = source::load_dir(&settings.dir, settings.max_file_size);
     tracing::info!(
         dir = %settings.dir.display(),

@@ -189,3 +189,282 @@ pub fn print_created(format: Format, path: &Path, version: &Version, template: &
         })),
     }
 }
+
+pub fn print_json_value(value: &serde_json::Value) {
+    print_json(value);
+}
+
+/// A one-line result for people, a JSON object for machines.
+pub fn print_message(format: Format, text: &str, value: serde_json::Value) {
+    match format {
+        Format::Table => println!("{text}"),
+        Format::Json => print_json(&value),
+    }
+}
+
+fn time_us(us: u64) -> String {
+    if us == 0 {
+        return "-".into();
+    }
+    let stamp = chmigrate::scaffold::timestamp(us / 1_000_000);
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[8..10],
+        &stamp[10..12],
+        &stamp[12..14]
+    )
+}
+
+pub fn print_online_plan(
+    format: Format,
+    settings: &Settings,
+    plan: &Plan,
+    steps: &[PreparedStep],
+    hosts: &[chmigrate::runtime::ClusterHost],
+) {
+    let cluster = settings.cluster.as_ref().map(|c| c.as_str().to_string());
+    match format {
+        Format::Json => {
+            let steps_json: Vec<serde_json::Value> = steps
+                .iter()
+                .map(|s| {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    if let Some(stmts) = v.get_mut("statements").and_then(|x| x.as_array_mut()) {
+                        for (st, p) in stmts.iter_mut().zip(&s.statements) {
+                            st["runs_on"] = json!(super::online::host_group(
+                                &p.note,
+                                cluster.as_deref(),
+                                hosts.len()
+                            ));
+                        }
+                    }
+                    v
+                })
+                .collect();
+            print_json(&json!({
+                "ok": true,
+                "environment": settings.environment,
+                "database": settings.database.as_str(),
+                "cluster": cluster,
+                "hosts": hosts.iter().map(|h| h.id()).collect::<Vec<_>>(),
+                "applied_version": plan.applied_version,
+                "target_version": plan.target_version,
+                "steps": steps_json,
+                "skipped": plan.skipped,
+            }))
+        }
+        Format::Table => {
+            println!(
+                "Plan for {} (environment {}, database {}{})",
+                settings.url,
+                settings.environment,
+                settings.database.as_str(),
+                cluster
+                    .as_ref()
+                    .map(|c| format!(", cluster {c} with {} host(s)", hosts.len()))
+                    .unwrap_or_default()
+            );
+            println!(
+                "Applied: {}  ->  target: {}\n",
+                opt_version(&plan.applied_version),
+                opt_version(&plan.target_version)
+            );
+            for step in steps {
+                match &step.step {
+                    Step::Baseline { version } => {
+                        println!("Baseline V{version}\n");
+                        continue;
+                    }
+                    Step::Apply { from_statement, .. } | Step::Rollback { from_statement, .. } => {
+                        let verb = if matches!(step.step, Step::Apply { .. }) {
+                            "Apply"
+                        } else {
+                            "Roll back"
+                        };
+                        print!("{verb} V{}  {}", step.step.version(), step.description);
+                        if *from_statement > 0 {
+                            print!("  (resuming at statement {})", from_statement + 1);
+                        }
+                        println!();
+                    }
+                }
+                for s in &step.statements {
+                    println!(
+                        "  [{}] {}  {}",
+                        s.index + 1,
+                        s.location,
+                        super::online::host_group(&s.note, cluster.as_deref(), hosts.len())
+                    );
+                    for line in s.sql.lines() {
+                        println!("      {line}");
+                    }
+                }
+                println!();
+            }
+            for s in &plan.skipped {
+                println!("Skip V{}: {}", s.version, s.reason);
+            }
+            if steps.is_empty() {
+                println!("Nothing to do: the target is up to date.");
+            }
+        }
+    }
+}
+
+pub fn print_outcome(
+    format: Format,
+    outcome: &chmigrate::runtime::run::Outcome,
+    applied: Option<&Version>,
+    pending: &[chmigrate::runtime::pending::PendingTask],
+    failed: &[(chmigrate::runtime::pending::PendingTask, String, String)],
+) {
+    match format {
+        Format::Json => print_json(&json!({
+            "ok": failed.is_empty(),
+            "outcome": outcome,
+            "applied_version": applied,
+            "hosts_pending": pending,
+            "hosts_failed": failed.iter().map(|(t, h, e)| json!({"version": t.version, "statement": t.statement + 1, "host": h, "error": e})).collect::<Vec<_>>(),
+        })),
+        Format::Table => {
+            println!("{}", super::online::outcome_summary(outcome));
+            println!(
+                "Applied version: {}",
+                applied.map_or("none".into(), |v| format!("V{v}"))
+            );
+            for t in pending {
+                println!(
+                    "Hosts pending for V{} statement {}: {} (they run it when they are back; the next run verifies them)",
+                    t.version,
+                    t.statement + 1,
+                    t.hosts.join(", ")
+                );
+            }
+            for (t, h, e) in failed {
+                println!(
+                    "Host {h} failed V{} statement {}: {e}",
+                    t.version,
+                    t.statement + 1
+                );
+            }
+        }
+    }
+}
+
+pub fn print_status(format: Format, st: &super::online::Status) {
+    match format {
+        Format::Json => print_json(&serde_json::to_value(st).unwrap_or_default()),
+        Format::Table => {
+            println!("Target:    {} (ClickHouse {})", st.url, st.server_version);
+            println!(
+                "Database:  {}{}   environment {}",
+                st.database,
+                st.cluster
+                    .as_ref()
+                    .map(|c| format!(" on cluster {c}"))
+                    .unwrap_or_default(),
+                st.environment
+            );
+            println!(
+                "Applied:   {}   latest: {}   pending: {}",
+                opt_version(&st.applied_version),
+                opt_version(&st.latest_version),
+                st.pending.len()
+            );
+            println!(
+                "Lock:      {}",
+                st.lock.as_ref().map_or("free".into(), |l| l
+                    .describe(chmigrate::runtime::store::now_us()))
+            );
+            if !st.hosts.is_empty() {
+                println!("\nHOST                   SHARD  REPLICA  STATE");
+                for h in &st.hosts {
+                    println!(
+                        "{:<22} {:>5}  {:>7}  {}",
+                        h.host, h.shard, h.replica, h.state
+                    );
+                }
+            }
+            println!("\nVERSION          STATE                          DESCRIPTION");
+            for m in &st.migrations {
+                println!(
+                    "{:<16} {:<30} {}",
+                    format!("V{}", m.version),
+                    m.state,
+                    m.description
+                );
+            }
+            for p in &st.problems {
+                println!("problem: {p}");
+            }
+        }
+    }
+}
+
+pub fn print_history(format: Format, rows: &[chmigrate::ledger::LedgerEntry]) {
+    match format {
+        Format::Json => print_json(&json!({ "ok": true, "events": rows })),
+        Format::Table => {
+            println!(
+                "SEQ   TIME (UTC)           VERSION          EVENT               DIR   STMT  MS      WHO"
+            );
+            for r in rows {
+                let stmt = if r.statement >= 0 {
+                    (r.statement + 1).to_string()
+                } else {
+                    "-".into()
+                };
+                println!(
+                    "{:<5} {:<20} {:<16} {:<19} {:<5} {:<5} {:<7} {}{}",
+                    r.seq,
+                    time_us(r.event_time_us),
+                    if r.version.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("V{}", r.version)
+                    },
+                    r.event,
+                    if r.direction.is_empty() {
+                        "-"
+                    } else {
+                        &r.direction
+                    },
+                    stmt,
+                    r.duration_ms,
+                    r.actor,
+                    if r.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  error: {}", r.error.lines().next().unwrap_or(""))
+                    }
+                );
+            }
+            if rows.is_empty() {
+                println!("(no history)");
+            }
+        }
+    }
+}
+
+pub fn print_checks(format: Format, value: &serde_json::Value) {
+    match format {
+        Format::Json => print_json(value),
+        Format::Table => {
+            for c in value["checks"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {:<18} {}",
+                    if c["ok"].as_bool() == Some(true) {
+                        "ok  "
+                    } else {
+                        "FAIL"
+                    },
+                    c["name"].as_str().unwrap_or(""),
+                    c["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+}

@@ -128,10 +128,63 @@ pub fn string_literal(s: &str) -> String {
     out
 }
 
+/// Splits `db.table` (each part bare, backtick- or double-quoted) into its
+/// unquoted parts; a name without a dot has no database.
+pub fn split_qualified(name: &str) -> (Option<String>, String) {
+    use crate::sql::lexer::{TokenKind, tokenize};
+    let unquote = |t: &str| -> String {
+        let b = t.as_bytes();
+        if b.len() >= 2 && (b[0] == b'`' || b[0] == b'"') {
+            let q = b[0] as char;
+            let inner = &t[1..t.len() - 1];
+            let mut out = String::new();
+            let mut chars = inner.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                } else if c == q && chars.peek() == Some(&q) {
+                    out.push(q);
+                    chars.next();
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        } else {
+            t.to_string()
+        }
+    };
+    let Ok(tokens) = tokenize(name) else {
+        return (None, name.to_string());
+    };
+    let parts: Vec<&str> = tokens
+        .iter()
+        .filter(|t| !(t.kind.is_trivia() || (t.kind == TokenKind::Punct && t.text(name) == ".")))
+        .map(|t| t.text(name))
+        .collect();
+    match parts.as_slice() {
+        [db, table] => (Some(unquote(db)), unquote(table)),
+        [table] => (None, unquote(table)),
+        _ => (None, name.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sql::lexer::{TokenKind, tokenize};
+
+    #[test]
+    fn splits_qualified_names() {
+        assert_eq!(split_qualified("db.t"), (Some("db".into()), "t".into()));
+        assert_eq!(
+            split_qualified("`my db`.\"t\"\"x\""),
+            (Some("my db".into()), "t\"x".into())
+        );
+        assert_eq!(split_qualified("events"), (None, "events".into()));
+    }
 
     #[test]
     fn validates_names() {

@@ -1,0 +1,1082 @@
+//! Commands that talk to ClickHouse. Each one is a thin sequence over the
+//! library's runtime: connect, read the ledger, take the lock where it
+//! writes, plan, run, print.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use chmigrate::config::{PasswordSource, Secret, Settings};
+use chmigrate::diagnostic::{self, Diagnostic};
+use chmigrate::history::{Event, TargetState, VersionState};
+use chmigrate::ledger::{HostResult, LedgerEntry, LedgerTable};
+use chmigrate::migration::Migration;
+use chmigrate::plan::{Plan, Target, plan};
+use chmigrate::prepare::{OnClusterNote, PreparedStatement, PreparedStep, prepare};
+use chmigrate::runtime::lock::{self, LockError};
+use chmigrate::runtime::pending::{self, PendingTask};
+use chmigrate::runtime::run::{self, Outcome, Progress, RunError};
+use chmigrate::runtime::store::{self, LedgerError, Writer, now_us};
+use chmigrate::runtime::{ChError, Endpoint, Session, TargetConfig};
+use chmigrate::source::Loaded;
+use chmigrate::validate::validate_offline;
+use chmigrate::version::Version;
+
+use super::output::{self, Format};
+use super::{CliError, load};
+
+/// Where `rollback` ends.
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    Latest,
+    Version(Version),
+    StepsBack(usize),
+}
+
+fn password(settings: &Settings) -> Result<Option<Secret>, CliError> {
+    Ok(match &settings.password {
+        PasswordSource::None => None,
+        PasswordSource::Inline(s) => Some(s.clone()),
+        PasswordSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Invalid(format!(
+                    "{}: cannot read password file: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
+        }
+        PasswordSource::Env(name) => {
+            Some(Secret::new(std::env::var(name).map_err(|_| {
+                CliError::Invalid(format!("password variable {name} is not set"))
+            })?))
+        }
+    })
+}
+
+pub fn ledger_table(settings: &Settings) -> LedgerTable {
+    LedgerTable {
+        database: settings.database.clone(),
+        table: settings.history_table.clone(),
+        cluster: settings.cluster.clone(),
+    }
+}
+
+fn target_config(settings: &Settings) -> Result<TargetConfig, CliError> {
+    let mut endpoint = Endpoint::new(settings.url.clone());
+    endpoint.user = settings.user.clone();
+    endpoint.password = password(settings)?;
+    endpoint.ca_file = settings.ca_file.clone();
+    endpoint.tls_verify = settings.tls_verify;
+    endpoint.request_timeout =
+        Duration::from_secs(settings.ddl_timeout_s.max(settings.mutation_timeout_s) + 60);
+    Ok(TargetConfig {
+        endpoint,
+        ledger: ledger_table(settings),
+        ddl_timeout: Duration::from_secs(settings.ddl_timeout_s),
+        mutation_timeout: Duration::from_secs(settings.mutation_timeout_s),
+    })
+}
+
+fn ch(e: ChError) -> CliError {
+    CliError::Failed(anyhow::anyhow!(e))
+}
+
+fn ledger_err(e: LedgerError) -> CliError {
+    match e {
+        LedgerError::Shape { .. } | LedgerError::Row { .. } => CliError::Invalid(e.to_string()),
+        LedgerError::Ch(c) => ch(c),
+    }
+}
+
+pub async fn connect(settings: &Settings) -> Result<Session, CliError> {
+    Session::connect(target_config(settings)?).await.map_err(ch)
+}
+
+fn machine() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// `user@machine (pid N)`: who a CLI run is.
+pub fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{user}@{} (chmigrate {}, pid {})",
+        machine(),
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
+}
+
+fn run_id() -> String {
+    format!("{:x}-{:x}", now_us(), std::process::id())
+}
+
+fn template(settings: &Settings, run: &str) -> LedgerEntry {
+    LedgerEntry {
+        run_id: run.to_string(),
+        environment: settings.environment.clone(),
+        actor: actor(),
+        db_user: settings.user.clone(),
+        statement: -1,
+        ..Default::default()
+    }
+}
+
+fn events(history: &[LedgerEntry]) -> Result<Vec<Event>, CliError> {
+    history
+        .iter()
+        .map(|e| {
+            e.to_event()
+                .map_err(|e| CliError::Invalid(format!("ledger: {e}")))
+        })
+        .collect()
+}
+
+fn loaded_or_fail(loaded: Loaded, format: Format) -> Result<Vec<Migration>, CliError> {
+    if loaded.errors.is_empty() {
+        return Ok(loaded.migrations);
+    }
+    let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
+    diagnostic::sort(&mut diags);
+    output::print_diagnostics(format, &diags);
+    Err(CliError::Reported)
+}
+
+fn resolve_target(spec: &TargetSpec, state: &TargetState) -> Target {
+    match spec {
+        TargetSpec::Latest => Target::Latest,
+        TargetSpec::Version(v) => Target::Version(v.clone()),
+        TargetSpec::StepsBack(n) => {
+            let applied: Vec<&Version> = state
+                .versions
+                .iter()
+                .filter(|(_, s)| matches!(s, VersionState::Applied { .. }))
+                .map(|(v, _)| v)
+                .collect();
+            match applied.len().checked_sub(*n + 1) {
+                Some(i) => Target::Version(applied[i].clone()),
+                None => Target::Version(
+                    Version::parse("0").unwrap_or_else(|_| unreachable!("0 is a version")),
+                ),
+            }
+        }
+    }
+}
+
+fn plan_and_prepare(
+    settings: &Settings,
+    migrations: &[Migration],
+    state: &TargetState,
+    target: &Target,
+    format: Format,
+) -> Result<(Plan, Vec<PreparedStep>), CliError> {
+    let planned = plan(migrations, state, target, &settings.policy()).map_err(|problems| {
+        let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        CliError::Reported
+    })?;
+    let steps =
+        prepare(&planned, migrations, &settings.prepare_settings()).map_err(|mut diags| {
+            diagnostic::sort(&mut diags);
+            output::print_diagnostics(format, &diags);
+            CliError::Reported
+        })?;
+    Ok((planned, steps))
+}
+
+/// Progress on stderr: one rewritten line on a terminal, plain lines otherwise.
+struct Printer {
+    tty: bool,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Printer {
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+    fn line(&self, s: &str, final_line: bool) {
+        if self.tty {
+            eprint!("\r\x1b[K{s}");
+            if final_line {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{s}");
+        }
+    }
+}
+
+fn verb(step: &PreparedStep) -> &'static str {
+    match step.step {
+        chmigrate::plan::Step::Rollback { .. } => "rolling back",
+        _ => "applying",
+    }
+}
+
+impl Progress for Printer {
+    fn step_started(&self, step: &PreparedStep, total: usize) {
+        self.line(
+            &format!(
+                "V{} {}: {} ({total} statement(s))",
+                step.step.version(),
+                step.description,
+                verb(step)
+            ),
+            !self.tty,
+        );
+    }
+    fn statement_started(&self, step: &PreparedStep, stmt: &PreparedStatement, total: usize) {
+        if self.tty {
+            self.line(
+                &format!(
+                    "V{}: statement {}/{total} running ({})",
+                    step.step.version(),
+                    stmt.index + 1,
+                    stmt.location
+                ),
+                false,
+            );
+        }
+    }
+    fn statement_done(
+        &self,
+        step: &PreparedStep,
+        stmt: &PreparedStatement,
+        hosts: &[HostResult],
+        pending: &[String],
+        elapsed: Duration,
+    ) {
+        let hosts_txt = if hosts.is_empty() && pending.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {}/{} host(s) done",
+                hosts.len(),
+                hosts.len() + pending.len()
+            )
+        };
+        self.line(
+            &format!(
+                "V{}: statement {} done in {} ms{hosts_txt}{}",
+                step.step.version(),
+                stmt.index + 1,
+                elapsed.as_millis(),
+                if pending.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pending: {})", pending.join(", "))
+                }
+            ),
+            !self.tty,
+        );
+    }
+    fn step_done(&self, step: &PreparedStep, elapsed: Duration) {
+        self.line(
+            &format!(
+                "V{} {}: done in {} ms",
+                step.step.version(),
+                step.description,
+                elapsed.as_millis()
+            ),
+            true,
+        );
+    }
+}
+
+/// Holds the lock for `f`, records lock events, and always releases.
+async fn locked<T>(
+    session: &Session,
+    settings: &Settings,
+    format: Format,
+    f: impl AsyncFnOnce(&mut Writer, Vec<LedgerEntry>) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let ledger = &session.cfg.ledger;
+    store::ensure(&session.conn, ledger, session.cfg.ddl_timeout.as_secs())
+        .await
+        .map_err(ledger_err)?;
+    let before = store::read(&session.conn, ledger)
+        .await
+        .map_err(ledger_err)?;
+    let run = run_id();
+    let held = lock::acquire(
+        &session.conn,
+        ledger,
+        &actor(),
+        &run,
+        session.server.major,
+        &before,
+    )
+    .await;
+    let lock = match held {
+        Ok(l) => l,
+        Err(LockError::Held { info, now_us }) => {
+            let msg = format!(
+                "target is locked: {} — if that runner is gone, run `chmigrate unlock`",
+                info.describe(now_us)
+            );
+            if format == Format::Json {
+                output::print_json_value(
+                    &json!({ "ok": false, "locked": true, "lock": info, "message": msg }),
+                );
+            }
+            return Err(CliError::Locked(msg));
+        }
+        Err(LockError::Ch(e)) => return Err(ch(e)),
+    };
+    let result = async {
+        let history = store::read(&session.conn, ledger)
+            .await
+            .map_err(ledger_err)?;
+        let mut writer = Writer::open(
+            session.conn.clone(),
+            ledger.clone(),
+            template(settings, &run),
+        )
+        .await
+        .map_err(ledger_err)?;
+        writer
+            .write(|e| {
+                e.event = "lock_taken".into();
+                e.details = json!({ "token": run }).to_string();
+            })
+            .await
+            .map_err(ledger_err)?;
+        let r = f(&mut writer, history).await;
+        let released = writer
+            .write(|e| {
+                e.event = "lock_released".into();
+                e.details = json!({ "token": run }).to_string();
+            })
+            .await;
+        match (r, released) {
+            (Ok(v), Ok(_)) => Ok(v),
+            (Ok(_), Err(e)) => Err(ledger_err(e)),
+            (Err(e), _) => Err(e),
+        }
+    }
+    .await;
+    if let Err(e) = lock::release(lock).await {
+        tracing::warn!(error = %e, "could not release the lock");
+        if result.is_ok() {
+            return Err(ch(e));
+        }
+    }
+    result
+}
+
+/// `migrate`, `rollback` and their dry runs.
+pub async fn migrate(
+    settings: &Settings,
+    spec: TargetSpec,
+    dry_run: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let session = connect(settings).await?;
+    let ledger = session.cfg.ledger.clone();
+    if dry_run {
+        let history = store::read_if_exists(&session.conn, &ledger)
+            .await
+            .map_err(ledger_err)?;
+        let state = TargetState::fold(&events(&history)?);
+        let target = resolve_target(&spec, &state);
+        let (planned, steps) = plan_and_prepare(settings, &migrations, &state, &target, format)?;
+        let hosts = session.cluster_hosts().await.map_err(ch)?;
+        output::print_online_plan(format, settings, &planned, &steps, &hosts);
+        return Ok(());
+    }
+    let printer = Printer::new();
+    let (outcome, still, failed) = locked(
+        &session,
+        settings,
+        format,
+        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+            let open = pending::open_tasks(&history);
+            let (still, failed) = run::verify_pending(&session, Some(writer), open)
+                .await
+                .map_err(run_err)?;
+            let state = TargetState::fold(&events(&history)?);
+            let target = resolve_target(&spec, &state);
+            let (_, steps) = plan_and_prepare(settings, &migrations, &state, &target, format)?;
+            let outcome = run::execute(&session, writer, &steps, &migrations, &printer)
+                .await
+                .map_err(run_err)?;
+            Ok((outcome, still, failed))
+        },
+    )
+    .await?;
+    let history = store::read(&session.conn, &ledger)
+        .await
+        .map_err(ledger_err)?;
+    let state = TargetState::fold(&events(&history)?);
+    let mut pending_all: Vec<PendingTask> = still;
+    pending_all.extend(outcome.pending.iter().cloned());
+    output::print_outcome(
+        format,
+        &outcome,
+        state.applied_version(),
+        &pending_all,
+        &failed,
+    );
+    if !failed.is_empty() {
+        return Err(CliError::Failed(anyhow::anyhow!(
+            "{} host(s) failed a statement that was pending",
+            failed.len()
+        )));
+    }
+    if !pending_all.is_empty() {
+        return Err(CliError::Pending);
+    }
+    Ok(())
+}
+
+fn run_err(e: RunError) -> CliError {
+    match e {
+        RunError::Ledger(l) => ledger_err(l),
+        other => CliError::Failed(anyhow::anyhow!(other)),
+    }
+}
+
+/// What `status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub url: String,
+    pub server_version: String,
+    pub database: String,
+    pub cluster: Option<String>,
+    pub environment: String,
+    pub applied_version: Option<Version>,
+    pub latest_version: Option<Version>,
+    pub pending: Vec<Version>,
+    pub problems: Vec<String>,
+    pub lock: Option<lock::LockInfo>,
+    pub hosts: Vec<HostState>,
+    pub pending_hosts: Vec<PendingTask>,
+    pub migrations: Vec<MigrationStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostState {
+    pub host: String,
+    pub shard: u32,
+    pub replica: u32,
+    pub state: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MigrationStatus {
+    pub version: Version,
+    pub description: String,
+    pub state: String,
+}
+
+pub async fn status(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let loaded = load(settings);
+    let session = connect(settings).await?;
+    let ledger = session.cfg.ledger.clone();
+    let history = store::read_if_exists(&session.conn, &ledger)
+        .await
+        .map_err(ledger_err)?;
+    let state = TargetState::fold(&events(&history)?);
+    let mut problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let pending_versions = match plan(
+        &loaded.migrations,
+        &state,
+        &Target::Latest,
+        &settings.policy(),
+    ) {
+        Ok(p) => p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                chmigrate::plan::Step::Apply { version, .. } => Some(version.clone()),
+                _ => None,
+            })
+            .collect(),
+        Err(ps) => {
+            problems.extend(ps.iter().map(ToString::to_string));
+            Vec::new()
+        }
+    };
+    let lock = lock::inspect(&session.conn, &ledger, &history)
+        .await
+        .map_err(ch)?;
+    let open = pending::open_tasks(&history);
+    let (still, _failed) = run::verify_pending(&session, None, open)
+        .await
+        .map_err(run_err)?;
+    let hosts = session
+        .cluster_hosts()
+        .await
+        .map_err(ch)?
+        .into_iter()
+        .map(|h| {
+            let id = h.id();
+            let waiting: Vec<String> = still
+                .iter()
+                .filter(|t| t.hosts.contains(&id))
+                .map(|t| format!("V{} statement {}", t.version, t.statement + 1))
+                .collect();
+            HostState {
+                state: if waiting.is_empty() {
+                    "in sync".into()
+                } else {
+                    format!("pending: {}", waiting.join(", "))
+                },
+                host: id,
+                shard: h.shard_num,
+                replica: h.replica_num,
+            }
+        })
+        .collect();
+    let mut migrations: Vec<MigrationStatus> = loaded
+        .migrations
+        .iter()
+        .map(|m| MigrationStatus {
+            version: m.version.clone(),
+            description: m.description.clone(),
+            state: describe_state(
+                state.get(&m.version),
+                m.environments.includes(&settings.environment),
+            ),
+        })
+        .collect();
+    for (v, s) in &state.versions {
+        if !loaded.migrations.iter().any(|m| &m.version == v) {
+            migrations.push(MigrationStatus {
+                version: v.clone(),
+                description: "(no source)".into(),
+                state: describe_state(Some(s), true),
+            });
+        }
+    }
+    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    let st = Status {
+        url: settings.url.clone(),
+        server_version: session.server.version.clone(),
+        database: settings.database.as_str().to_string(),
+        cluster: settings.cluster.as_ref().map(|c| c.as_str().to_string()),
+        environment: settings.environment.clone(),
+        applied_version: state.applied_version().cloned(),
+        latest_version: loaded.migrations.iter().map(|m| m.version.clone()).max(),
+        pending: pending_versions,
+        problems,
+        lock,
+        hosts,
+        pending_hosts: still,
+        migrations,
+    };
+    output::print_status(format, &st);
+    Ok(())
+}
+
+fn describe_state(s: Option<&VersionState>, in_env: bool) -> String {
+    match s {
+        None if !in_env => "skipped (other environment)".into(),
+        None => "pending".into(),
+        Some(VersionState::Applied {
+            baselined: true, ..
+        }) => "baselined".into(),
+        Some(VersionState::Applied { .. }) => "applied".into(),
+        Some(VersionState::RolledBack) => "rolled back".into(),
+        Some(VersionState::InProgress(p)) => format!(
+            "{} {}/{} statements{}",
+            match p.direction {
+                chmigrate::history::Direction::Up => "half applied:",
+                chmigrate::history::Direction::Down => "half rolled back:",
+            },
+            p.completed,
+            p.statements,
+            p.failed
+                .as_ref()
+                .map(|e| format!(" (failed: {})", e.lines().next().unwrap_or("")))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+pub async fn history(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let session = connect(settings).await?;
+    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(ledger_err)?;
+    output::print_history(format, &history);
+    Ok(())
+}
+
+pub async fn validate_online(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let loaded = load(settings);
+    let mut diags = validate_offline(
+        &loaded.migrations,
+        &loaded.errors,
+        &settings.prepare_settings(),
+        &settings.policy(),
+    );
+    let session = connect(settings).await?;
+    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(ledger_err)?;
+    let state = TargetState::fold(&events(&history)?);
+    if let Err(problems) = plan(
+        &loaded.migrations,
+        &state,
+        &Target::Latest,
+        &settings.policy(),
+    ) {
+        diags.extend(problems.into_iter().map(Diagnostic::from));
+    }
+    diagnostic::sort(&mut diags);
+    diags.dedup();
+    output::print_validation(format, settings, loaded.migrations.len(), &diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn baseline(
+    settings: &Settings,
+    version: Version,
+    format: Format,
+) -> Result<(), CliError> {
+    let session = connect(settings).await?;
+    locked(&session, settings, format, async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+        let state = TargetState::fold(&events(&history)?);
+        if let Some(v) = state.applied_version() {
+            return Err(CliError::Invalid(format!(
+                "cannot baseline: V{v} is already applied on this target (baseline only an empty ledger)"
+            )));
+        }
+        writer
+            .write(|e| {
+                e.event = "baselined".into();
+                e.version = version.to_string();
+                e.description = "baseline".into();
+            })
+            .await
+            .map_err(ledger_err)?;
+        Ok(())
+    })
+    .await?;
+    output::print_message(
+        format,
+        &format!("baselined at V{version}"),
+        json!({ "ok": true, "baseline": version }),
+    );
+    Ok(())
+}
+
+/// `repair`: accept changed checksums, or record a decision about a statement.
+pub async fn repair(
+    settings: &Settings,
+    resolve: Option<(Version, usize, bool)>,
+    format: Format,
+) -> Result<(), CliError> {
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let session = connect(settings).await?;
+    let done = locked(
+        &session,
+        settings,
+        format,
+        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+            let state = TargetState::fold(&events(&history)?);
+            let mut done = Vec::new();
+            if let Some((version, number, took_effect)) = &resolve {
+                let Some(VersionState::InProgress(p)) = state.get(version) else {
+                    return Err(CliError::Invalid(format!(
+                        "V{version} is not half-applied; nothing to resolve"
+                    )));
+                };
+                if p.completed + 1 != *number {
+                    return Err(CliError::Invalid(format!(
+                        "V{version} stopped at statement {}; --statement {number} does not match",
+                        p.completed + 1
+                    )));
+                }
+                let dir = match p.direction {
+                    chmigrate::history::Direction::Up => "up",
+                    chmigrate::history::Direction::Down => "down",
+                };
+                writer
+                    .write(|e| {
+                        e.event = "statement_resolved".into();
+                        e.version = version.to_string();
+                        e.direction = dir.into();
+                        e.statement = (*number - 1) as i64;
+                        e.details = json!({ "done": took_effect }).to_string();
+                    })
+                    .await
+                    .map_err(ledger_err)?;
+                done.push(format!(
+                    "V{version} statement {number} recorded as {}",
+                    if *took_effect { "done" } else { "not done" }
+                ));
+                return Ok(done);
+            }
+            for m in &migrations {
+                let recorded = match state.get(&m.version) {
+                    Some(VersionState::Applied {
+                        checksum: Some(c),
+                        baselined: false,
+                    }) => c,
+                    Some(VersionState::InProgress(p)) => &p.checksum,
+                    _ => continue,
+                };
+                if *recorded != m.checksum {
+                    writer
+                        .write(|e| {
+                            e.event = "checksum_repaired".into();
+                            e.version = m.version.to_string();
+                            e.checksum = m.checksum.0.clone();
+                            e.details = json!({ "previous": recorded.0 }).to_string();
+                        })
+                        .await
+                        .map_err(ledger_err)?;
+                    done.push(format!(
+                        "V{}: checksum {} -> {}",
+                        m.version,
+                        recorded.short(),
+                        m.checksum.short()
+                    ));
+                }
+            }
+            Ok(done)
+        },
+    )
+    .await?;
+    let text = if done.is_empty() {
+        "nothing to repair".to_string()
+    } else {
+        done.join("\n")
+    };
+    output::print_message(format, &text, json!({ "ok": true, "repaired": done }));
+    Ok(())
+}
+
+pub async fn unlock(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let session = connect(settings).await?;
+    let ledger = session.cfg.ledger.clone();
+    let history = store::read_if_exists(&session.conn, &ledger)
+        .await
+        .map_err(ledger_err)?;
+    let held = lock::inspect(&session.conn, &ledger, &history)
+        .await
+        .map_err(ch)?;
+    let Some(info) = held else {
+        output::print_message(
+            format,
+            "no lock is held",
+            json!({ "ok": true, "released": false }),
+        );
+        return Ok(());
+    };
+    lock::force(
+        &session.conn,
+        &ledger,
+        session.server.major,
+        session.cfg.ddl_timeout.as_secs(),
+    )
+    .await
+    .map_err(ch)?;
+    if store::exists(&session.conn, &ledger)
+        .await
+        .map_err(ledger_err)?
+    {
+        let mut writer = Writer::open(
+            session.conn.clone(),
+            ledger.clone(),
+            template(settings, &run_id()),
+        )
+        .await
+        .map_err(ledger_err)?;
+        writer
+            .write(|e| {
+                e.event = "lock_forced".into();
+                e.details = json!({ "previous": info }).to_string();
+            })
+            .await
+            .map_err(ledger_err)?;
+    }
+    let text = format!("lock released (was {})", info.describe(now_us()));
+    output::print_message(
+        format,
+        &text,
+        json!({ "ok": true, "released": true, "previous": info }),
+    );
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+pub async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, r: Result<String, String>| {
+        let (ok, detail) = match r {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    };
+    let session = match connect(settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            add("connection", Err(e.to_string()));
+            output::print_checks(format, &checks_json(&checks));
+            return Err(CliError::Failed(anyhow::anyhow!("cannot connect")));
+        }
+    };
+    add(
+        "connection",
+        Ok(format!("{} as {}", settings.url, settings.user)),
+    );
+    add("server version", Ok(session.server.version.clone()));
+    #[derive(Deserialize)]
+    struct Setting {
+        value: String,
+    }
+    let ro: Result<Vec<Setting>, ChError> = session
+        .conn
+        .rows("SELECT value FROM system.settings WHERE name = 'readonly'")
+        .await;
+    add(
+        "privileges",
+        match ro {
+            Ok(r) if r.first().is_none_or(|s| s.value == "0") => {
+                Ok("user may run DDL (readonly = 0)".into())
+            }
+            Ok(r) => Err(format!("user is read-only (readonly = {})", r[0].value)),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    match &settings.cluster {
+        Some(c) => {
+            match session.cluster_hosts().await {
+                Ok(h) if !h.is_empty() => {
+                    let shards = h.iter().map(|x| x.shard_num).max().unwrap_or(0);
+                    add(
+                        "cluster topology",
+                        Ok(format!(
+                            "{} has {shards} shard(s), {} host(s): {}",
+                            c.as_str(),
+                            h.len(),
+                            h.iter().map(|x| x.id()).collect::<Vec<_>>().join(", ")
+                        )),
+                    );
+                }
+                Ok(_) => add(
+                    "cluster topology",
+                    Err(format!("cluster {} is not in system.clusters", c.as_str())),
+                ),
+                Err(e) => add("cluster topology", Err(e.to_string())),
+            }
+            let zk: Result<Vec<serde_json::Value>, ChError> = session
+                .conn
+                .rows("SELECT name FROM system.zookeeper WHERE path = '/'")
+                .await;
+            add(
+                "zookeeper",
+                zk.map(|n| format!("reachable ({} top-level node(s))", n.len()))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        None => add(
+            "cluster topology",
+            Ok("single node (no cluster configured)".into()),
+        ),
+    }
+    let ledger = session.cfg.ledger.clone();
+    add(
+        "ledger",
+        match store::exists(&session.conn, &ledger).await {
+            Ok(true) => store::check_shape(&session.conn, &ledger)
+                .await
+                .map(|_| format!("{} exists and has the expected shape", ledger.qualified()))
+                .map_err(|e| e.to_string()),
+            Ok(false) => Ok(format!(
+                "{} does not exist yet (created on first migrate)",
+                ledger.qualified()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let history = store::read_if_exists(&session.conn, &ledger)
+        .await
+        .unwrap_or_default();
+    add(
+        "lock",
+        match lock::inspect(&session.conn, &ledger, &history).await {
+            Ok(None) => Ok("free".into()),
+            Ok(Some(i)) => Ok(i.describe(now_us())),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let ok = checks.iter().all(|c| c.ok);
+    output::print_checks(format, &checks_json(&checks));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Failed(anyhow::anyhow!("some checks failed")))
+    }
+}
+
+fn checks_json(checks: &[Check]) -> serde_json::Value {
+    json!({ "ok": checks.iter().all(|c| c.ok), "checks": checks })
+}
+
+/// The export file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Export {
+    pub format: String,
+    pub database: String,
+    pub table: String,
+    pub exported_at_us: u64,
+    pub entries: Vec<LedgerEntry>,
+}
+
+pub const EXPORT_FORMAT: &str = "chmigrate-ledger/v1";
+
+pub async fn export(settings: &Settings, file: &Path, format: Format) -> Result<(), CliError> {
+    let session = connect(settings).await?;
+    let entries = store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(ledger_err)?;
+    let doc = Export {
+        format: EXPORT_FORMAT.into(),
+        database: settings.database.as_str().into(),
+        table: settings.history_table.as_str().into(),
+        exported_at_us: now_us(),
+        entries,
+    };
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.into()))?;
+    std::fs::write(file, text)
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: cannot write: {e}", file.display())))?;
+    output::print_message(
+        format,
+        &format!(
+            "exported {} event(s) to {}",
+            doc.entries.len(),
+            file.display()
+        ),
+        json!({ "ok": true, "events": doc.entries.len(), "file": file.display().to_string() }),
+    );
+    Ok(())
+}
+
+pub async fn import(settings: &Settings, file: &Path, format: Format) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Invalid(format!("{}: cannot read: {e}", file.display())))?;
+    let doc: Export = serde_json::from_str(&text).map_err(|e| {
+        CliError::Invalid(format!(
+            "{}: not a chmigrate ledger export: {e}",
+            file.display()
+        ))
+    })?;
+    if doc.format != EXPORT_FORMAT {
+        return Err(CliError::Invalid(format!(
+            "{}: format {:?} is not {EXPORT_FORMAT:?}",
+            file.display(),
+            doc.format
+        )));
+    }
+    for (i, e) in doc.entries.iter().enumerate() {
+        e.to_event().map_err(|err| {
+            CliError::Invalid(format!("{}: entry {}: {err}", file.display(), i + 1))
+        })?;
+    }
+    let session = connect(settings).await?;
+    let n = locked(
+        &session,
+        settings,
+        format,
+        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+            if history.iter().any(|e| !e.version.is_empty()) {
+                return Err(CliError::Invalid(format!(
+                    "{} already has migration history; import only into an empty ledger",
+                    session.cfg.ledger.qualified()
+                )));
+            }
+            let rows: Vec<LedgerEntry> = doc
+                .entries
+                .iter()
+                .filter(|e| !e.event.starts_with("lock_"))
+                .cloned()
+                .collect();
+            let n = writer.write_all(rows).await.map_err(ledger_err)?;
+            writer
+                .write(|e| {
+                    e.event = "imported".into();
+                    e.details =
+                        json!({ "file": file.display().to_string(), "events": n }).to_string();
+                })
+                .await
+                .map_err(ledger_err)?;
+            Ok(n)
+        },
+    )
+    .await?;
+    output::print_message(
+        format,
+        &format!("imported {n} event(s) from {}", file.display()),
+        json!({ "ok": true, "events": n }),
+    );
+    Ok(())
+}
+
+/// Statements grouped by where they run, for `plan`.
+pub fn host_group(note: &OnClusterNote, cluster: Option<&str>, hosts: usize) -> String {
+    match (note, cluster) {
+        (OnClusterNote::Added | OnClusterNote::AlreadyPresent, Some(c)) => {
+            format!("on cluster {c} ({hosts} host(s))")
+        }
+        _ => "on the entry node".into(),
+    }
+}
+
+/// Applied outcome for printing.
+pub fn outcome_summary(o: &Outcome) -> String {
+    let list = |v: &[Version]| {
+        v.iter()
+            .map(|v| format!("V{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !o.baselined.is_empty() {
+        parts.push(format!("baselined {}", list(&o.baselined)));
+    }
+    if !o.rolled_back.is_empty() {
+        parts.push(format!("rolled back {}", list(&o.rolled_back)));
+    }
+    if !o.applied.is_empty() {
+        parts.push(format!("applied {}", list(&o.applied)));
+    }
+    if parts.is_empty() {
+        "nothing to do".into()
+    } else {
+        format!("{} ({} statement(s))", parts.join(", "), o.statements)
+    }
+}

@@ -1,0 +1,387 @@
+//! The target lock: at most one runner (CLI or operator) migrates a target.
+//!
+//! ClickHouse has no advisory locks and 18.16 has no KeeperMap, but both old
+//! and current versions refuse to create a table that already exists, and a
+//! `ReplicatedMergeTree` refuses to register a replica name that is already
+//! registered under its ZooKeeper path. So taking the lock is creating a
+//! table:
+//!
+//! - single node: `CREATE TABLE <db>.<ledger>_lock … ENGINE = MergeTree()`
+//!   (atomic on the server: the second runner gets "already exists");
+//! - cluster: the same table as `ReplicatedMergeTree('/clickhouse/chmigrate/
+//!   <db>/<ledger>_lock', 'lock')`, created on the entry node only. Whichever
+//!   node a second runner goes through, its create fails in ZooKeeper
+//!   ("replica … already exists"): the lock spans the cluster, not one node.
+//!
+//! The holder writes one row (token, holder, time) into the lock table and a
+//! `lock_taken` event into the ledger. Releasing drops the table (with
+//! `SYNC` on versions that delay drops) after writing `lock_released`. A
+//! runner that dies leaves the lock behind: it is reported with its holder
+//! and age, and `chmigrate unlock` drops it (`ON CLUSTER`, so it is found
+//! on whichever node holds it) and records `lock_forced`.
+
+use serde::{Deserialize, Serialize};
+
+use super::client::Connection;
+use super::error::{ChError, codes};
+use super::store::now_us;
+use crate::ledger::{LedgerEntry, LedgerTable};
+use crate::sql::ident::{Ident, string_literal};
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub token: String,
+    pub holder: String,
+    pub acquired_us: u64,
+    /// The node the lock table lives on, when known (clusters).
+    #[serde(default)]
+    pub node: String,
+}
+
+impl LockInfo {
+    pub fn age_secs(&self, now_us: u64) -> u64 {
+        now_us.saturating_sub(self.acquired_us) / 1_000_000
+    }
+
+    pub fn describe(&self, now_us: u64) -> String {
+        let mut s = format!(
+            "held by {} for {}s (token {})",
+            if self.holder.is_empty() {
+                "an unknown runner"
+            } else {
+                &self.holder
+            },
+            self.age_secs(now_us),
+            self.token
+        );
+        if !self.node.is_empty() {
+            s.push_str(&format!(" on node {}", self.node));
+        }
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("target is locked: {}", info.describe(*now_us))]
+    Held { info: LockInfo, now_us: u64 },
+    #[error(transparent)]
+    Ch(#[from] ChError),
+}
+
+/// The lock table for a ledger.
+pub fn lock_table(ledger: &LedgerTable) -> Result<Ident, ChError> {
+    Ident::new(
+        "lock table name",
+        &format!("{}_lock", ledger.table.as_str()),
+    )
+    .map_err(|e| ChError::Config(e.to_string()))
+}
+
+fn lock_zk_path(ledger: &LedgerTable) -> String {
+    format!("{}_lock", ledger.zookeeper_path())
+}
+
+/// `CREATE TABLE` of the lock (no `IF NOT EXISTS`: failing is the point).
+pub fn create_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
+    let engine = match &ledger.cluster {
+        Some(_) => format!(
+            "ReplicatedMergeTree({}, 'lock')",
+            string_literal(&lock_zk_path(ledger))
+        ),
+        None => "MergeTree()".to_string(),
+    };
+    Ok(format!(
+        "CREATE TABLE {}.{} (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = {engine} ORDER BY token",
+        ledger.database,
+        lock_table(ledger)?
+    ))
+}
+
+/// `DROP TABLE` of the lock; `sync` for servers that delay drops (20.x+).
+pub fn drop_lock_sql(
+    ledger: &LedgerTable,
+    if_exists: bool,
+    on_cluster: bool,
+    sync: bool,
+) -> Result<String, ChError> {
+    let mut s = format!(
+        "DROP TABLE {}{}.{}",
+        if if_exists { "IF EXISTS " } else { "" },
+        ledger.database,
+        lock_table(ledger)?
+    );
+    if on_cluster && let Some(c) = &ledger.cluster {
+        s.push_str(&format!(" ON CLUSTER {c}"));
+    }
+    if sync {
+        s.push_str(" SYNC");
+    }
+    Ok(s)
+}
+
+/// Whether the server delays `DROP TABLE` (Atomic databases, 20.x and later).
+pub fn needs_sync_drop(server_major: u32) -> bool {
+    server_major >= 20
+}
+
+/// A held lock; release it with [`release`].
+#[derive(Debug)]
+pub struct Lock {
+    pub info: LockInfo,
+    conn: Connection,
+    ledger: LedgerTable,
+    sync_drop: bool,
+}
+
+/// Takes the lock or reports who holds it.
+pub async fn acquire(
+    conn: &Connection,
+    ledger: &LedgerTable,
+    holder: &str,
+    token: &str,
+    server_major: u32,
+    history: &[LedgerEntry],
+) -> Result<Lock, LockError> {
+    match conn.execute(&create_lock_sql(ledger)?).await {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(codes::TABLE_ALREADY_EXISTS | codes::REPLICA_ALREADY_EXISTS)
+            ) =>
+        {
+            let info = inspect(conn, ledger, history).await?.unwrap_or(LockInfo {
+                token: String::new(),
+                holder: String::new(),
+                acquired_us: 0,
+                node: String::new(),
+            });
+            return Err(LockError::Held {
+                info,
+                now_us: now_us(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let info = LockInfo {
+        token: token.to_string(),
+        holder: holder.to_string(),
+        acquired_us: now_us(),
+        node: conn.url().to_string(),
+    };
+    let head = format!(
+        "INSERT INTO {}.{} FORMAT JSONEachRow",
+        ledger.database,
+        lock_table(ledger)?
+    );
+    #[derive(Serialize)]
+    struct Row<'a> {
+        token: &'a str,
+        holder: &'a str,
+        acquired_us: u64,
+    }
+    conn.insert_json(
+        &head,
+        &[Row {
+            token,
+            holder,
+            acquired_us: info.acquired_us,
+        }],
+        &[],
+    )
+    .await?;
+    Ok(Lock {
+        info,
+        conn: conn.clone(),
+        ledger: ledger.clone(),
+        sync_drop: needs_sync_drop(server_major),
+    })
+}
+
+/// Releases a held lock.
+pub async fn release(lock: Lock) -> Result<(), ChError> {
+    lock.conn
+        .execute(&drop_lock_sql(&lock.ledger, false, false, lock.sync_drop)?)
+        .await
+}
+
+#[derive(Deserialize)]
+struct ZkNode {
+    name: String,
+    value: String,
+}
+
+/// Who holds the lock, if anyone: the row in the lock table when it is on
+/// this node, else the ledger's last `lock_taken` without a release and the
+/// node ZooKeeper names.
+pub async fn inspect(
+    conn: &Connection,
+    ledger: &LedgerTable,
+    history: &[LedgerEntry],
+) -> Result<Option<LockInfo>, ChError> {
+    let table = lock_table(ledger)?;
+    let here = format!(
+        "SELECT count() AS n FROM system.tables WHERE database = {} AND name = {}",
+        string_literal(ledger.database.as_str()),
+        string_literal(table.as_str())
+    );
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let local: Vec<N> = conn.rows(&here).await?;
+    if local.first().is_some_and(|r| r.n > 0) {
+        let rows: Vec<LockInfo> = conn
+            .rows(&format!(
+                "SELECT token, holder, acquired_us FROM {}.{} ORDER BY acquired_us LIMIT 1",
+                ledger.database, table
+            ))
+            .await?;
+        let info = rows.into_iter().next().unwrap_or(LockInfo {
+            token: String::new(),
+            holder: String::new(),
+            acquired_us: 0,
+            node: String::new(),
+        });
+        return Ok(Some(LockInfo {
+            node: conn.url().to_string(),
+            ..info
+        }));
+    }
+    if ledger.cluster.is_none() {
+        return Ok(None);
+    }
+    // Held through another node? Ask ZooKeeper.
+    let zk = format!(
+        "SELECT name, value FROM system.zookeeper WHERE path = {}",
+        string_literal(&format!("{}/replicas/lock", lock_zk_path(ledger)))
+    );
+    let nodes: Vec<ZkNode> = match conn.rows(&zk).await {
+        Ok(n) => n,
+        // No such path: nobody holds the lock.
+        Err(e)
+            if e.code() == Some(codes::KEEPER_EXCEPTION)
+                && e.server_message().is_some_and(|m| m.contains("No node")) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let node = nodes
+        .iter()
+        .find(|n| n.name == "host")
+        .and_then(|n| n.value.lines().find_map(|l| l.strip_prefix("host: ")))
+        .unwrap_or_default()
+        .to_string();
+    Ok(Some(last_taken(history).map_or(
+        LockInfo {
+            token: String::new(),
+            holder: String::new(),
+            acquired_us: 0,
+            node: node.clone(),
+        },
+        |mut i| {
+            i.node = node.clone();
+            i
+        },
+    )))
+}
+
+/// The last `lock_taken` event with no `lock_released`/`lock_forced` after it.
+pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
+    let mut current: Option<LockInfo> = None;
+    for e in history {
+        match e.event.as_str() {
+            "lock_taken" => {
+                current = Some(LockInfo {
+                    token: e.run_id.clone(),
+                    holder: e.actor.clone(),
+                    acquired_us: e.event_time_us,
+                    node: String::new(),
+                })
+            }
+            "lock_released" | "lock_forced" => current = None,
+            _ => {}
+        }
+    }
+    current
+}
+
+/// Drops the lock wherever it is. Returns whether a lock was there.
+pub async fn force(
+    conn: &Connection,
+    ledger: &LedgerTable,
+    server_major: u32,
+    ddl_timeout_s: u64,
+) -> Result<(), ChError> {
+    let sql = drop_lock_sql(
+        ledger,
+        true,
+        ledger.cluster.is_some(),
+        needs_sync_drop(server_major),
+    )?;
+    conn.execute_with(
+        &sql,
+        &[("distributed_ddl_task_timeout", ddl_timeout_s.to_string())],
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(cluster: Option<&str>) -> LedgerTable {
+        LedgerTable {
+            database: Ident::new("d", "analytics").unwrap(),
+            table: Ident::new("t", "schema_migrations").unwrap(),
+            cluster: cluster.map(|c| Ident::new("c", c).unwrap()),
+        }
+    }
+
+    #[test]
+    fn lock_sql() {
+        assert_eq!(
+            create_lock_sql(&ledger(None)).unwrap(),
+            "CREATE TABLE `analytics`.`schema_migrations_lock` (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = MergeTree() ORDER BY token"
+        );
+        assert!(create_lock_sql(&ledger(Some("c"))).unwrap().contains(
+            "ENGINE = ReplicatedMergeTree('/clickhouse/chmigrate/analytics/schema_migrations_lock', 'lock')"
+        ));
+        assert_eq!(
+            drop_lock_sql(&ledger(Some("c")), true, true, true).unwrap(),
+            "DROP TABLE IF EXISTS `analytics`.`schema_migrations_lock` ON CLUSTER `c` SYNC"
+        );
+        assert_eq!(
+            drop_lock_sql(&ledger(None), false, true, false).unwrap(),
+            "DROP TABLE `analytics`.`schema_migrations_lock`"
+        );
+        assert!(needs_sync_drop(24) && !needs_sync_drop(18));
+    }
+
+    #[test]
+    fn last_taken_follows_releases() {
+        let ev = |event: &str, run: &str, t: u64| LedgerEntry {
+            event: event.into(),
+            run_id: run.into(),
+            actor: format!("me@{run}"),
+            event_time_us: t,
+            ..Default::default()
+        };
+        let h = vec![
+            ev("lock_taken", "a", 1),
+            ev("lock_released", "a", 2),
+            ev("lock_taken", "b", 3_000_000),
+        ];
+        let info = last_taken(&h).unwrap();
+        assert_eq!(info.token, "b");
+        assert_eq!(info.age_secs(10_000_000), 7);
+        assert!(info.describe(10_000_000).contains("held by me@b for 7s"));
+        assert_eq!(last_taken(&h[..2]), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! The ClickHouse runtime: the I/O half of the engine. It connects, keeps the
+//! ledger, takes the lock, runs prepared statements (with `ON CLUSTER`
+//! results checked host by host) and records every step before the next one
+//! starts. The CLI and the operator both drive it through [`Session`].
+
+pub mod client;
+pub mod ddl;
+pub mod error;
+pub mod lock;
+pub mod pending;
+pub mod run;
+pub mod store;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Connection, Endpoint};
+pub use error::ChError;
+
+use crate::ledger::LedgerTable;
+use crate::sql::ident::string_literal;
+
+/// How a session talks to its target.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub endpoint: Endpoint,
+    pub ledger: LedgerTable,
+    /// `distributed_ddl_task_timeout` for `ON CLUSTER` statements.
+    pub ddl_timeout: Duration,
+    /// How long to wait for a mutation to finish.
+    pub mutation_timeout: Duration,
+}
+
+/// What the server is.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub major: u32,
+}
+
+/// A cluster member as `system.clusters` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHost {
+    pub shard_num: u32,
+    pub replica_num: u32,
+    pub host_name: String,
+    pub port: u16,
+}
+
+impl ClusterHost {
+    pub fn id(&self) -> String {
+        ddl::host_id(&self.host_name, self.port)
+    }
+}
+
+/// A connected target.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub conn: Connection,
+    pub cfg: TargetConfig,
+    pub server: ServerInfo,
+}
+
+impl Session {
+    /// Connects and asks the server's version (this is where an unreachable
+    /// server, a TLS failure or a wrong password shows).
+    pub async fn connect(cfg: TargetConfig) -> Result<Session, ChError> {
+        let conn = Connection::new(cfg.endpoint.clone())?;
+        #[derive(Deserialize)]
+        struct V {
+            version: String,
+        }
+        let rows: Vec<V> = conn.rows("SELECT version() AS version").await?;
+        let version = rows
+            .into_iter()
+            .next()
+            .map(|v| v.version)
+            .unwrap_or_default();
+        let major = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        tracing::info!(url = %cfg.endpoint.url, %version, "connected");
+        Ok(Session {
+            conn,
+            server: ServerInfo { version, major },
+            cfg,
+        })
+    }
+
+    /// Settings sent with `ON CLUSTER` statements.
+    pub fn ddl_settings(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "distributed_ddl_task_timeout",
+            self.cfg.ddl_timeout.as_secs().max(1).to_string(),
+        )]
+    }
+
+    /// The configured cluster's hosts.
+    pub async fn cluster_hosts(&self) -> Result<Vec<ClusterHost>, ChError> {
+        let Some(cluster) = &self.cfg.ledger.cluster else {
+            return Ok(Vec::new());
+        };
+        self.conn
+            .rows(&format!(
+                "SELECT shard_num, replica_num, host_name, port FROM system.clusters WHERE cluster = {} ORDER BY shard_num, replica_num",
+                string_literal(cluster.as_str())
+            ))
+            .await
+    }
+}

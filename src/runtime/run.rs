@@ -1,0 +1,468 @@
+//! Running prepared steps: every statement's completion is in the ledger
+//! before the next statement starts; `ON CLUSTER` answers are checked host by
+//! host; mutations are awaited.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Session;
+use super::ddl::{self, TimedOutTask};
+use super::error::{ChError, codes};
+use super::pending::{PendingDetails, PendingTask};
+use super::store::{LedgerError, Writer};
+use crate::history::Direction;
+use crate::ledger::HostResult;
+use crate::migration::{Location, Migration};
+use crate::plan::Step;
+use crate::prepare::{OnClusterNote, PreparedStatement, PreparedStep};
+use crate::sql::ident::{split_qualified, string_literal};
+use crate::sql::statement::{StatementKind, analyze};
+use crate::version::Version;
+
+/// Progress reports for people (the CLI prints them; the operator logs them).
+pub trait Progress: Send + Sync {
+    fn step_started(&self, _step: &PreparedStep, _total_statements: usize) {}
+    fn statement_started(&self, _step: &PreparedStep, _stmt: &PreparedStatement, _total: usize) {}
+    fn statement_done(
+        &self,
+        _step: &PreparedStep,
+        _stmt: &PreparedStatement,
+        _hosts: &[HostResult],
+        _pending: &[String],
+        _elapsed: Duration,
+    ) {
+    }
+    fn step_done(&self, _step: &PreparedStep, _elapsed: Duration) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Outcome {
+    pub applied: Vec<Version>,
+    pub rolled_back: Vec<Version>,
+    pub baselined: Vec<Version>,
+    pub statements: usize,
+    /// Statements some hosts had not finished when they returned.
+    pub pending: Vec<PendingTask>,
+}
+
+/// A run that stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{migration} statement {number} ({location}){}: {message}", host.as_ref().map(|h| format!(" failed on host {h}")).unwrap_or_default())]
+    Statement {
+        migration: String,
+        location: Location,
+        /// 1-based.
+        number: usize,
+        host: Option<String>,
+        message: String,
+    },
+}
+
+/// The result of one statement.
+struct StatementResult {
+    hosts: Vec<HostResult>,
+    pending: Option<(TimedOutTask, Vec<String>)>,
+}
+
+#[derive(Deserialize)]
+struct ZkNode {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: u64,
+}
+
+/// Hosts named in a DDL task node's value (`hosts: ['127%2E0%2E0%2E11:9001',…]`).
+fn task_hosts(value: &str) -> Vec<String> {
+    value
+        .lines()
+        .find_map(|l| l.strip_prefix("hosts: "))
+        .map(|list| {
+            list.trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .map(|h| ddl::unescape_host_id(h.trim().trim_matches(|c| c == '\'' || c == '\\')))
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Which hosts of a task finished, and how: `(host, Ok | Err(error))`.
+pub async fn task_progress(
+    session: &Session,
+    task: &str,
+) -> Result<(Vec<String>, Vec<(String, Result<(), String>)>), ChError> {
+    let parent = task.rsplit_once('/').map_or("", |(p, _)| p);
+    let name = task.rsplit_once('/').map_or(task, |(_, n)| n);
+    let entries: Vec<ZkNode> = session
+        .conn
+        .rows(&format!(
+            "SELECT name, value FROM system.zookeeper WHERE path = {}",
+            string_literal(parent)
+        ))
+        .await?;
+    let all = entries
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| task_hosts(&e.value))
+        .unwrap_or_default();
+    let finished: Vec<ZkNode> = match session
+        .conn
+        .rows(&format!(
+            "SELECT name, value FROM system.zookeeper WHERE path = {}",
+            string_literal(&format!("{task}/finished"))
+        ))
+        .await
+    {
+        Ok(f) => f,
+        Err(e) if e.code() == Some(codes::KEEPER_EXCEPTION) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let done = finished
+        .into_iter()
+        .map(|n| {
+            (
+                ddl::unescape_host_id(&n.name),
+                ddl::finished_status(&n.value),
+            )
+        })
+        .collect();
+    Ok((all, done))
+}
+
+async fn run_statement(
+    session: &Session,
+    ps: &PreparedStatement,
+) -> Result<StatementResult, (Option<String>, String)> {
+    let on_cluster = matches!(
+        ps.note,
+        OnClusterNote::Added | OnClusterNote::AlreadyPresent
+    );
+    let mut result = StatementResult {
+        hosts: Vec::new(),
+        pending: None,
+    };
+    if on_cluster {
+        match session.conn.text(&ps.sql, &session.ddl_settings()).await {
+            Ok(text) => {
+                let hosts = ddl::parse_host_rows(&text).map_err(|e| (None, e))?;
+                if let Some(bad) = hosts.iter().find(|h| h.status != 0) {
+                    return Err((Some(ddl::host_id(&bad.host, bad.port)), bad.error.clone()));
+                }
+                result.hosts = hosts;
+            }
+            Err(e) if e.code() == Some(codes::TIMEOUT_EXCEEDED) => {
+                let msg = e.server_message().unwrap_or_default().to_string();
+                let Some(task) = ddl::parse_timeout(&msg) else {
+                    return Err((None, e.to_string()));
+                };
+                let (all, done) = task_progress(session, &task.task_path)
+                    .await
+                    .map_err(|e| (None, e.to_string()))?;
+                if let Some((host, Err(err))) = done.iter().find(|(_, r)| r.is_err()) {
+                    return Err((Some(host.clone()), err.clone()));
+                }
+                let finished: Vec<&String> = done.iter().map(|(h, _)| h).collect();
+                let pending: Vec<String> =
+                    all.into_iter().filter(|h| !finished.contains(&h)).collect();
+                result.hosts = done
+                    .iter()
+                    .map(|(h, _)| {
+                        let (host, port) = h.rsplit_once(':').unwrap_or((h, "0"));
+                        HostResult {
+                            host: host.to_string(),
+                            port: port.parse().unwrap_or(0),
+                            status: 0,
+                            error: String::new(),
+                        }
+                    })
+                    .collect();
+                result.pending = Some((task, pending));
+            }
+            Err(e) => {
+                let msg = e.server_message().unwrap_or_default();
+                return Err(match ddl::parse_host_error(msg) {
+                    Some((host, inner)) => (Some(host), inner),
+                    None => (None, e.to_string()),
+                });
+            }
+        }
+    } else {
+        session
+            .conn
+            .execute(&ps.sql)
+            .await
+            .map_err(|e| (None, e.to_string()))?;
+    }
+    if ps.kind == StatementKind::Mutation {
+        wait_for_mutations(session, &ps.sql)
+            .await
+            .map_err(|e| (None, e))?;
+    }
+    Ok(result)
+}
+
+/// Polls until no mutation of the statement's table is left unfinished (on
+/// one replica of every shard when a cluster is configured: 18.16 has no
+/// `mutations_sync`).
+async fn wait_for_mutations(session: &Session, sql: &str) -> Result<(), String> {
+    let info = analyze(sql).map_err(|e| e.to_string())?;
+    let Some(name) = info.object_name else {
+        return Ok(());
+    };
+    let (db, table) = split_qualified(&name);
+    let db = db.unwrap_or_else(|| session.cfg.ledger.database.as_str().to_string());
+    let source = match &session.cfg.ledger.cluster {
+        Some(c) => format!("cluster({}, system, mutations)", string_literal(c.as_str())),
+        None => "system.mutations".to_string(),
+    };
+    let q = format!(
+        "SELECT count() AS n FROM {source} WHERE database = {} AND table = {} AND NOT is_done",
+        string_literal(&db),
+        string_literal(&table)
+    );
+    let deadline = Instant::now() + session.cfg.mutation_timeout;
+    loop {
+        let rows: Vec<Count> = session.conn.rows(&q).await.map_err(|e| e.to_string())?;
+        if rows.first().is_none_or(|r| r.n == 0) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "mutation on {db}.{table} not finished after {:?} (it keeps running on the server; check system.mutations)",
+                session.cfg.mutation_timeout
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `steps` (prepared from a plan over `migrations`), recording each event.
+pub async fn execute(
+    session: &Session,
+    writer: &mut Writer,
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+    progress: &dyn Progress,
+) -> Result<Outcome, RunError> {
+    let mut out = Outcome::default();
+    for step in steps {
+        let (version, from, direction) = match &step.step {
+            Step::Baseline { version } => {
+                writer
+                    .write(|e| {
+                        e.event = "baselined".into();
+                        e.version = version.to_string();
+                        e.description = "baseline".into();
+                    })
+                    .await?;
+                out.baselined.push(version.clone());
+                continue;
+            }
+            Step::Apply {
+                version,
+                from_statement,
+            } => (version, *from_statement, Direction::Up),
+            Step::Rollback {
+                version,
+                from_statement,
+            } => (version, *from_statement, Direction::Down),
+        };
+        let Some(m) = migrations.iter().find(|m| &m.version == version) else {
+            continue;
+        };
+        let dir = match direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        };
+        let total = match direction {
+            Direction::Up => m.up.len(),
+            Direction::Down => m.down.as_ref().map_or(0, Vec::len),
+        };
+        let started = Instant::now();
+        progress.step_started(step, total);
+        if from == 0 {
+            writer
+                .write(|e| {
+                    e.event = "started".into();
+                    e.version = version.to_string();
+                    e.direction = dir.into();
+                    e.checksum = m.checksum.0.clone();
+                    e.description = m.description.clone();
+                    e.details =
+                        json!({ "statements": total, "source": m.location.file.to_string() })
+                            .to_string();
+                })
+                .await?;
+        }
+        for ps in &step.statements {
+            progress.statement_started(step, ps, total);
+            let t0 = Instant::now();
+            match run_statement(session, ps).await {
+                Ok(r) => {
+                    let elapsed = t0.elapsed();
+                    let pending_hosts = r
+                        .pending
+                        .as_ref()
+                        .map(|(_, h)| h.clone())
+                        .unwrap_or_default();
+                    writer
+                        .write(|e| {
+                            e.event = "statement_done".into();
+                            e.version = version.to_string();
+                            e.direction = dir.into();
+                            e.statement = ps.index as i64;
+                            e.checksum = m.checksum.0.clone();
+                            e.duration_ms = elapsed.as_millis() as u64;
+                            e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
+                        })
+                        .await?;
+                    if let Some((task, hosts)) = r.pending {
+                        let details = PendingDetails {
+                            task: task.task_path.clone(),
+                            hosts: hosts.clone(),
+                        };
+                        writer
+                            .write(|e| {
+                                e.event = "hosts_pending".into();
+                                e.version = version.to_string();
+                                e.direction = dir.into();
+                                e.statement = ps.index as i64;
+                                e.details = serde_json::to_string(&details).unwrap_or_default();
+                            })
+                            .await?;
+                        out.pending.push(PendingTask {
+                            version: version.to_string(),
+                            direction: dir.into(),
+                            statement: ps.index as i64,
+                            task: task.task_path,
+                            hosts,
+                        });
+                    }
+                    out.statements += 1;
+                    progress.statement_done(step, ps, &r.hosts, &pending_hosts, elapsed);
+                }
+                Err((host, message)) => {
+                    let elapsed = t0.elapsed();
+                    writer
+                        .write(|e| {
+                            e.event = "failed".into();
+                            e.version = version.to_string();
+                            e.direction = dir.into();
+                            e.statement = ps.index as i64;
+                            e.checksum = m.checksum.0.clone();
+                            e.duration_ms = elapsed.as_millis() as u64;
+                            e.error = match &host {
+                                Some(h) => format!("on {h}: {message}"),
+                                None => message.clone(),
+                            };
+                        })
+                        .await?;
+                    return Err(RunError::Statement {
+                        migration: m.label(),
+                        location: ps.location.clone(),
+                        number: ps.index + 1,
+                        host,
+                        message,
+                    });
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        writer
+            .write(|e| {
+                e.event = "completed".into();
+                e.version = version.to_string();
+                e.direction = dir.into();
+                e.checksum = m.checksum.0.clone();
+                e.description = m.description.clone();
+                e.duration_ms = elapsed.as_millis() as u64;
+            })
+            .await?;
+        progress.step_done(step, elapsed);
+        match direction {
+            Direction::Up => out.applied.push(version.clone()),
+            Direction::Down => out.rolled_back.push(version.clone()),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the hosts of earlier pending tasks; records `hosts_verified` for
+/// tasks every host has now finished. Returns the tasks still pending and
+/// the hosts that finished with an error.
+pub async fn verify_pending(
+    session: &Session,
+    writer: Option<&mut Writer>,
+    open: Vec<PendingTask>,
+) -> Result<(Vec<PendingTask>, Vec<(PendingTask, String, String)>), RunError> {
+    let mut still = Vec::new();
+    let mut failed = Vec::new();
+    let mut verified = Vec::new();
+    for t in open {
+        let (_, done) = task_progress(session, &t.task)
+            .await
+            .map_err(LedgerError::from)?;
+        let mut remaining = Vec::new();
+        for h in &t.hosts {
+            match done.iter().find(|(d, _)| d == h) {
+                Some((_, Ok(()))) => {}
+                Some((_, Err(err))) => failed.push((t.clone(), h.clone(), err.clone())),
+                None => remaining.push(h.clone()),
+            }
+        }
+        if remaining.is_empty() && !failed.iter().any(|(f, _, _)| f.task == t.task) {
+            verified.push(t);
+        } else {
+            still.push(PendingTask {
+                hosts: remaining,
+                ..t
+            });
+        }
+    }
+    if let Some(w) = writer {
+        for t in verified {
+            let details = PendingDetails {
+                task: t.task.clone(),
+                hosts: t.hosts.clone(),
+            };
+            w.write(|e| {
+                e.event = "hosts_verified".into();
+                e.version = t.version.clone();
+                e.direction = t.direction.clone();
+                e.statement = t.statement;
+                e.details = serde_json::to_string(&details).unwrap_or_default();
+            })
+            .await?;
+        }
+    }
+    Ok((still, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_task_hosts() {
+        let v = "version: 1\nquery: CREATE TABLE x\nhosts: ['127%2E0%2E0%2E11:9001','127%2E0%2E0%2E12:9002']\ninitiator: vm:9001\n";
+        assert_eq!(
+            task_hosts(v),
+            vec!["127.0.0.11:9001".to_string(), "127.0.0.12:9002".to_string()]
+        );
+        assert!(task_hosts("nothing").is_empty());
+    }
+}

@@ -1,0 +1,192 @@
+//! The ledger on the server: created on first use, shape-checked, read with
+//! read-your-writes across replicas, appended to with monotonic sequence
+//! numbers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use super::client::Connection;
+use super::error::ChError;
+use crate::ledger::{LedgerEntry, LedgerTable, shape_mismatches};
+
+/// Failures of the ledger itself.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Ch(#[from] ChError),
+    #[error(
+        "ledger table {table} exists but has a different shape ({}); it was not created by chmigrate \
+         — choose another table with --history-table or move it away",
+        problems.join("; ")
+    )]
+    Shape {
+        table: String,
+        problems: Vec<String>,
+    },
+    #[error("ledger table {table}: {message}")]
+    Row { table: String, message: String },
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: u64,
+}
+
+#[derive(Deserialize)]
+struct Column {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+#[derive(Deserialize)]
+struct MaxSeq {
+    seq: u64,
+}
+
+/// Whether the ledger table exists on this node.
+pub async fn exists(conn: &Connection, table: &LedgerTable) -> Result<bool, LedgerError> {
+    let rows: Vec<Count> = conn.rows(&table.exists_sql()).await?;
+    Ok(rows.first().is_some_and(|r| r.n > 0))
+}
+
+/// Creates the database and ledger when missing, then checks the shape.
+pub async fn ensure(
+    conn: &Connection,
+    table: &LedgerTable,
+    ddl_timeout_s: u64,
+) -> Result<(), LedgerError> {
+    if !exists(conn, table).await? {
+        let settings = [("distributed_ddl_task_timeout", ddl_timeout_s.to_string())];
+        conn.execute_with(&table.create_database_sql(), &settings)
+            .await?;
+        conn.execute_with(&table.create_sql(), &settings).await?;
+        tracing::info!(table = %table.qualified(), "ledger created");
+    }
+    check_shape(conn, table).await
+}
+
+/// Fails when the table is not a chmigrate ledger.
+pub async fn check_shape(conn: &Connection, table: &LedgerTable) -> Result<(), LedgerError> {
+    let cols: Vec<Column> = conn.rows(&table.columns_sql()).await?;
+    let actual: Vec<(String, String)> = cols.into_iter().map(|c| (c.name, c.ty)).collect();
+    let problems = shape_mismatches(&actual);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LedgerError::Shape {
+            table: table.qualified(),
+            problems,
+        })
+    }
+}
+
+/// Reads every row, after making this replica catch up with the others.
+pub async fn read(conn: &Connection, table: &LedgerTable) -> Result<Vec<LedgerEntry>, LedgerError> {
+    if let Some(sync) = table.sync_replica_sql() {
+        conn.execute(&sync).await?;
+    }
+    let rows: Vec<LedgerEntry> = conn.rows(&table.select_sql()).await.map_err(|e| match e {
+        ChError::Decode { reason, .. } => LedgerError::Row {
+            table: table.qualified(),
+            message: reason,
+        },
+        other => LedgerError::Ch(other),
+    })?;
+    Ok(rows)
+}
+
+/// Reads the ledger, or nothing when it does not exist yet.
+pub async fn read_if_exists(
+    conn: &Connection,
+    table: &LedgerTable,
+) -> Result<Vec<LedgerEntry>, LedgerError> {
+    if !exists(conn, table).await? {
+        return Ok(Vec::new());
+    }
+    check_shape(conn, table).await?;
+    read(conn, table).await
+}
+
+/// Appends events. The caller holds the lock, so sequence numbers continue
+/// from the highest one recorded.
+pub struct Writer {
+    conn: Connection,
+    table: LedgerTable,
+    next_seq: u64,
+    settings: Vec<(&'static str, String)>,
+    pub template: LedgerEntry,
+}
+
+impl Writer {
+    /// `template` carries the run's fields (run id, actor, environment, user).
+    pub async fn open(
+        conn: Connection,
+        table: LedgerTable,
+        template: LedgerEntry,
+    ) -> Result<Self, LedgerError> {
+        if let Some(sync) = table.sync_replica_sql() {
+            conn.execute(&sync).await?;
+        }
+        let rows: Vec<MaxSeq> = conn.rows(&table.max_seq_sql()).await?;
+        let next_seq = rows.first().map_or(0, |r| r.seq) + 1;
+        // On a cluster each event is acknowledged by two replicas before the
+        // run goes on, so losing the entry node loses no history.
+        let settings = if table.cluster.is_some() {
+            vec![("insert_quorum", "2".to_string())]
+        } else {
+            Vec::new()
+        };
+        Ok(Writer {
+            conn,
+            table,
+            next_seq,
+            settings,
+            template,
+        })
+    }
+
+    /// Writes one event built from the template.
+    pub async fn write(
+        &mut self,
+        f: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<LedgerEntry, LedgerError> {
+        let mut e = self.template.clone();
+        f(&mut e);
+        e.seq = self.next_seq;
+        if e.event_time_us == 0 {
+            e.event_time_us = now_us();
+        }
+        self.conn
+            .insert_json(
+                &self.table.insert_sql(),
+                std::slice::from_ref(&e),
+                &self.settings,
+            )
+            .await?;
+        self.next_seq += 1;
+        Ok(e)
+    }
+
+    /// Writes several rows as they are (import), renumbering them after the
+    /// current history.
+    pub async fn write_all(&mut self, mut rows: Vec<LedgerEntry>) -> Result<usize, LedgerError> {
+        for r in &mut rows {
+            r.seq = self.next_seq;
+            self.next_seq += 1;
+        }
+        self.conn
+            .insert_json(&self.table.insert_sql(), &rows, &self.settings)
+            .await?;
+        Ok(rows.len())
+    }
+}
