@@ -154,12 +154,13 @@ impl TargetState {
                     },
                     Some(VersionState::InProgress(p)),
                 ) if p.direction == *direction && *index == p.completed => {
+                    // Either way the run that stopped never reached the
+                    // statement after the resolved one, and a person has now
+                    // said whether the resolved one took effect.
                     if *done {
                         p.completed += 1;
-                        p.next_known_not_run = false;
-                    } else {
-                        p.next_known_not_run = true;
                     }
+                    p.next_known_not_run = true;
                     p.failed = None;
                     None
                 }

@@ -273,12 +273,14 @@ pub enum Command {
     /// Every ledger event
     History,
     /// Record VERSION as the baseline of an existing schema (empty ledger only)
+    #[command(disable_version_flag = true)]
     Baseline {
         #[arg(long = "version", value_name = "VERSION")]
         version: String,
     },
     /// Accept changed checksums of applied migrations, or record whether the
     /// statement a stopped run left in flight took effect
+    #[command(disable_version_flag = true)]
     Repair {
         /// Half-applied migration to resolve
         #[arg(long = "version", value_name = "VERSION", requires = "statement")]
@@ -579,4 +581,15 @@ fn existing_versions(dir: &Path) -> Vec<Version> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

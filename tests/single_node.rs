@@ -1,0 +1,669 @@
+//! The CLI against a real single ClickHouse node (127.0.0.1:8123, started by
+//! `scripts/dev-cluster.sh start-single`). Every test uses its own database.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+fn args<'a>(db: &'a str, dir: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--url", SINGLE, "--database", db, "--dir", dir];
+    v.extend_from_slice(rest);
+    v
+}
+
+#[test]
+fn migrate_status_history_and_rollback() {
+    require(&[SINGLE]);
+    let db = unique_db("flow");
+    let out = chm(&args(&db, "examples/flyway", &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("applied V1, V1.1, V2, V3 (5 statement(s))"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        tables(SINGLE, &db),
+        [
+            "daily_views",
+            "daily_views_mv",
+            "page_views",
+            "schema_migrations"
+        ]
+    );
+    assert_eq!(
+        count(SINGLE, &format!("SELECT count() FROM `{db}`.page_views")),
+        2
+    );
+
+    let st = chm(&args(
+        &db,
+        "examples/flyway",
+        &["status", "--format", "json"],
+    ))
+    .json();
+    assert_eq!(st["applied_version"], "3");
+    assert_eq!(st["pending"].as_array().unwrap().len(), 0);
+    assert!(st["lock"].is_null());
+
+    // Running again does nothing and writes only the lock events.
+    let before = ledger(SINGLE, &db).len();
+    let out = chm(&args(&db, "examples/flyway", &["migrate"]));
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    let after = ledger(SINGLE, &db);
+    assert_eq!(after.len(), before + 2);
+    assert!(
+        after[before..]
+            .iter()
+            .all(|r| r["event"].as_str().unwrap().starts_with("lock_"))
+    );
+
+    let hist = chm(&args(
+        &db,
+        "examples/flyway",
+        &["history", "--format", "json"],
+    ))
+    .json();
+    let evs = hist["events"].as_array().unwrap();
+    assert_eq!(evs.iter().filter(|e| e["event"] == "completed").count(), 4);
+    assert!(evs.iter().all(|e| e["environment"] == "development"));
+
+    // Roll back the newest one: the data migration's rollback deletes its rows.
+    let out = chm(&args(&db, "examples/flyway", &["rollback"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("rolled back V3"), "{}", out.stdout);
+    wait_until("the rollback mutation", Duration::from_secs(10), || {
+        count(SINGLE, &format!("SELECT count() FROM `{db}`.page_views")) == 0
+    });
+    // Production forbids rollback: exit 2, nothing runs.
+    let out = chm(&args(
+        &db,
+        "examples/flyway",
+        &["rollback", "--to", "0", "--env", "production"],
+    ));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("rollback is not allowed in environment \"production\"")
+    );
+    assert_eq!(tables(SINGLE, &db).len(), 4);
+    // A dry run shows what would run and changes nothing.
+    let out = chm(&args(
+        &db,
+        "examples/flyway",
+        &["rollback", "--to", "0", "--dry-run"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("Roll back V2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("DROP TABLE IF EXISTS"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(tables(SINGLE, &db).len(), 4);
+    // Everything down.
+    let out = chm(&args(&db, "examples/flyway", &["rollback", "--to", "0"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(tables(SINGLE, &db), ["schema_migrations"]);
+    let st = chm(&args(
+        &db,
+        "examples/flyway",
+        &["status", "--format", "json"],
+    ))
+    .json();
+    assert_eq!(st["applied_version"], serde_json::Value::Null);
+    assert_eq!(
+        st["pending"].as_array().unwrap().len(),
+        4,
+        "all four are pending again in development"
+    );
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn every_file_format_applies_and_rolls_back() {
+    require(&[SINGLE]);
+    for dir in ["examples/updown", "examples/dbmate"] {
+        let db = unique_db("fmt");
+        let out = chm(&args(&db, dir, &["migrate"]));
+        assert_eq!(out.code, 0, "{dir}: {}", out.all());
+        assert!(tables(SINGLE, &db).len() >= 2, "{dir}");
+        // updown's last migration has no down file: rolling it back is refused.
+        let out = chm(&args(&db, dir, &["rollback", "--to", "0"]));
+        if dir.ends_with("updown") {
+            assert_eq!(out.code, 2, "{}", out.all());
+            assert!(
+                out.stderr.contains("has no rollback statements"),
+                "{}",
+                out.stderr
+            );
+        } else {
+            assert_eq!(out.code, 0, "{}", out.all());
+            assert_eq!(tables(SINGLE, &db), ["schema_migrations"]);
+        }
+        drop_db(SINGLE, &db, false);
+    }
+}
+
+#[test]
+fn a_tampered_applied_migration_blocks_until_repaired() {
+    require(&[SINGLE]);
+    let db = unique_db("tamper");
+    let dir = folder(&[(
+        "V1__a.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE ${database}.a;\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    write_files(
+        dir.path(),
+        &[
+            (
+                "V1__a.sql",
+                "CREATE TABLE ${database}.a (x UInt16) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE ${database}.a;\n",
+            ),
+            (
+                "V2__b.sql",
+                "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+            ),
+        ],
+    );
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("V1 was applied with checksum"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !tables(SINGLE, &db).contains(&"b".to_string()),
+        "nothing ran"
+    );
+    let out = chm(&args(&db, d, &["validate", "--online"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("V1__a.sql:1: V1 was applied with checksum"),
+        "{}",
+        out.stdout
+    );
+    // repair accepts the change, recorded in the ledger.
+    let out = chm(&args(&db, d, &["repair"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("V1: checksum"), "{}", out.stdout);
+    assert_eq!(events_of(&ledger(SINGLE, &db), "1", "checksum_repaired"), 1);
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    assert!(tables(SINGLE, &db).contains(&"b".to_string()));
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn a_server_error_mid_migration_is_recorded_and_resumed_after_repair() {
+    require(&[SINGLE]);
+    let db = unique_db("midfail");
+    let dir = folder(&[(
+        "V1__three.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.b (x UInt8) ENGINE = NoSuchEngine;\nCREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("V1 (three) statement 2 ("),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("V1__three.sql:2)"), "{}", out.stderr);
+    assert!(out.stderr.contains("NoSuchEngine"), "{}", out.stderr);
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "statement_done"), 1);
+    assert_eq!(events_of(&l, "1", "failed"), 1);
+    assert_eq!(tables(SINGLE, &db), ["a", "schema_migrations"]);
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    assert!(
+        st["migrations"][0]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("half applied: 1/3"),
+        "{st}"
+    );
+    // Fix the statement; the changed checksum must be accepted with repair,
+    // then the run resumes at statement 2 without re-running statement 1.
+    write_files(
+        dir.path(),
+        &[(
+            "V1__three.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;\n",
+        )],
+    );
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 2);
+    assert_eq!(chm(&args(&db, d, &["repair"])).code, 0);
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(tables(SINGLE, &db), ["a", "b", "c", "schema_migrations"]);
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "started"), 1, "resumed, not restarted");
+    assert_eq!(events_of(&l, "1", "statement_done"), 3);
+    drop_db(SINGLE, &db, false);
+}
+
+const SLOW: &str = "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nSELECT sleep(3);\nCREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\n";
+
+fn wait_for_statement_done(db: &str, version: &str, n: usize) {
+    wait_until("statement recorded", Duration::from_secs(30), || {
+        query(
+            SINGLE,
+            &format!("SELECT 1 FROM `{db}`.schema_migrations LIMIT 1"),
+        )
+        .is_ok()
+            && events_of(&ledger(SINGLE, db), version, "statement_done") >= n
+    });
+}
+
+#[test]
+fn a_killed_run_is_resumed_at_the_first_unrecorded_statement() {
+    require(&[SINGLE]);
+    let db = unique_db("kill");
+    let dir = folder(&[("V1__slow.sql", SLOW)]);
+    let d = dir.path().to_str().unwrap();
+    let mut child = spawn(&args(&db, d, &["migrate"]));
+    wait_for_statement_done(&db, "1", 1);
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    // The dead runner's lock is reported with holder and age (exit 4).
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.stderr.contains("target is locked: held by"),
+        "{}",
+        out.stderr
+    );
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    assert!(
+        st["lock"]["holder"].as_str().unwrap().contains("chmigrate"),
+        "{st}"
+    );
+    // unlock forces it, recorded in the ledger.
+    let out = chm(&args(&db, d, &["unlock"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("lock released"), "{}", out.stdout);
+    assert_eq!(
+        ledger(SINGLE, &db)
+            .iter()
+            .filter(|r| r["event"] == "lock_forced")
+            .count(),
+        1
+    );
+    // The in-flight statement was a SELECT (safe to repeat): resumed there.
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "started"), 1);
+    let done: Vec<i64> = l
+        .iter()
+        .filter(|r| r["version"] == "1" && r["event"] == "statement_done")
+        .map(|r| r["statement"].as_i64().unwrap())
+        .collect();
+    assert_eq!(done, [0, 1, 2], "statement 1 ran once, nothing skipped");
+    assert_eq!(tables(SINGLE, &db), ["a", "b", "schema_migrations"]);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn an_unsafe_in_flight_statement_needs_a_repair_decision() {
+    require(&[SINGLE]);
+    let db = unique_db("inflight");
+    let dir = folder(&[(
+        "V1__insert.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nINSERT INTO ${database}.a SELECT sleep(3);\nCREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    let mut child = spawn(&args(&db, d, &["migrate"]));
+    wait_for_statement_done(&db, "1", 1);
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(chm(&args(&db, d, &["unlock"])).code, 0);
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("V1__insert.sql:2: V1 stopped while its up statement 2 was running"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("chmigrate repair --version 1 --statement 2 --done"),
+        "{}",
+        out.stderr
+    );
+    // Wrong statement number is refused.
+    assert_eq!(
+        chm(&args(
+            &db,
+            d,
+            &["repair", "--version", "1", "--statement", "3", "--done"]
+        ))
+        .code,
+        2
+    );
+    // The INSERT finished on the server: record it as done; it is not run again.
+    wait_until("the orphaned INSERT", Duration::from_secs(15), || {
+        count(SINGLE, &format!("SELECT count() FROM `{db}`.a")) == 1
+    });
+    let out = chm(&args(
+        &db,
+        d,
+        &["repair", "--version", "1", "--statement", "2", "--done"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    assert_eq!(
+        count(SINGLE, &format!("SELECT count() FROM `{db}`.a")),
+        1,
+        "the INSERT ran once"
+    );
+    assert_eq!(tables(SINGLE, &db), ["a", "b", "schema_migrations"]);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn two_concurrent_runners_never_both_migrate() {
+    require(&[SINGLE]);
+    let db = unique_db("race");
+    let dir = folder(&[
+        ("V1__slow.sql", SLOW),
+        (
+            "V2__more.sql",
+            "CREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    // Create the ledger first so both runners race for the lock, not the table.
+    assert_eq!(chm(&args(&db, d, &["baseline", "--version", "0"])).code, 0);
+    let a = spawn(&args(&db, d, &["migrate"]));
+    let b = spawn(&args(&db, d, &["migrate"]));
+    let (a, b) = (wait_out(a), wait_out(b));
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [0, 4],
+        "one migrates, the other is refused:\n{}\n{}",
+        a.all(),
+        b.all()
+    );
+    let loser = if a.code == 4 { &a } else { &b };
+    assert!(
+        loser.stderr.contains("target is locked: held by"),
+        "{}",
+        loser.stderr
+    );
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "completed"), 1);
+    assert_eq!(events_of(&l, "2", "completed"), 1);
+    assert_eq!(events_of(&l, "1", "started"), 1);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn connection_failures_are_clear_and_never_show_the_password() {
+    require(&[SINGLE]);
+    let out = chm(&["--url", "http://127.0.0.1:1", "status"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("http://127.0.0.1:1: cannot connect"),
+        "{}",
+        out.stderr
+    );
+
+    let out = chm(&[
+        "--url",
+        SINGLE,
+        "--user",
+        "chm_secret",
+        "--password",
+        "wrong-pw",
+        "status",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("authentication failed: Wrong password for user chm_secret"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all().contains("wrong-pw"));
+
+    // The right password from CHMIGRATE_PASSWORD works, and never shows up
+    // in output, logs (even at trace level) or the ledger.
+    let db = unique_db("secret");
+    let pw_args = [
+        "--url",
+        SINGLE,
+        "--user",
+        "chm_secret",
+        "--database",
+        &db,
+        "--dir",
+        "examples/dbmate",
+        "-vvv",
+    ];
+    let mut run = |cmd: &[&str]| {
+        let mut a: Vec<&str> = pw_args.to_vec();
+        a.extend_from_slice(cmd);
+        let out = chm_env(&a, &[("CHMIGRATE_PASSWORD", "s3cret-pw")]);
+        assert_eq!(out.code, 0, "{cmd:?}: {}", out.all());
+        assert!(
+            !out.all().contains("s3cret-pw"),
+            "{cmd:?} leaked the password"
+        );
+        out
+    };
+    run(&["migrate"]);
+    run(&["status", "--format", "json"]);
+    let hist = run(&["history", "--format", "json"]);
+    assert!(
+        hist.stdout.contains("\"db_user\": \"chm_secret\""),
+        "{}",
+        hist.stdout
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let f = file.path().to_str().unwrap();
+    run(&["export", "--file", f]);
+    assert!(!std::fs::read_to_string(f).unwrap().contains("s3cret-pw"));
+    // --password-file works the same way.
+    let pwf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pwf.path(), "s3cret-pw\n").unwrap();
+    let out = chm(&[
+        "--url",
+        SINGLE,
+        "--user",
+        "chm_secret",
+        "--password-file",
+        pwf.path().to_str().unwrap(),
+        "--database",
+        &db,
+        "status",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn tls_is_verified_by_default() {
+    require(&[SINGLE]);
+    let ca = std::process::Command::new("bash")
+        .arg(repo().join("scripts/dev-cluster.sh"))
+        .arg("tls-ca-path")
+        .output()
+        .expect("dev-cluster.sh runs");
+    let ca = String::from_utf8_lossy(&ca.stdout).trim().to_string();
+    assert!(
+        std::path::Path::new(&ca).is_file(),
+        "dev CA missing at {ca:?}"
+    );
+    let https = "https://127.0.0.1:8443";
+    let out = chm(&["--url", https, "status"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("TLS failure"), "{}", out.stderr);
+    let out = chm(&["--url", https, "--ca-file", &ca, "status"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = chm(&["--url", https, "--tls-insecure", "status"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    // Plain HTTP spoken to the TLS port is a TLS-level failure, not a hang.
+    let out = chm(&["--url", "https://127.0.0.1:8123", "status"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+}
+
+#[test]
+fn a_foreign_ledger_table_is_refused() {
+    require(&[SINGLE]);
+    let db = unique_db("shape");
+    q(SINGLE, &format!("CREATE DATABASE `{db}`"));
+    q(
+        SINGLE,
+        &format!(
+            "CREATE TABLE `{db}`.schema_migrations (version String, applied UInt8) ENGINE = Memory"
+        ),
+    );
+    let out = chm(&args(&db, "examples/dbmate", &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("has a different shape"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("missing column seq UInt64"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tables(SINGLE, &db), ["schema_migrations"], "nothing ran");
+    // Another ledger name works.
+    let out = chm(&args(
+        &db,
+        "examples/dbmate",
+        &["--history-table", "chm_history", "migrate"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn export_import_round_trip_and_baseline() {
+    require(&[SINGLE]);
+    let (a, b) = (unique_db("exp"), unique_db("imp"));
+    assert_eq!(chm(&args(&a, "examples/flyway", &["migrate"])).code, 0);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let f = file.path().to_str().unwrap();
+    assert_eq!(
+        chm(&args(&a, "examples/flyway", &["export", "--file", f])).code,
+        0
+    );
+    let out = chm(&args(&b, "examples/flyway", &["import", "--file", f]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    // B's ledger says everything is applied (its schema is not touched).
+    let st = chm(&args(
+        &b,
+        "examples/flyway",
+        &["status", "--format", "json"],
+    ))
+    .json();
+    assert_eq!(st["applied_version"], "3");
+    let key = |rows: Vec<serde_json::Value>| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["version"] != "")
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {}",
+                    r["version"], r["event"], r["direction"], r["statement"], r["checksum"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(key(ledger(SINGLE, &a)), key(ledger(SINGLE, &b)));
+    // Importing twice is refused.
+    assert_eq!(
+        chm(&args(&b, "examples/flyway", &["import", "--file", f])).code,
+        2
+    );
+    // A corrupt file is refused before anything is written.
+    std::fs::write(f, "{\"format\":\"nope\"}").unwrap();
+    assert_eq!(
+        chm(&args(&b, "examples/flyway", &["import", "--file", f])).code,
+        2
+    );
+
+    let c = unique_db("base");
+    assert_eq!(
+        chm(&args(
+            &c,
+            "examples/flyway",
+            &["baseline", "--version", "1.1"]
+        ))
+        .code,
+        0
+    );
+    q(
+        SINGLE,
+        &format!(
+            "CREATE TABLE `{c}`.page_views (view_time DateTime, url String, user_id UInt64, referrer String) ENGINE = MergeTree() ORDER BY url"
+        ),
+    );
+    let out = chm(&args(&c, "examples/flyway", &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("applied V2, V3"), "{}", out.stdout);
+    assert_eq!(
+        chm(&args(
+            &c,
+            "examples/flyway",
+            &["baseline", "--version", "1"]
+        ))
+        .code,
+        2,
+        "only an empty ledger"
+    );
+    for db in [a, b, c] {
+        drop_db(SINGLE, &db, false);
+    }
+}
+
+#[test]
+fn mutations_are_awaited_and_doctor_reports() {
+    require(&[SINGLE]);
+    let db = unique_db("mut");
+    let dir = folder(&[(
+        "V1__data.sql",
+        "CREATE TABLE ${database}.t (id UInt32, v String) ENGINE = MergeTree() ORDER BY id;\nINSERT INTO ${database}.t SELECT number, 'old' FROM system.numbers LIMIT 1000;\nALTER TABLE ${database}.t UPDATE v = 'new' WHERE id % 2 = 0;\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    // Immediately after the run the mutation is finished.
+    assert_eq!(
+        count(
+            SINGLE,
+            &format!("SELECT count() FROM `{db}`.t WHERE v = 'new'")
+        ),
+        500
+    );
+    let out = chm(&args(&db, d, &["doctor"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("ok   server version     18.")
+            || out.stdout.contains("ok   server version"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("has the expected shape"),
+        "{}",
+        out.stdout
+    );
+    drop_db(SINGLE, &db, false);
+}
