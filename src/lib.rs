@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod migration;
 pub mod plan;
 pub mod prepare;
+pub mod report;
 pub mod runtime;
 pub mod scaffold;
 pub mod source;

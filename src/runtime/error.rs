@@ -16,7 +16,7 @@ pub enum ChError {
     Tls { url: String, reason: String },
     #[error("{url}: authentication failed: {message}")]
     Auth { url: String, message: String },
-    #[error("{url}: server error (code {code}): {message}")]
+    #[error("{url}: server error (code {code}): {message}{}", hint(*code))]
     Server {
         url: String,
         code: u32,
@@ -26,6 +26,16 @@ pub enum ChError {
     Timeout { url: String, after: Duration },
     #[error("{url}: unexpected answer: {reason}")]
     Decode { url: String, reason: String },
+}
+
+/// Extra words for errors whose cause is not obvious from the server's text.
+fn hint(code: u32) -> &'static str {
+    match code {
+        codes::KEEPER_EXCEPTION | codes::TABLE_IS_READ_ONLY => {
+            " (ZooKeeper is unreachable or its session expired: replicated tables and ON CLUSTER DDL need it)"
+        }
+        _ => "",
+    }
 }
 
 impl ChError {

@@ -1,0 +1,270 @@
+//! The CLI against the real 2 shards x 2 replicas cluster (127.0.0.11-14,
+//! ZooKeeper on 127.0.0.1:12181) started by `scripts/dev-cluster.sh
+//! start-cluster`. Tests that stop a node or ZooKeeper must not overlap with
+//! the others, so every test here holds one mutex.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::*;
+
+static CLUSTER_LOCK: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn args<'a>(node: usize, db: &'a str, dir: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--url",
+        NODES[node],
+        "--cluster",
+        CLUSTER,
+        "--database",
+        db,
+        "--dir",
+        dir,
+    ];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Every node up and ON CLUSTER DDL working (after a test stopped something).
+fn healthy() {
+    dev_cluster(&["start-cluster"]);
+    require(&NODES);
+}
+
+#[test]
+fn migrate_through_one_node_read_status_through_another() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("cl");
+    let out = chm(&args(0, &db, "migrations", &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("applied V1, V2, V3, V4 (6 statement(s))"),
+        "{}",
+        out.stdout
+    );
+    let want = [
+        "events",
+        "events_monthly",
+        "events_monthly_mv",
+        "schema_migrations",
+        "users",
+        "users_by_email",
+        "users_by_email_mv",
+    ];
+    for node in NODES {
+        assert_eq!(tables(node, &db), want, "schema on {node}");
+    }
+    // Every statement was confirmed by all four hosts.
+    let l = ledger(NODES[0], &db);
+    for r in l.iter().filter(|r| r["event"] == "statement_done") {
+        let hosts: Vec<serde_json::Value> =
+            serde_json::from_str(r["hosts"].as_str().unwrap()).unwrap();
+        assert_eq!(hosts.len(), 4, "{r}");
+        assert!(hosts.iter().all(|h| h["status"] == 0));
+    }
+    // The whole ledger is on every node, and status through node 3 sees it.
+    for node in NODES {
+        wait_until("ledger replicated", Duration::from_secs(20), || {
+            ledger(node, &db).len() == l.len()
+        });
+    }
+    let st = chm(&args(2, &db, "migrations", &["status", "--format", "json"])).json();
+    assert_eq!(st["applied_version"], "4");
+    assert_eq!(st["hosts"].as_array().unwrap().len(), 4);
+    assert!(
+        st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["state"] == "in sync"),
+        "{st}"
+    );
+    // A run through node 4 right after has nothing to do.
+    let out = chm(&args(3, &db, "migrations", &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    // Rollback on the cluster removes the objects everywhere.
+    let out = chm(&args(1, &db, "migrations", &["rollback", "--to", "2"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    for node in NODES {
+        assert_eq!(
+            tables(node, &db),
+            [
+                "schema_migrations",
+                "users",
+                "users_by_email",
+                "users_by_email_mv"
+            ],
+            "{node}"
+        );
+    }
+    drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn a_replica_down_during_on_cluster_is_reported_then_verified() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("down");
+    let dir = folder(&[(
+        "V1__t.sql",
+        "CREATE TABLE ${database}.t (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/t', '{replica}') ORDER BY x;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    // The ledger exists on every node before node 4 goes away.
+    assert_eq!(
+        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
+        0
+    );
+    dev_cluster(&["stop-node", "4"]);
+    let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "3"]));
+    assert_eq!(out.code, 3, "applied, hosts pending: {}", out.all());
+    assert!(
+        out.stdout
+            .contains("Hosts pending for V1 statement 1: 127.0.0.14:9004"),
+        "{}",
+        out.stdout
+    );
+    for node in &NODES[..3] {
+        assert!(tables(node, &db).contains(&"t".to_string()), "{node}");
+    }
+    let st = chm(&args(1, &db, d, &["status", "--format", "json"])).json();
+    let h4 = st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "127.0.0.14:9004")
+        .cloned()
+        .unwrap();
+    assert!(
+        h4["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("pending: V1 statement 1"),
+        "{st}"
+    );
+    // While the host is still down, another run still says pending (exit 3).
+    assert_eq!(
+        chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "3"])).code,
+        3
+    );
+    dev_cluster(&["start-node", "4"]);
+    wait_until(
+        "node 4 runs the queued DDL",
+        Duration::from_secs(60),
+        || {
+            query(
+                NODES[3],
+                &format!(
+                    "SELECT count() FROM system.tables WHERE database = '{db}' AND name = 't'"
+                ),
+            )
+            .map(|t| t.contains("1"))
+            .unwrap_or(false)
+        },
+    );
+    let out = chm(&args(0, &db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let l = ledger(NODES[0], &db);
+    assert_eq!(
+        events_of(&l, "1", "statement_done"),
+        1,
+        "not re-run on the hosts that had finished"
+    );
+    assert_eq!(events_of(&l, "1", "hosts_pending"), 1);
+    assert_eq!(events_of(&l, "1", "hosts_verified"), 1);
+    let st = chm(&args(3, &db, d, &["status", "--format", "json"])).json();
+    assert!(
+        st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["state"] == "in sync"),
+        "{st}"
+    );
+    drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn zookeeper_down_fails_clearly_and_the_next_run_completes() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("zk");
+    let dir = folder(&[(
+        "V1__t.sql",
+        "CREATE TABLE ${database}.t (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/t', '{replica}') ORDER BY x;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
+        0
+    );
+    let before = ledger(NODES[0], &db).len();
+    dev_cluster(&["stop-zk"]);
+    let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "5"]));
+    dev_cluster(&["start-zk"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("ZooKeeper"), "{}", out.stderr);
+    // Once ZooKeeper is back, the next run applies the migration exactly once.
+    let mut last = String::new();
+    wait_until(
+        "a run succeeds after ZooKeeper is back",
+        Duration::from_secs(90),
+        || {
+            let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "10"]));
+            if out.code == 4 {
+                // A lock left by the failed attempt, if it got that far.
+                let _ = chm(&args(0, &db, d, &["unlock"]));
+            }
+            last = out.all();
+            out.code == 0
+        },
+    );
+    let l = ledger(NODES[0], &db);
+    assert!(l.len() > before, "{last}");
+    assert_eq!(events_of(&l, "1", "completed"), 1);
+    for node in NODES {
+        wait_until("table on every node", Duration::from_secs(30), || {
+            tables(node, &db).contains(&"t".to_string())
+        });
+    }
+    drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn runners_through_different_nodes_exclude_each_other() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("race");
+    let dir = folder(&[(
+        "V1__slow.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/a', '{replica}') ORDER BY x;\nSELECT sleep(3);\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
+        0
+    );
+    let a = spawn(&args(0, &db, d, &["migrate"]));
+    let b = spawn(&args(2, &db, d, &["migrate"]));
+    let (a, b) = (wait_out(a), wait_out(b));
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(codes, [0, 4], "{}\n{}", a.all(), b.all());
+    let loser = if a.code == 4 { &a } else { &b };
+    assert!(
+        loser.stderr.contains("target is locked"),
+        "{}",
+        loser.stderr
+    );
+    assert_eq!(events_of(&ledger(NODES[1], &db), "1", "started"), 1);
+    drop_db(NODES[0], &db, true);
+}
