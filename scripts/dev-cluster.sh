@@ -6,7 +6,10 @@
 # configs, data, logs and pid files under one state dir:
 #   ${CHMIGRATE_DEV_DIR:-/tmp/chmigrate-dev}
 #
-#   single node : 127.0.0.1   HTTP 8123, TCP 9000, interserver 9009
+#   single node : 127.0.0.1   HTTP 8123, HTTPS 8443, TCP 9000, interserver 9009
+#                 HTTPS uses a throw-away CA made by this script (once per state
+#                 dir): <state dir>/tls/ca.pem signs a server cert for
+#                 IP:127.0.0.1 and DNS:localhost (see `tls-ca-path`).
 #   cluster     : 127.0.0.11 .. 127.0.0.14 (node1..node4), cluster `chm_cluster`
 #                 = 2 shards x 2 replicas (node1+node2 = shard 1, node3+node4 =
 #                 shard 2). HTTP 8123 and interserver 9009 on each address;
@@ -23,7 +26,9 @@
 #
 # Usage: scripts/dev-cluster.sh <command>
 #   install        install packages if missing (apt; quick when present)
-#   start-single   start the single node and wait for SELECT 1
+#   start-single   start the single node (HTTP + HTTPS) and wait for SELECT 1
+#   tls-ca-path    print the path of the dev CA cert (made if missing) that
+#                  signed the single node's HTTPS cert
 #   start-cluster  start ZooKeeper + 4 nodes, wait for them and for ON CLUSTER DDL
 #   stop           stop everything (single, cluster nodes, ZooKeeper)
 #   stop-node N    graceful stop of cluster node N (1..4), waits for exit
@@ -51,6 +56,12 @@ readonly STATE_DIR="${STATE_DIR%/}"
 readonly ZK_ADDR="127.0.0.1"
 readonly ZK_PORT="${CHMIGRATE_DEV_ZK_PORT:-12181}"
 readonly HTTP_PORT=8123
+readonly HTTPS_PORT=8443
+readonly TLS_DIR="$STATE_DIR/tls"
+readonly TLS_CA="$TLS_DIR/ca.pem"
+readonly TLS_CERT="$TLS_DIR/server.pem"
+readonly TLS_KEY="$TLS_DIR/server-key.pem"
+readonly TLS_DAYS=3650
 readonly SINGLE_ADDR="127.0.0.1"
 readonly SINGLE_TCP_PORT=9000
 readonly INTERSERVER_PORT=9009
@@ -88,7 +99,7 @@ pkg_installed() {
 }
 
 cmd_install() {
-    local wanted=(clickhouse-server clickhouse-client zookeeper curl iproute2)
+    local wanted=(clickhouse-server clickhouse-client zookeeper curl iproute2 openssl)
     local missing=() p
     for p in "${wanted[@]}"; do
         pkg_installed "$p" || missing+=("$p")
@@ -131,6 +142,10 @@ cmd_install() {
 require_installed() {
     [[ -x $CH_BIN ]] || die "clickhouse-server missing: run '$0 install' first"
     command -v curl >/dev/null || die "curl missing: run '$0 install' first"
+}
+
+require_openssl() {
+    command -v openssl >/dev/null || die "openssl missing: run '$0 install' first"
 }
 
 require_zk_installed() {
@@ -465,14 +480,111 @@ wait_ch() {
     done
 }
 
+# --------------------------------------------------------------------- TLS --
+
+tls_ready() { [[ -s $TLS_CA && -s $TLS_CERT && -s $TLS_KEY ]]; }
+
+# ensure_tls: make the dev CA and the single node's server cert, once per
+# state dir (kept until `wipe`). Built in a temp dir and renamed into place,
+# so an interrupted run never leaves half a set behind.
+ensure_tls() {
+    tls_ready && return 0
+    require_openssl
+    mkdir -p "$STATE_DIR"
+    local tmp
+    tmp=$(mktemp -d "$STATE_DIR/tls.tmp.XXXXXX")
+    if ! (
+        set -e
+        cd "$tmp"
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days "$TLS_DAYS" \
+            -keyout ca-key.pem -out ca.pem -subj "/CN=chmigrate dev CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req -new -newkey rsa:2048 -nodes -sha256 \
+            -keyout server-key.pem -out server.csr -subj "/CN=127.0.0.1"
+        printf '%s\n' \
+            'basicConstraints=critical,CA:FALSE' \
+            'keyUsage=critical,digitalSignature,keyEncipherment' \
+            'extendedKeyUsage=serverAuth' \
+            'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+            'subjectKeyIdentifier=hash' \
+            'authorityKeyIdentifier=keyid' >server.ext
+        openssl x509 -req -sha256 -days "$TLS_DAYS" -in server.csr \
+            -CA ca.pem -CAkey ca-key.pem -set_serial "0x$(openssl rand -hex 16)" \
+            -extfile server.ext -out server.pem
+        openssl verify -CAfile ca.pem server.pem
+        chmod 0644 ca.pem server.pem
+        rm -f server.csr server.ext
+    ) >"$tmp/openssl.log" 2>&1; then
+        cat "$tmp/openssl.log" >&2
+        rm -rf "$tmp"
+        die "could not generate the dev TLS certificates"
+    fi
+    rm -f "$tmp/openssl.log"
+    chmod 0755 "$tmp"
+    # A concurrent run may have won the race: keep its files.
+    if ! mv -T "$tmp" "$TLS_DIR" 2>/dev/null; then
+        rm -rf "$tmp"
+        tls_ready || die "$TLS_DIR exists but is incomplete; remove it and retry"
+        return 0
+    fi
+    log "made dev CA $TLS_CA and a server cert for IP:127.0.0.1, DNS:localhost"
+}
+
+# The single node's HTTPS config. 18.16 needs no dhParamsFile;
+# verificationMode none = clients need no certificate of their own.
+single_tls_xml() {
+    cat <<EOF
+    <https_port>$HTTPS_PORT</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_CERT</certificateFile>
+            <privateKeyFile>$TLS_KEY</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
+https_ok() {
+    [[ $(curl -sS --max-time 2 --cacert "$TLS_CA" \
+        "https://$SINGLE_ADDR:$HTTPS_PORT/?query=SELECT%201" 2>/dev/null) == 1 ]]
+}
+
+cmd_tls_ca_path() {
+    ensure_tls
+    printf '%s\n' "$TLS_CA"
+}
+
 # ---------------------------------------------------------------- commands --
 
 cmd_start_single() {
     require_installed
-    start_ch single "$SINGLE_ADDR" "$SINGLE_TCP_PORT" ""
+    ensure_tls
+    # A node started by an older version of this script has no HTTPS port:
+    # restart it once so that the new config takes effect.
+    if is_running single && ! grep -q '<https_port>' "$STATE_DIR/single/config.xml" 2>/dev/null; then
+        log "single node runs without HTTPS (older config); restarting it"
+        stop_proc single
+    fi
+    start_ch single "$SINGLE_ADDR" "$SINGLE_TCP_PORT" "$(single_tls_xml)"
     wait_ch single "$SINGLE_ADDR"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until https_ok; do
+        is_running single || die "single exited; see $STATE_DIR/single/log/"
+        ((SECONDS < deadline)) ||
+            die "single did not answer on https://$SINGLE_ADDR:$HTTPS_PORT within ${START_TIMEOUT}s; see $STATE_DIR/single/log/"
+        sleep 0.2
+    done
     log "single node up"
     echo "single: http://$SINGLE_ADDR:$HTTP_PORT (tcp $SINGLE_ADDR:$SINGLE_TCP_PORT; users: default without password, $SECRET_USER)"
+    echo "single https: https://$SINGLE_ADDR:$HTTPS_PORT (cert for IP:127.0.0.1 and DNS:localhost)"
+    echo "tls ca: $TLS_CA"
 }
 
 ensure_loopback_addrs() {
@@ -588,7 +700,7 @@ status_line() {
 cmd_status() {
     local n
     status_line zk "$ZK_ADDR:$ZK_PORT"
-    status_line single "http://$SINGLE_ADDR:$HTTP_PORT tcp $SINGLE_TCP_PORT"
+    status_line single "http://$SINGLE_ADDR:$HTTP_PORT https $HTTPS_PORT tcp $SINGLE_TCP_PORT"
     for n in "${NODES[@]}"; do
         status_line "node$n" "http://$(node_addr "$n"):$HTTP_PORT tcp $(node_tcp_port "$n") shard $(node_shard "$n")"
     done
@@ -605,6 +717,7 @@ main() {
     case "$cmd" in
     install) cmd_install ;;
     start-single) cmd_start_single ;;
+    tls-ca-path) cmd_tls_ca_path ;;
     start-cluster) cmd_start_cluster ;;
     stop) cmd_stop ;;
     stop-node) check_node_arg "${1:-}" && stop_proc "node$1" ;;

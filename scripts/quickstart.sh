@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# The quick start: build chmigrate, check every migration folder, and print
-# the plan for the quick-start migrations on the replicated cluster layout.
+# The quick start, for real: installs and starts a local ClickHouse 2x2
+# cluster (and a single node), migrates the quick-start migrations across the
+# cluster and the examples onto the single node, then prints status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
 bin=target/release/chmigrate
 
-echo "== chmigrate validate (migrations/ and examples/)"
-for dir in migrations examples/flyway examples/updown examples/dbmate; do
-  "$bin" validate --dir "$dir"
+bash scripts/dev-cluster.sh install
+bash scripts/dev-cluster.sh start-single
+bash scripts/dev-cluster.sh start-cluster
+
+cluster=(--url http://127.0.0.11:8123 --cluster chm_cluster --database quickstart)
+
+echo
+echo "== chmigrate validate"
+"$bin" validate
+
+echo
+echo "== chmigrate migrate (migrations/ on cluster chm_cluster, through node 1)"
+"$bin" "${cluster[@]}" migrate
+
+for dir in examples/flyway examples/updown examples/dbmate; do
+  db="examples_$(basename "$dir")"
+  echo
+  echo "== chmigrate migrate --dir $dir (single node, database $db)"
+  "$bin" --url http://127.0.0.1:8123 --database "$db" --dir "$dir" migrate
 done
 
 echo
-echo "== chmigrate plan --offline --cluster chm_cluster --database quickstart"
-"$bin" plan --offline --cluster chm_cluster --database quickstart
+echo "== chmigrate status (read through node 3)"
+"$bin" --url http://127.0.0.13:8123 --cluster chm_cluster --database quickstart status

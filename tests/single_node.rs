@@ -667,3 +667,28 @@ fn mutations_are_awaited_and_doctor_reports() {
     );
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn every_statement_chmigrate_sends_runs_on_this_server() {
+    require(&[SINGLE]);
+    let db = unique_db("compat");
+    let out = chm(&["compat-sql", "--database", &db, "--server-major", "18"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let catalog = out.json();
+    let entries = catalog.as_array().unwrap();
+    assert!(entries.len() > 15);
+    for e in entries {
+        let (name, sql) = (e["name"].as_str().unwrap(), e["sql"].as_str().unwrap());
+        let result = query(SINGLE, sql);
+        match e["expect"].as_str().unwrap() {
+            "ok" => {
+                let text = result.unwrap_or_else(|err| panic!("{name}: {sql}\n{err}"));
+                if let Some(want) = e["contains"].as_str() {
+                    assert!(text.contains(want), "{name}: {text:?} lacks {want:?}");
+                }
+            }
+            _ => assert!(result.is_err(), "{name} should fail: {sql}"),
+        }
+    }
+    drop_db(SINGLE, &db, false);
+}

@@ -309,6 +309,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print, as JSON, every statement chmigrate sends to a single node (for
+    /// compatibility checks against other ClickHouse versions)
+    #[command(hide = true)]
+    CompatSql {
+        #[arg(long, default_value = "chm_compat")]
+        database: String,
+        /// Major version of the server the statements are for
+        #[arg(long, default_value_t = 26)]
+        server_major: u32,
+    },
 }
 
 /// Loads configuration: the file, then flags and `CHMIGRATE_*` variables.
@@ -419,6 +429,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor => block_on(online::doctor(&settings, format)),
         Command::Export { file } => block_on(online::export(&settings, &file, format)),
         Command::Import { file } => block_on(online::import(&settings, &file, format)),
+        Command::CompatSql {
+            database,
+            server_major,
+        } => {
+            let catalog = chmigrate::runtime::queries::single_node_catalog(&database, server_major)
+                .map_err(CliError::Invalid)?;
+            let text =
+                serde_json::to_string_pretty(&catalog).map_err(|e| CliError::Failed(e.into()))?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }
 

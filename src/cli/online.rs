@@ -860,7 +860,7 @@ pub async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError>
     }
     let ro: Result<Vec<Setting>, ChError> = session
         .conn
-        .rows("SELECT value FROM system.settings WHERE name = 'readonly'")
+        .rows(chmigrate::runtime::queries::readonly_sql())
         .await;
     add(
         "privileges",

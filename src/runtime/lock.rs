@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::Connection;
 use super::error::{ChError, codes};
+use super::queries;
 use super::store::now_us;
 use crate::ledger::{LedgerEntry, LedgerTable};
 use crate::sql::ident::{Ident, string_literal};
@@ -171,11 +172,7 @@ pub async fn acquire(
         acquired_us: now_us(),
         node: conn.url().to_string(),
     };
-    let head = format!(
-        "INSERT INTO {}.{} FORMAT JSONEachRow",
-        ledger.database,
-        lock_table(ledger)?
-    );
+    let head = queries::lock_insert_sql(ledger, &lock_table(ledger)?);
     #[derive(Serialize)]
     struct Row<'a> {
         token: &'a str,
@@ -222,23 +219,14 @@ pub async fn inspect(
     history: &[LedgerEntry],
 ) -> Result<Option<LockInfo>, ChError> {
     let table = lock_table(ledger)?;
-    let here = format!(
-        "SELECT count() AS n FROM system.tables WHERE database = {} AND name = {}",
-        string_literal(ledger.database.as_str()),
-        string_literal(table.as_str())
-    );
+    let here = queries::table_exists_sql(ledger.database.as_str(), table.as_str());
     #[derive(Deserialize)]
     struct N {
         n: u64,
     }
     let local: Vec<N> = conn.rows(&here).await?;
     if local.first().is_some_and(|r| r.n > 0) {
-        let rows: Vec<LockInfo> = conn
-            .rows(&format!(
-                "SELECT token, holder, acquired_us FROM {}.{} ORDER BY acquired_us LIMIT 1",
-                ledger.database, table
-            ))
-            .await?;
+        let rows: Vec<LockInfo> = conn.rows(&queries::lock_holder_sql(ledger, &table)).await?;
         let info = rows.into_iter().next().unwrap_or(LockInfo {
             token: String::new(),
             holder: String::new(),
@@ -254,10 +242,7 @@ pub async fn inspect(
         return Ok(None);
     }
     // Held through another node? Ask ZooKeeper.
-    let zk = format!(
-        "SELECT name, value FROM system.zookeeper WHERE path = {}",
-        string_literal(&format!("{}/replicas/lock", lock_zk_path(ledger)))
-    );
+    let zk = queries::zookeeper_children_sql(&format!("{}/replicas/lock", lock_zk_path(ledger)));
     let nodes: Vec<ZkNode> = match conn.rows(&zk).await {
         Ok(n) => n,
         // No such path: nobody holds the lock.

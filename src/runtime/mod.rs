@@ -8,6 +8,7 @@ pub mod ddl;
 pub mod error;
 pub mod lock;
 pub mod pending;
+pub mod queries;
 pub mod run;
 pub mod store;
 
@@ -19,7 +20,6 @@ pub use client::{Connection, Endpoint};
 pub use error::ChError;
 
 use crate::ledger::LedgerTable;
-use crate::sql::ident::string_literal;
 
 /// How a session talks to its target.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl Session {
         struct V {
             version: String,
         }
-        let rows: Vec<V> = conn.rows("SELECT version() AS version").await?;
+        let rows: Vec<V> = conn.rows(queries::version_sql()).await?;
         let version = rows
             .into_iter()
             .next()
@@ -104,10 +104,7 @@ impl Session {
             return Ok(Vec::new());
         };
         self.conn
-            .rows(&format!(
-                "SELECT shard_num, replica_num, host_name, port FROM system.clusters WHERE cluster = {} ORDER BY shard_num, replica_num",
-                string_literal(cluster.as_str())
-            ))
+            .rows(&queries::cluster_hosts_sql(cluster.as_str()))
             .await
     }
 }

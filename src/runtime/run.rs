@@ -11,13 +11,14 @@ use super::Session;
 use super::ddl::{self, TimedOutTask};
 use super::error::{ChError, codes};
 use super::pending::{PendingDetails, PendingTask};
+use super::queries;
 use super::store::{LedgerError, Writer};
 use crate::history::Direction;
 use crate::ledger::HostResult;
 use crate::migration::{Location, Migration};
 use crate::plan::Step;
 use crate::prepare::{OnClusterNote, PreparedStatement, PreparedStep};
-use crate::sql::ident::{split_qualified, string_literal};
+use crate::sql::ident::split_qualified;
 use crate::sql::statement::{StatementKind, analyze};
 use crate::version::Version;
 
@@ -109,10 +110,7 @@ pub async fn task_progress(
     let name = task.rsplit_once('/').map_or(task, |(_, n)| n);
     let entries: Vec<ZkNode> = session
         .conn
-        .rows(&format!(
-            "SELECT name, value FROM system.zookeeper WHERE path = {}",
-            string_literal(parent)
-        ))
+        .rows(&queries::zookeeper_children_sql(parent))
         .await?;
     let all = entries
         .iter()
@@ -121,10 +119,9 @@ pub async fn task_progress(
         .unwrap_or_default();
     let finished: Vec<ZkNode> = match session
         .conn
-        .rows(&format!(
-            "SELECT name, value FROM system.zookeeper WHERE path = {}",
-            string_literal(&format!("{task}/finished"))
-        ))
+        .rows(&queries::zookeeper_children_sql(&format!(
+            "{task}/finished"
+        )))
         .await
     {
         Ok(f) => f,
@@ -225,14 +222,10 @@ async fn wait_for_mutations(session: &Session, sql: &str) -> Result<(), String> 
     };
     let (db, table) = split_qualified(&name);
     let db = db.unwrap_or_else(|| session.cfg.ledger.database.as_str().to_string());
-    let source = match &session.cfg.ledger.cluster {
-        Some(c) => format!("cluster({}, system, mutations)", string_literal(c.as_str())),
-        None => "system.mutations".to_string(),
-    };
-    let q = format!(
-        "SELECT count() AS n FROM {source} WHERE database = {} AND table = {} AND NOT is_done",
-        string_literal(&db),
-        string_literal(&table)
+    let q = queries::mutations_pending_sql(
+        session.cfg.ledger.cluster.as_ref().map(|c| c.as_str()),
+        &db,
+        &table,
     );
     let deadline = Instant::now() + session.cfg.mutation_timeout;
     loop {

@@ -1,0 +1,233 @@
+//! Every query the runtime sends besides the ledger's and the lock's own
+//! statements (pure builders; names are quoted or passed as literals), and
+//! the catalogue of everything chmigrate sends on a single node, which CI
+//! runs on current ClickHouse (chdb) as well as on 18.16.
+
+use serde::Serialize;
+
+use super::lock::{create_lock_sql, drop_lock_sql, lock_table, needs_sync_drop};
+use crate::ledger::{LedgerEntry, LedgerTable};
+use crate::sql::ident::{Ident, string_literal};
+
+pub fn version_sql() -> &'static str {
+    "SELECT version() AS version"
+}
+
+pub fn readonly_sql() -> &'static str {
+    "SELECT value FROM system.settings WHERE name = 'readonly'"
+}
+
+pub fn cluster_hosts_sql(cluster: &str) -> String {
+    format!(
+        "SELECT shard_num, replica_num, host_name, port FROM system.clusters WHERE cluster = {} ORDER BY shard_num, replica_num",
+        string_literal(cluster)
+    )
+}
+
+pub fn zookeeper_children_sql(path: &str) -> String {
+    format!(
+        "SELECT name, value FROM system.zookeeper WHERE path = {}",
+        string_literal(path)
+    )
+}
+
+pub fn table_exists_sql(database: &str, table: &str) -> String {
+    format!(
+        "SELECT count() AS n FROM system.tables WHERE database = {} AND name = {}",
+        string_literal(database),
+        string_literal(table)
+    )
+}
+
+/// Unfinished mutations of a table: on one replica of every shard of
+/// `cluster`, or on this server.
+pub fn mutations_pending_sql(cluster: Option<&str>, database: &str, table: &str) -> String {
+    let source = match cluster {
+        Some(c) => format!("cluster({}, system, mutations)", string_literal(c)),
+        None => "system.mutations".to_string(),
+    };
+    format!(
+        "SELECT count() AS n FROM {source} WHERE database = {} AND table = {} AND NOT is_done",
+        string_literal(database),
+        string_literal(table)
+    )
+}
+
+pub fn lock_holder_sql(ledger: &LedgerTable, lock: &Ident) -> String {
+    format!(
+        "SELECT token, holder, acquired_us FROM {}.{} ORDER BY acquired_us LIMIT 1",
+        ledger.database, lock
+    )
+}
+
+pub fn lock_insert_sql(ledger: &LedgerTable, lock: &Ident) -> String {
+    format!(
+        "INSERT INTO {}.{} FORMAT JSONEachRow",
+        ledger.database, lock
+    )
+}
+
+/// One statement of the catalogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub sql: String,
+    /// `ok` or `error` (the lock's second create must fail).
+    pub expect: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+}
+
+fn entry(name: &str, sql: String) -> CatalogEntry {
+    CatalogEntry {
+        name: name.into(),
+        sql,
+        expect: "ok",
+        contains: None,
+    }
+}
+
+/// Everything chmigrate sends to a single node, in the order a run sends it,
+/// for a server of major version `server_major`.
+pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<CatalogEntry>, String> {
+    let ledger = LedgerTable {
+        database: Ident::new("database name", database).map_err(|e| e.to_string())?,
+        table: Ident::new("history table name", "schema_migrations").map_err(|e| e.to_string())?,
+        cluster: None,
+    };
+    let lock = lock_table(&ledger).map_err(|e| e.to_string())?;
+    let row = LedgerEntry {
+        seq: 1,
+        event_time_us: 1_748_433_600_000_000,
+        run_id: "catalog".into(),
+        version: "1".into(),
+        event: "started".into(),
+        direction: "up".into(),
+        statement: -1,
+        checksum: "ab".repeat(32),
+        environment: "development".into(),
+        actor: "catalog@ci".into(),
+        details: "{\"statements\":1}".into(),
+        ..Default::default()
+    };
+    let row2 = LedgerEntry {
+        seq: 2,
+        event: "completed".into(),
+        ..row.clone()
+    };
+    let json = |r: &LedgerEntry| serde_json::to_string(r).map_err(|e| e.to_string());
+    let mut out = vec![
+        entry("server version", version_sql().into()),
+        entry("read-only check", readonly_sql().into()),
+        entry("ledger exists?", ledger.exists_sql()),
+        entry("create database", ledger.create_database_sql()),
+        entry("create ledger", ledger.create_sql()),
+        entry("ledger columns", ledger.columns_sql()),
+        entry(
+            "lock exists?",
+            table_exists_sql(ledger.database.as_str(), lock.as_str()),
+        ),
+        entry(
+            "take lock",
+            create_lock_sql(&ledger).map_err(|e| e.to_string())?,
+        ),
+        CatalogEntry {
+            expect: "error",
+            ..entry(
+                "second runner cannot take the lock",
+                create_lock_sql(&ledger).map_err(|e| e.to_string())?,
+            )
+        },
+        entry(
+            "lock holder row",
+            format!(
+                "{}\n{{\"token\":\"t1\",\"holder\":\"catalog@ci\",\"acquired_us\":1}}\n",
+                lock_insert_sql(&ledger, &lock)
+            ),
+        ),
+        CatalogEntry {
+            contains: Some("catalog@ci".into()),
+            ..entry("read lock holder", lock_holder_sql(&ledger, &lock))
+        },
+        entry("max seq (empty)", ledger.max_seq_sql()),
+        entry(
+            "append events",
+            format!(
+                "{}\n{}\n{}\n",
+                ledger.insert_sql(),
+                json(&row)?,
+                json(&row2)?
+            ),
+        ),
+        CatalogEntry {
+            contains: Some("2".into()),
+            ..entry("max seq", ledger.max_seq_sql())
+        },
+        CatalogEntry {
+            contains: Some("completed".into()),
+            ..entry("read ledger", ledger.select_sql())
+        },
+        entry("cluster hosts", cluster_hosts_sql("default")),
+        entry(
+            "unfinished mutations",
+            mutations_pending_sql(None, ledger.database.as_str(), ledger.table.as_str()),
+        ),
+        entry(
+            "release lock",
+            drop_lock_sql(&ledger, false, false, needs_sync_drop(server_major))
+                .map_err(|e| e.to_string())?,
+        ),
+        entry(
+            "force unlock (nothing held)",
+            drop_lock_sql(&ledger, true, false, needs_sync_drop(server_major))
+                .map_err(|e| e.to_string())?,
+        ),
+        entry(
+            "take lock again",
+            create_lock_sql(&ledger).map_err(|e| e.to_string())?,
+        ),
+        entry(
+            "release again",
+            drop_lock_sql(&ledger, false, false, needs_sync_drop(server_major))
+                .map_err(|e| e.to_string())?,
+        ),
+    ];
+    out.push(entry(
+        "drop test database",
+        format!("DROP DATABASE IF EXISTS {}", ledger.database),
+    ));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_covers_the_run_in_order() {
+        let c = single_node_catalog("chm_compat", 26).unwrap();
+        let names: Vec<&str> = c.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names.first(), Some(&"server version"));
+        assert!(
+            names.iter().position(|n| *n == "create ledger")
+                < names.iter().position(|n| *n == "append events")
+        );
+        assert_eq!(c.iter().filter(|e| e.expect == "error").count(), 1);
+        assert!(
+            c.iter().any(|e| e.sql.ends_with(" SYNC")),
+            "current servers drop the lock with SYNC"
+        );
+        let old = single_node_catalog("chm_compat", 18).unwrap();
+        assert!(!old.iter().any(|e| e.sql.ends_with(" SYNC")));
+        assert!(single_node_catalog("bad`name", 26).is_err());
+    }
+
+    #[test]
+    fn mutation_query_per_topology() {
+        assert_eq!(
+            mutations_pending_sql(Some("c"), "d", "t"),
+            "SELECT count() AS n FROM cluster('c', system, mutations) WHERE database = 'd' AND table = 't' AND NOT is_done"
+        );
+        assert!(mutations_pending_sql(None, "d", "t").contains("FROM system.mutations WHERE"));
+    }
+}
