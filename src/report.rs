@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::ledger::{HostResult, LedgerEntry};
+use crate::ledger::LedgerEntry;
 use crate::version::Version;
 
 /// Output format of `chmigrate report --format`.
@@ -95,20 +95,13 @@ pub struct MigrationSummary {
     /// else the sum of that run's `statement_done` durations.
     pub apply_duration_ms: Option<u64>,
     /// `statement_done` events of the latest run (after its last `started`).
-    pub statements: Vec<StatementDuration>,
-    /// Hosts from `hosts_pending` events not followed by `hosts_verified`.
+    pub statements: Vec<StatementTiming>,
+    /// Hosts named by `hosts_pending` events not followed by `hosts_verified`.
     pub hosts_pending: Vec<String>,
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatementDuration {
-    pub statement: i64,
-    pub direction: String,
-    pub duration_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub actor: String,
@@ -145,159 +138,119 @@ fn push_unique(list: &mut Vec<String>, s: &str) {
     }
 }
 
-fn cmp_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    match (Version::parse(a), Version::parse(b)) {
-        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
-        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
+fn timing(e: &LedgerEntry) -> StatementTiming {
+    StatementTiming {
+        version: e.version.clone(),
+        statement: e.statement,
+        direction: e.direction.clone(),
+        run_id: e.run_id.clone(),
+        duration_ms: e.duration_ms,
+        event_time_us: e.event_time_us,
     }
 }
 
-/// Hosts a `hosts_pending` row names: `details.pending_hosts` (or
-/// `details.pending`) as strings or `{host, port}` objects, else its `hosts`.
+/// Hosts a `hosts_pending` row names: `details.pending_hosts`, else its
+/// `hosts` column; each a `"host:port"` string or a `{host, port}` object.
 fn pending_hosts(e: &LedgerEntry) -> Vec<String> {
-    let details = serde_json::from_str::<serde_json::Value>(&e.details).ok();
-    let list = details.as_ref().and_then(|d| {
-        d.get("pending_hosts")
-            .or_else(|| d.get("pending"))
-            .and_then(|v| v.as_array())
-    });
-    if let Some(list) = list {
-        return list
-            .iter()
-            .filter_map(
-                |h| match (h.as_str(), h.get("host").and_then(|x| x.as_str())) {
-                    (Some(s), _) => Some(s.to_string()),
-                    (None, Some(host)) => Some(match h.get("port").and_then(|p| p.as_u64()) {
-                        Some(port) => format!("{host}:{port}"),
-                        None => host.to_string(),
-                    }),
-                    _ => None,
-                },
-            )
-            .collect();
-    }
-    serde_json::from_str::<Vec<HostResult>>(&e.hosts)
-        .map(|hs| {
-            hs.iter()
-                .map(|h| format!("{}:{}", h.host, h.port))
-                .collect()
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+    let (details, hosts) = (parse(&e.details), parse(&e.hosts));
+    let name = |h: &serde_json::Value| {
+        let host = h.as_str().or_else(|| h.get("host")?.as_str())?;
+        Some(match h.get("port").and_then(|p| p.as_u64()) {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
         })
-        .unwrap_or_default()
+    };
+    let listed = details.get("pending_hosts").unwrap_or(&hosts);
+    let list = listed.as_array().map(Vec::as_slice).unwrap_or_default();
+    list.iter().filter_map(name).collect()
 }
 
-fn summarize_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
+fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
     let mut state = MigrationState::Unknown;
     let mut hosts: Vec<String> = Vec::new();
     for e in evs {
         state = match e.event.as_str() {
-            "completed" if e.direction == "down" => MigrationState::RolledBack,
+            _ if is_rollback(e) => MigrationState::RolledBack,
             "completed" => MigrationState::Applied,
-            "manual_rollback" => MigrationState::RolledBack,
             "failed" => MigrationState::Failed,
             "started" => MigrationState::InProgress,
             "baselined" => MigrationState::Baselined,
             _ => state,
         };
         match e.event.as_str() {
-            "hosts_pending" => pending_hosts(e)
-                .iter()
-                .for_each(|h| push_unique(&mut hosts, h)),
+            "hosts_pending" => hosts.extend(pending_hosts(e)),
             "hosts_verified" => hosts.clear(),
             _ => {}
         }
     }
-    let apply_duration_ms = evs.iter().rposition(|e| is_up_completion(e)).map(|done| {
-        let c = evs[done];
-        if c.duration_ms > 0 {
-            return c.duration_ms;
+    hosts.sort();
+    hosts.dedup();
+    // `statement_done` events of `run` after its last `started` before `end`.
+    let steps = |end: usize, run: &str| -> Vec<StatementTiming> {
+        let is = |e: &LedgerEntry, event: &str| e.event == event && e.run_id == run;
+        let from = evs[..end].iter().rposition(|e| is(e, "started"));
+        let steps = evs[from.map_or(0, |i| i + 1)..end].iter();
+        steps
+            .filter(|e| is(e, "statement_done"))
+            .map(|e| timing(e))
+            .collect()
+    };
+    let apply_duration_ms = evs.iter().rposition(|e| is_up_completion(e)).map(|i| {
+        let c = evs[i];
+        match c.duration_ms {
+            0 => steps(i, &c.run_id).iter().map(|t| t.duration_ms).sum(),
+            ms => ms,
         }
-        let start = evs[..done]
-            .iter()
-            .rposition(|e| e.event == "started" && e.run_id == c.run_id)
-            .map_or(0, |i| i + 1);
-        evs[start..done]
-            .iter()
-            .filter(|e| e.event == "statement_done" && e.run_id == c.run_id)
-            .filter(|e| e.direction != "down")
-            .map(|e| e.duration_ms)
-            .sum()
     });
-    let statements = match evs.iter().rposition(|e| e.event == "started") {
-        Some(s) => evs[s + 1..]
-            .iter()
-            .filter(|e| e.event == "statement_done" && e.run_id == evs[s].run_id)
-            .map(|e| StatementDuration {
-                statement: e.statement,
-                direction: e.direction.clone(),
-                duration_ms: e.duration_ms,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let last_nonempty = |f: fn(&LedgerEntry) -> &str| {
-        evs.iter()
-            .rev()
-            .map(|e| f(e))
-            .find(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let mut statements = Vec::new();
+    if let Some(last) = evs.iter().rposition(|e| e.event == "started") {
+        statements = steps(evs.len(), &evs[last].run_id);
+    }
+    let last = |f: fn(&LedgerEntry) -> &str| evs.iter().rev().map(|e| f(e)).find(|s| !s.is_empty());
+    let applied = |e: &&&LedgerEntry| is_up_completion(e) || e.event == "baselined";
     MigrationSummary {
         version: version.to_string(),
-        description: last_nonempty(|e| &e.description).unwrap_or_default(),
+        description: last(|e| &e.description).unwrap_or_default().to_string(),
         state,
-        first_applied_us: evs
-            .iter()
-            .find(|e| is_up_completion(e) || e.event == "baselined")
-            .map(|e| e.event_time_us),
+        first_applied_us: evs.iter().find(applied).map(|e| e.event_time_us),
         last_event_us: evs.iter().map(|e| e.event_time_us).max().unwrap_or(0),
         runs: evs.iter().filter(|e| e.event == "started").count(),
         apply_duration_ms,
         statements,
         hosts_pending: hosts,
-        last_error: last_nonempty(|e| &e.error),
+        last_error: last(|e| &e.error).map(str::to_string),
     }
 }
 
 /// Folds the ledger into the report's content.
 pub fn summarize(entries: &[LedgerEntry]) -> Summary {
     let mut sorted: Vec<&LedgerEntry> = entries.iter().collect();
-    sorted.sort_by(|a, b| {
-        (a.seq, a.event_time_us, &a.run_id).cmp(&(b.seq, b.event_time_us, &b.run_id))
-    });
+    sorted.sort_by_key(|e| (e.seq, e.event_time_us, e.run_id.as_str()));
 
     let mut by_version: BTreeMap<&str, Vec<&LedgerEntry>> = BTreeMap::new();
-    for e in sorted.iter().filter(|e| !e.version.is_empty()) {
-        by_version.entry(e.version.as_str()).or_default().push(e);
-    }
-    let mut versions: Vec<&str> = by_version.keys().copied().collect();
-    versions.sort_by(|a, b| cmp_versions(a, b));
-    let migrations: Vec<MigrationSummary> = versions
-        .iter()
-        .map(|v| summarize_version(v, by_version.get(v).map_or(&[][..], |x| x)))
-        .collect();
-
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut run_index: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in sorted.iter().filter(|e| !e.run_id.is_empty()) {
-        let i = *run_index.entry(e.run_id.as_str()).or_insert_with(|| {
-            runs.push(RunSummary {
-                run_id: e.run_id.clone(),
-                actor: String::new(),
-                environment: String::new(),
-                started_us: e.event_time_us,
-                ended_us: e.event_time_us,
-                applied: Vec::new(),
-                rolled_back: Vec::new(),
-                baselined: Vec::new(),
-                failed: Vec::new(),
-            });
+    let mut slowest: Vec<&LedgerEntry> = Vec::new();
+    for &e in &sorted {
+        if e.event == "statement_done" {
+            slowest.push(e);
+        }
+        if !e.version.is_empty() {
+            by_version.entry(&e.version).or_default().push(e);
+        }
+        if e.run_id.is_empty() {
+            continue;
+        }
+        let i = *run_index.entry(&e.run_id).or_insert_with(|| {
+            runs.push(RunSummary::default());
             runs.len() - 1
         });
         let r = &mut runs[i];
-        r.started_us = r.started_us.min(e.event_time_us);
-        r.ended_us = r.ended_us.max(e.event_time_us);
+        if r.run_id.is_empty() {
+            (r.run_id, r.started_us) = (e.run_id.clone(), e.event_time_us);
+        }
+        r.ended_us = e.event_time_us.max(r.ended_us);
         if r.actor.is_empty() {
             r.actor.clone_from(&e.actor);
         }
@@ -305,49 +258,36 @@ pub fn summarize(entries: &[LedgerEntry]) -> Summary {
             r.environment.clone_from(&e.environment);
         }
         let list = match e.event.as_str() {
+            _ if e.version.is_empty() => continue,
             _ if is_up_completion(e) => &mut r.applied,
             _ if is_rollback(e) => &mut r.rolled_back,
             "baselined" => &mut r.baselined,
             "failed" => &mut r.failed,
             _ => continue,
         };
-        if !e.version.is_empty() {
-            push_unique(list, &e.version);
-        }
+        push_unique(list, &e.version);
     }
     runs.sort_by_key(|r| r.started_us);
 
-    let mut slowest: Vec<&&LedgerEntry> = sorted
-        .iter()
-        .filter(|e| e.event == "statement_done")
-        .collect();
+    let mut versions: Vec<(&str, Vec<&LedgerEntry>)> = by_version.into_iter().collect();
+    // Numerically by `Version`; unparseable versions last, by text.
+    versions.sort_by_cached_key(|(v, _)| {
+        let parsed = Version::parse(v).ok();
+        (parsed.is_none(), parsed, v.to_string())
+    });
+    let migrations: Vec<_> = versions.iter().map(|(v, e)| fold_version(v, e)).collect();
     slowest.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(a.seq.cmp(&b.seq)));
-    let slowest_statements = slowest
-        .into_iter()
-        .take(10)
-        .map(|e| StatementTiming {
-            version: e.version.clone(),
-            statement: e.statement,
-            direction: e.direction.clone(),
-            run_id: e.run_id.clone(),
-            duration_ms: e.duration_ms,
-            event_time_us: e.event_time_us,
-        })
-        .collect();
-
+    let applied = |m: &&MigrationSummary| m.state == MigrationState::Applied;
     Summary {
         totals: Totals {
             events: entries.len(),
-            migrations_applied: migrations
-                .iter()
-                .filter(|m| m.state == MigrationState::Applied)
-                .count(),
+            migrations_applied: migrations.iter().filter(applied).count(),
             failures: entries.iter().filter(|e| e.event == "failed").count(),
             rollbacks: entries.iter().filter(|e| is_rollback(e)).count(),
         },
         migrations,
         runs,
-        slowest_statements,
+        slowest_statements: slowest.into_iter().take(10).map(timing).collect(),
     }
 }
 
@@ -358,8 +298,7 @@ pub fn render(entries: &[LedgerEntry], meta: &ReportMeta, format: ReportFormat) 
     // Writing to a String cannot fail.
     let _ = match format {
         ReportFormat::Json => {
-            return serde_json::to_string_pretty(&summary)
-                .map_or_else(|_| "{}".into(), |s| s + "\n");
+            return serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
         }
         ReportFormat::Markdown => markdown(&summary, meta, &mut out),
         ReportFormat::Html => html(entries, &summary, meta, &mut out),
@@ -370,7 +309,7 @@ pub fn render(entries: &[LedgerEntry], meta: &ReportMeta, format: ReportFormat) 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of microseconds since the Unix epoch.
 pub fn format_time_us(us: u64) -> String {
     let secs = us / 1_000_000;
-    // Days since 1970-01-01 (civil-from-days, proleptic Gregorian calendar).
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
     let z = (secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -381,12 +320,8 @@ pub fn format_time_us(us: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let s = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
 }
 
 fn opt_time(t: Option<u64>) -> String {
@@ -416,16 +351,21 @@ fn run_outcome(r: &RunSummary) -> String {
 }
 
 fn totals_line(t: &Totals) -> String {
-    format!(
-        "{} events, {} migrations applied, {} failures, {} rollbacks",
-        t.events, t.migrations_applied, t.failures, t.rollbacks
-    )
+    let (e, a, f, r) = (t.events, t.migrations_applied, t.failures, t.rollbacks);
+    let applied = format!("{e} events, {a} migrations applied");
+    format!("{applied}, {f} failures, {r} rollbacks")
 }
 
 const NO_HISTORY: &str = "No migration history: the ledger has no events.";
+const MIGRATION_COLS: &str =
+    "Version|Description|State|Applied at (UTC)|Duration|Runs|Hosts pending|Last error";
+const RUN_COLS: &str = "Run|Actor|Environment|Started (UTC)|Ended (UTC)|Outcome";
+const SLOW_COLS: &str = "Version|Statement|Direction|Run|Duration";
 
-/// Rows of the three tables, as unescaped cells.
-fn table_rows(s: &Summary) -> [(&'static str, Vec<&'static str>, Vec<Vec<String>>); 3] {
+/// Heading, `|`-separated column names, rows of unescaped cells.
+type Table = (&'static str, &'static str, Vec<Vec<String>>);
+
+fn tables(s: &Summary) -> [Table; 3] {
     let migrations = s.migrations.iter().map(|m| {
         vec![
             m.version.clone(),
@@ -439,58 +379,19 @@ fn table_rows(s: &Summary) -> [(&'static str, Vec<&'static str>, Vec<Vec<String>
         ]
     });
     let runs = s.runs.iter().map(|r| {
-        let times = [format_time_us(r.started_us), format_time_us(r.ended_us)];
-        let [start, end] = times;
-        vec![
-            r.run_id.clone(),
-            r.actor.clone(),
-            r.environment.clone(),
-            start,
-            end,
-            run_outcome(r),
-        ]
+        let (id, who, env) = (r.run_id.clone(), r.actor.clone(), r.environment.clone());
+        let (from, to) = (format_time_us(r.started_us), format_time_us(r.ended_us));
+        vec![id, who, env, from, to, run_outcome(r)]
     });
     let slow = s.slowest_statements.iter().map(|t| {
-        vec![
-            t.version.clone(),
-            t.statement.to_string(),
-            t.direction.clone(),
-            t.run_id.clone(),
-            format!("{} ms", t.duration_ms),
-        ]
+        let (v, i) = (t.version.clone(), t.statement.to_string());
+        let (dir, run) = (t.direction.clone(), t.run_id.clone());
+        vec![v, i, dir, run, opt_ms(Some(t.duration_ms))]
     });
     [
-        (
-            "Migrations",
-            vec![
-                "Version",
-                "Description",
-                "State",
-                "Applied at (UTC)",
-                "Duration",
-                "Runs",
-                "Hosts pending",
-                "Last error",
-            ],
-            migrations.collect(),
-        ),
-        (
-            "Runs",
-            vec![
-                "Run",
-                "Actor",
-                "Environment",
-                "Started (UTC)",
-                "Ended (UTC)",
-                "Outcome",
-            ],
-            runs.collect(),
-        ),
-        (
-            "Slowest statements",
-            vec!["Version", "Statement", "Direction", "Run", "Duration"],
-            slow.collect(),
-        ),
+        ("Migrations", MIGRATION_COLS, migrations.collect()),
+        ("Runs", RUN_COLS, runs.collect()),
+        ("Slowest statements", SLOW_COLS, slow.collect()),
     ]
 }
 
@@ -501,20 +402,19 @@ fn md_cell(s: &str) -> String {
 }
 
 fn markdown(s: &Summary, meta: &ReportMeta, out: &mut String) -> fmt::Result {
-    writeln!(out, "# {}\n", md_cell(&meta.title))?;
-    writeln!(out, "Target: {}  ", md_cell(&meta.target))?;
+    let (title, target) = (md_cell(&meta.title), md_cell(&meta.target));
+    let at = format_time_us(meta.generated_at_us);
     writeln!(
         out,
-        "Generated: {} UTC\n",
-        format_time_us(meta.generated_at_us)
+        "# {title}\n\nTarget: {target}  \nGenerated: {at} UTC\n"
     )?;
     if s.totals.events == 0 {
         return writeln!(out, "_{NO_HISTORY}_");
     }
     writeln!(out, "**Totals:** {}", totals_line(&s.totals))?;
-    for (heading, header, rows) in table_rows(s) {
-        writeln!(out, "\n## {heading}\n\n| {} |", header.join(" | "))?;
-        writeln!(out, "|{}", "---|".repeat(header.len()))?;
+    for (heading, header, rows) in tables(s) {
+        writeln!(out, "\n## {heading}\n\n| {} |", header.replace('|', " | "))?;
+        writeln!(out, "|{}", "---|".repeat(header.split('|').count()))?;
         for row in rows {
             let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
             writeln!(out, "| {} |", cells.join(" | "))?;
@@ -524,18 +424,11 @@ fn markdown(s: &Summary, meta: &ReportMeta, out: &mut String) -> fmt::Result {
 }
 
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
@@ -543,139 +436,107 @@ table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:
 text-align:left;vertical-align:top}th{background:#f3f3f3}svg{border:1px solid #ddd;\
 background:#fff}.meta{color:#555}.empty{font-style:italic}";
 
+const GREEN: &str = "#2e7d32";
+const RED: &str = "#c62828";
+const ORANGE: &str = "#ef6c00";
+const GREY: &str = "#9e9e9e";
+
 fn event_color(e: &LedgerEntry) -> &'static str {
     match e.event.as_str() {
-        _ if is_rollback(e) => "#ef6c00",
-        _ if is_up_completion(e) => "#2e7d32",
-        "baselined" => "#2e7d32",
-        "failed" => "#c62828",
-        _ => "#9e9e9e",
+        _ if is_rollback(e) => ORANGE,
+        "completed" | "baselined" => GREEN,
+        "failed" => RED,
+        _ => GREY,
     }
 }
 
-fn timeline_svg(entries: &[LedgerEntry], runs: &[RunSummary], out: &mut String) -> fmt::Result {
-    const W: f64 = 960.0;
-    const M: f64 = 20.0;
-    let min = entries.iter().map(|e| e.event_time_us).min().unwrap_or(0);
-    let max = entries.iter().map(|e| e.event_time_us).max().unwrap_or(0);
-    let x = |t: u64| {
-        if max == min {
-            W / 2.0
-        } else {
-            M + (t - min) as f64 / (max - min) as f64 * (W - 2.0 * M)
-        }
-    };
-    let h = 60.0 + runs.len() as f64 * 18.0 + 20.0;
+fn svg_open(out: &mut String, h: f64, label: &str) -> fmt::Result {
+    let ns = "xmlns='http://www.w3.org/2000/svg' width='960'";
     writeln!(
         out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"Timeline\">"
-    )?;
-    writeln!(
-        out,
-        "<line x1=\"{M}\" y1=\"30\" x2=\"{}\" y2=\"30\" stroke=\"#ccc\"/>",
-        W - M
-    )?;
-    for e in entries {
-        writeln!(
-            out,
-            "<circle class=\"event\" cx=\"{:.1}\" cy=\"30\" r=\"5\" fill=\"{}\" fill-opacity=\"0.8\"><title>{} {} {} {}</title></circle>",
-            x(e.event_time_us),
-            event_color(e),
-            format_time_us(e.event_time_us),
-            esc(&e.event),
-            esc(&e.version),
-            esc(&e.direction)
-        )?;
-    }
-    for (i, r) in runs.iter().enumerate() {
-        let (x0, x1) = (x(r.started_us), x(r.ended_us));
-        let color = match () {
-            _ if !r.failed.is_empty() => "#c62828",
-            _ if !r.rolled_back.is_empty() => "#ef6c00",
-            _ if !r.applied.is_empty() || !r.baselined.is_empty() => "#2e7d32",
-            _ => "#9e9e9e",
-        };
-        writeln!(
-            out,
-            "<rect class=\"run\" x=\"{:.1}\" y=\"{}\" width=\"{:.1}\" height=\"12\" fill=\"{color}\" fill-opacity=\"0.6\"><title>run {}: {}</title></rect>",
-            x0.min(W - M - 3.0),
-            50 + i * 18,
-            (x1 - x0).max(3.0),
-            esc(&r.run_id),
-            esc(&run_outcome(r))
-        )?;
-    }
-    let y = h - 6.0;
-    writeln!(
-        out,
-        "<text x=\"{M}\" y=\"{y}\" font-size=\"11\">{} UTC</text>",
-        format_time_us(min)
-    )?;
-    writeln!(
-        out,
-        "<text x=\"{}\" y=\"{y}\" font-size=\"11\" text-anchor=\"end\">{} UTC</text>\n</svg>",
-        W - M,
-        format_time_us(max)
+        "<svg {ns} height='{h}' viewBox='0 0 960 {h}' aria-label='{label}'>"
     )
 }
 
+/// `<name attrs><title>tip</title></name>`; `tip` must be escaped already.
+fn tag(out: &mut String, name: &str, attrs: &str, tip: &str) -> fmt::Result {
+    writeln!(out, "<{name} {attrs}><title>{tip}</title></{name}>")
+}
+
+fn text(out: &mut String, x: f64, y: f64, anchor: &str, body: &str) -> fmt::Result {
+    let attrs = format!("x='{x:.1}' y='{y:.1}' font-size='12' text-anchor='{anchor}'");
+    writeln!(out, "<text {attrs}>{body}</text>")
+}
+
+/// One mark per event on a time axis, one bar per run below it.
+fn timeline_svg(entries: &[LedgerEntry], runs: &[RunSummary], out: &mut String) -> fmt::Result {
+    let (w, m) = (960.0, 20.0);
+    let min = entries.iter().map(|e| e.event_time_us).min().unwrap_or(0);
+    let max = entries.iter().map(|e| e.event_time_us).max().unwrap_or(0);
+    let span = max.saturating_sub(min).max(1) as f64;
+    let x = |t: u64| m + t.saturating_sub(min) as f64 / span * (w - 2.0 * m);
+    let h = 80.0 + runs.len() as f64 * 18.0;
+    svg_open(out, h, "Timeline")?;
+    let axis = format!("x1='{m}' y1='30' x2='{}' y2='30' stroke='#ccc'", w - m);
+    writeln!(out, "<line {axis}/>")?;
+    for e in entries {
+        let (cx, fill) = (x(e.event_time_us), event_color(e));
+        let what = format!("{} {} {}", e.event, e.version, e.direction);
+        let tip = format!("{} UTC: {}", format_time_us(e.event_time_us), esc(&what));
+        let mark = format!("class='event' cx='{cx:.1}' cy='30' r='5' fill='{fill}'");
+        tag(out, "circle", &mark, &tip)?;
+    }
+    for (i, r) in runs.iter().enumerate() {
+        let (x0, x1, y) = (x(r.started_us), x(r.ended_us), 50 + i * 18);
+        let fill = match () {
+            _ if !r.failed.is_empty() => RED,
+            _ if !r.rolled_back.is_empty() => ORANGE,
+            _ if !r.applied.is_empty() || !r.baselined.is_empty() => GREEN,
+            _ => GREY,
+        };
+        let (bx, bw) = (x0.min(w - m - 3.0), (x1 - x0).max(3.0));
+        let bar = format!("class='run' x='{bx:.1}' y='{y}' width='{bw:.1}' height='12'");
+        let tip = esc(&format!("run {}: {}", r.run_id, run_outcome(r)));
+        tag(
+            out,
+            "rect",
+            &format!("{bar} fill='{fill}' fill-opacity='0.6'"),
+            &tip,
+        )?;
+    }
+    let (from, to) = (format_time_us(min), format_time_us(max));
+    text(out, m, h - 6.0, "start", &format!("{from} UTC"))?;
+    text(out, w - m, h - 6.0, "end", &format!("{to} UTC"))?;
+    writeln!(out, "</svg>")
+}
+
+/// One bar per migration: the duration of its latest apply.
 fn durations_svg(migrations: &[MigrationSummary], out: &mut String) -> fmt::Result {
     let (label_w, bar_w) = (160.0, 640.0);
-    let max = migrations
-        .iter()
-        .filter_map(|m| m.apply_duration_ms)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let h = migrations.len() * 22 + 10;
-    writeln!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"{h}\" viewBox=\"0 0 960 {h}\" role=\"img\" aria-label=\"Durations\">"
-    )?;
-    for (i, m) in migrations.iter().enumerate() {
-        let y = 5 + i * 22;
-        let w = m.apply_duration_ms.unwrap_or(0) as f64 / max as f64 * bar_w;
-        writeln!(
-            out,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>",
-            label_w - 6.0,
-            y + 13,
-            esc(&m.version)
-        )?;
-        writeln!(
-            out,
-            "<rect class=\"bar\" x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"#3f6fb5\"><title>{}</title></rect>",
-            esc(&m.version)
-        )?;
-        writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"12\">{}</text>",
-            label_w + w + 6.0,
-            y + 13,
-            opt_ms(m.apply_duration_ms)
-        )?;
+    let longest = migrations.iter().filter_map(|m| m.apply_duration_ms).max();
+    let max = longest.unwrap_or(0).max(1) as f64;
+    svg_open(out, migrations.len() as f64 * 22.0 + 10.0, "Durations")?;
+    for (i, mig) in migrations.iter().enumerate() {
+        let (y, ms) = (5.0 + i as f64 * 22.0, mig.apply_duration_ms);
+        let w = ms.unwrap_or(0) as f64 / max * bar_w;
+        let version = esc(&mig.version);
+        text(out, label_w - 6.0, y + 13.0, "end", &version)?;
+        let bar = format!("class='bar' x='{label_w}' y='{y}' width='{w:.1}' height='16'");
+        tag(out, "rect", &format!("{bar} fill='#3f6fb5'"), &version)?;
+        text(out, label_w + w + 6.0, y + 13.0, "start", &opt_ms(ms))?;
     }
     writeln!(out, "</svg>")
 }
 
 fn html(entries: &[LedgerEntry], s: &Summary, meta: &ReportMeta, out: &mut String) -> fmt::Result {
-    let title = esc(&meta.title);
-    writeln!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">"
-    )?;
-    writeln!(
-        out,
-        "<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>"
-    )?;
-    writeln!(
-        out,
-        "<p class=\"meta\">Target: {}<br>Generated: {} UTC</p>",
-        esc(&meta.target),
-        format_time_us(meta.generated_at_us)
-    )?;
+    let (title, target) = (esc(&meta.title), esc(&meta.target));
+    let head = "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>";
+    writeln!(out, "{head}\n<title>{title}</title>\n<style>{CSS}</style>")?;
+    let at = format_time_us(meta.generated_at_us);
+    writeln!(out, "</head>\n<body>\n<h1>{title}</h1>\n<p class='meta'>")?;
+    writeln!(out, "Target: {target}<br>Generated: {at} UTC</p>")?;
     if s.totals.events == 0 {
-        return writeln!(out, "<p class=\"empty\">{NO_HISTORY}</p>\n</body>\n</html>");
+        return writeln!(out, "<p class='empty'>{NO_HISTORY}</p>\n</body>\n</html>");
     }
     writeln!(
         out,
@@ -686,18 +547,13 @@ fn html(entries: &[LedgerEntry], s: &Summary, meta: &ReportMeta, out: &mut Strin
     timeline_svg(entries, &s.runs, out)?;
     writeln!(out, "<h2>Durations</h2>")?;
     durations_svg(&s.migrations, out)?;
-    for (heading, header, rows) in table_rows(s) {
+    for (heading, header, rows) in tables(s) {
+        let header = header.replace('|', "</th><th>");
         writeln!(out, "<h2>{heading}</h2>\n<table>\n<thead><tr>")?;
-        for h in header {
-            write!(out, "<th>{h}</th>")?;
-        }
-        writeln!(out, "</tr></thead>\n<tbody>")?;
+        writeln!(out, "<th>{header}</th></tr></thead>\n<tbody>")?;
         for row in rows {
-            write!(out, "<tr>")?;
-            for c in row {
-                write!(out, "<td>{}</td>", esc(&c))?;
-            }
-            writeln!(out, "</tr>")?;
+            let cells: Vec<String> = row.iter().map(|c| esc(c)).collect();
+            writeln!(out, "<tr><td>{}</td></tr>", cells.join("</td><td>"))?;
         }
         writeln!(out, "</tbody>\n</table>")?;
     }
@@ -726,41 +582,30 @@ mod tests {
     }
 
     fn done(seq: u64, run: &str, version: &str, statement: i64, ms: u64) -> LedgerEntry {
-        LedgerEntry {
-            statement,
-            duration_ms: ms,
-            ..ev(seq, run, version, "statement_done", "up")
-        }
+        let mut e = ev(seq, run, version, "statement_done", "up");
+        (e.statement, e.duration_ms) = (statement, ms);
+        e
     }
 
     fn meta() -> ReportMeta {
+        let target = "http://127.0.0.11:8123 db analytics".into();
         ReportMeta {
             title: "History".into(),
-            target: "http://127.0.0.11:8123 db analytics".into(),
+            target,
             generated_at_us: T0,
         }
     }
 
     fn sample() -> Vec<LedgerEntry> {
-        vec![
+        let mut v = vec![
             ev(1, "r1", "1", "started", "up"),
             done(2, "r1", "1", 0, 100),
             done(3, "r1", "1", 1, 50),
-            LedgerEntry {
-                description: "create events".into(),
-                ..ev(4, "r1", "1", "completed", "up")
-            },
+            ev(4, "r1", "1", "completed", "up"),
             ev(5, "r1", "2", "started", "up"),
-            LedgerEntry {
-                error: "Code: 62".into(),
-                statement: 0,
-                ..ev(6, "r1", "2", "failed", "up")
-            },
+            ev(6, "r1", "2", "failed", "up"),
             ev(7, "r2", "1.10", "started", "up"),
-            LedgerEntry {
-                duration_ms: 900,
-                ..ev(8, "r2", "1.10", "completed", "up")
-            },
+            ev(8, "r2", "1.10", "completed", "up"),
             ev(9, "r2", "1.2", "baselined", ""),
             ev(10, "r2", "3", "started", "up"),
             done(11, "r2", "3", 0, 7),
@@ -770,7 +615,12 @@ mod tests {
             ev(15, "r3", "4", "completed", "up"),
             ev(16, "r3", "4", "manual_rollback", ""),
             ev(17, "r3", "", "lock_released", ""),
-        ]
+        ];
+        v[3].description = "create events".into();
+        v[5].error = "Code: 62".into();
+        v[7].duration_ms = 900;
+        v.reverse(); // summarize orders by seq
+        v
     }
 
     fn by_version<'a>(s: &'a Summary, v: &str) -> &'a MigrationSummary {
@@ -792,26 +642,11 @@ mod tests {
         let order: Vec<&str> = s.migrations.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(order, ["1", "1.2", "1.10", "2", "3", "4"]);
         let states: Vec<&str> = s.migrations.iter().map(|m| m.state.as_str()).collect();
-        assert_eq!(
-            states,
-            [
-                "applied",
-                "baselined",
-                "rolled_back",
-                "failed",
-                "in_progress",
-                "rolled_back"
-            ]
-        );
-        assert_eq!(
-            s.totals,
-            Totals {
-                events: 17,
-                migrations_applied: 1,
-                failures: 1,
-                rollbacks: 2
-            }
-        );
+        let expected = "applied baselined rolled_back failed in_progress rolled_back";
+        assert_eq!(states.join(" "), expected);
+        let t = &s.totals;
+        let totals = (t.events, t.migrations_applied, t.failures, t.rollbacks);
+        assert_eq!(totals, (17, 1, 1, 2));
         let one = by_version(&s, "1");
         assert_eq!((one.description.as_str(), one.runs), ("create events", 1));
         assert_eq!(one.first_applied_us, Some(T0 + 4_000_000));
@@ -821,6 +656,8 @@ mod tests {
 
     #[test]
     fn durations_come_from_the_latest_successful_apply() {
+        let first = summarize(&sample());
+        assert_eq!(by_version(&first, "1").apply_duration_ms, Some(150));
         let mut entries = sample();
         // A second, faster apply of V1 after a rollback: only it counts.
         entries.extend([
@@ -836,16 +673,8 @@ mod tests {
         assert_eq!(one.apply_duration_ms, Some(42));
         assert_eq!(one.state, MigrationState::Applied);
         assert_eq!(one.first_applied_us, Some(T0 + 4_000_000));
-        let stmts: Vec<(i64, u64)> = one
-            .statements
-            .iter()
-            .map(|d| (d.statement, d.duration_ms))
-            .collect();
-        assert_eq!(stmts, [(0, 30), (1, 12)]);
-        assert_eq!(
-            by_version(&summarize(&sample()), "1").apply_duration_ms,
-            Some(150)
-        );
+        let steps = one.statements.iter().map(|d| (d.statement, d.duration_ms));
+        assert!(steps.eq([(0, 30), (1, 12)]));
         // The completed event's own duration wins when recorded.
         assert_eq!(by_version(&s, "1.10").apply_duration_ms, Some(900));
         assert_eq!(by_version(&s, "3").apply_duration_ms, None);
@@ -858,12 +687,9 @@ mod tests {
         let s = summarize(&sample());
         let ids: Vec<&str> = s.runs.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(ids, ["r1", "r2", "r3"]);
-        assert_eq!(s.runs[0].applied, ["1"]);
-        assert_eq!(s.runs[0].failed, ["2"]);
-        assert_eq!(
-            (s.runs[0].started_us, s.runs[0].ended_us),
-            (T0 + 1_000_000, T0 + 6_000_000)
-        );
+        assert_eq!(run_outcome(&s.runs[0]), "applied 1; failed 2");
+        let r1 = (s.runs[0].started_us - T0, s.runs[0].ended_us - T0);
+        assert_eq!(r1, (1_000_000, 6_000_000));
         assert_eq!(s.runs[2].rolled_back, ["1.10", "4"]);
         assert_eq!(run_outcome(&s.runs[1]), "applied 1.10; baselined 1.2");
     }
@@ -881,41 +707,30 @@ mod tests {
             ev(3, "r", "5", "hosts_verified", "up"),
             ev(4, "r", "5", "completed", "up"),
         ];
-        assert!(summarize(&entries).migrations[0].hosts_pending.is_empty());
-        entries.push(pending(
-            5,
-            "{}",
-            r#"[{"host":"ch-3","port":9000,"status":0}]"#,
-        ));
-        entries.push(pending(
-            6,
-            r#"{"pending":[{"host":"ch-4","port":9440},"ch-3:9000"]}"#,
-            "",
-        ));
-        assert_eq!(
-            summarize(&entries).migrations[0].hosts_pending,
-            ["ch-3:9000", "ch-4:9440"]
-        );
+        let hosts =
+            |entries: &[LedgerEntry]| summarize(entries).migrations[0].hosts_pending.clone();
+        assert!(hosts(&entries).is_empty());
+        let h4 = r#"{"pending_hosts":[{"host":"ch-4","port":9440},"ch-3:9000"]}"#;
+        entries.push(pending(5, "{}", r#"[{"host":"ch-3","port":9000}]"#));
+        entries.push(pending(6, h4, ""));
+        assert_eq!(hosts(&entries), ["ch-3:9000", "ch-4:9440"]);
         entries.push(ev(7, "r", "5", "hosts_verified", "up"));
-        assert!(summarize(&entries).migrations[0].hosts_pending.is_empty());
+        assert!(hosts(&entries).is_empty());
     }
 
     #[test]
     fn html_escapes_ledger_text() {
-        let entries = vec![
-            LedgerEntry {
-                description: "<script>alert('x')</script>".into(),
-                ..ev(1, "r\"1", "1", "started", "up")
-            },
-            LedgerEntry {
-                error: "a & \"b\" <script>".into(),
-                ..ev(2, "r\"1", "1", "failed", "up")
-            },
-        ];
-        let html = render(&entries, &meta(), ReportFormat::Html);
+        let (mut a, mut b) = (
+            ev(1, "r\"1", "1", "started", "up"),
+            ev(2, "r\"1", "1", "failed", "up"),
+        );
+        a.description = "<script>alert('x')</script>".into();
+        b.error = "a & \"b\" <script>".into();
+        let html = render(&[a, b], &meta(), ReportFormat::Html);
         assert!(html.contains("<td>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</td>"));
         assert!(html.contains("<td>a &amp; &quot;b&quot; &lt;script&gt;</td>"));
         assert!(html.contains("<td>r&quot;1</td>"));
+        assert!(html.contains("<title>run r&quot;1: failed 1"));
         assert!(!html.to_lowercase().contains("<script"));
         assert!(!html.contains("src=") && !html.contains("<link"));
     }
@@ -923,34 +738,30 @@ mod tests {
     #[test]
     fn html_has_both_charts() {
         let html = render(&sample(), &meta(), ReportFormat::Html);
-        assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+        assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
         assert_eq!(html.matches("<svg").count(), 2);
-        assert_eq!(html.matches("class=\"bar\"").count(), 6);
-        assert_eq!(html.matches("class=\"event\"").count(), 17);
-        assert_eq!(html.matches("class=\"run\"").count(), 3);
-        assert!(html.contains(">900 ms</text>"));
-        assert!(html.contains("fill=\"#c62828\""));
+        assert_eq!(html.matches("class='bar'").count(), 6);
+        assert_eq!(html.matches("class='event'").count(), 17);
+        assert_eq!(html.matches("class='run'").count(), 3);
+        assert!(html.contains(">900 ms</text>") && html.contains(">1.10</text>"));
+        assert!(html.contains(&format!("fill='{RED}'")));
     }
 
     #[test]
     fn markdown_tables() {
         let mut entries = sample();
-        entries[3].description = "a|b\nc".into();
+        entries[13].description = "a|b\nc".into();
         let md = render(&entries, &meta(), ReportFormat::Markdown);
         assert!(md.starts_with("# History\n"));
-        assert!(
-            md.contains("**Totals:** 17 events, 1 migrations applied, 1 failures, 2 rollbacks\n")
-        );
-        assert!(md.contains(
-            "| Version | Description | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |\n|---|---|---|---|---|---|---|---|\n"
-        ));
-        assert!(
-            md.contains("| 1 | a\\|b<br>c | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n")
-        );
+        let totals = "**Totals:** 17 events, 1 migrations applied, 1 failures, 2 rollbacks\n";
+        assert!(md.contains(totals));
+        let header = "| Version | Description | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |";
+        assert!(md.contains(&format!("{header}\n|---|---|---|---|---|---|---|---|\n")));
+        let row = "| 1 | a\\|b<br>c | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n";
+        assert!(md.contains(row));
         assert!(md.contains("| 2 |  | failed | – | – | 1 |  | Code: 62 |\n"));
-        assert!(md.contains(
-            "| r1 | ana@box | prod | 2025-05-28 12:00:01 | 2025-05-28 12:00:06 | applied 1; failed 2 |\n"
-        ));
+        let run = "| r1 | ana@box | prod | 2025-05-28 12:00:01 | 2025-05-28 12:00:06 | applied 1; failed 2 |";
+        assert!(md.contains(run));
         assert!(md.contains("| 1 | 0 | up | r1 | 100 ms |\n"));
     }
 
@@ -966,20 +777,19 @@ mod tests {
         assert_eq!(v["migrations"][4]["state"], "in_progress");
         assert_eq!(v["runs"][0]["failed"][0], "2");
         assert_eq!(v["slowest_statements"][0]["duration_ms"], 100);
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 4);
+        assert_eq!(v.as_object().unwrap().len(), 4);
         assert!(json.find("\"totals\"") < json.find("\"migrations\""));
     }
 
     #[test]
     fn empty_ledger_says_so() {
         let html = render(&[], &meta(), ReportFormat::Html);
-        assert!(html.contains("No migration history") && html.trim_end().ends_with("</html>"));
+        assert!(html.contains("No migration history") && html.ends_with("</html>\n"));
         assert!(!html.contains("<svg"));
         let md = render(&[], &meta(), ReportFormat::Markdown);
         assert!(md.contains("_No migration history: the ledger has no events._"));
-        let v: serde_json::Value =
-            serde_json::from_str(&render(&[], &meta(), ReportFormat::Json)).unwrap();
+        let json = render(&[], &meta(), ReportFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["totals"]["events"], 0);
         assert_eq!(v["migrations"], serde_json::json!([]));
     }

@@ -238,7 +238,16 @@ impl Connection {
                 .map_err(|e| classify(e, &self.endpoint.url))?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         };
-        match tokio::time::timeout(self.endpoint.request_timeout, fut).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.endpoint.request_timeout, fut).await;
+        // The statement's first word only: statements may carry secrets.
+        tracing::debug!(
+            url = %self.endpoint.url,
+            verb = sql.split_whitespace().next().unwrap_or(""),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+        match result {
             Ok(r) => r,
             Err(_) => Err(ChError::Timeout {
                 url: self.endpoint.url.clone(),

@@ -252,6 +252,22 @@ pub async fn execute(
     progress: &dyn Progress,
 ) -> Result<Outcome, RunError> {
     let mut out = Outcome::default();
+    let result = execute_steps(session, writer, steps, migrations, progress, &mut out).await;
+    // Whatever happened, what was staged reaches the ledger.
+    let flushed = writer.flush().await;
+    result?;
+    flushed?;
+    Ok(out)
+}
+
+async fn execute_steps(
+    session: &Session,
+    writer: &mut Writer,
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+    progress: &dyn Progress,
+    out: &mut Outcome,
+) -> Result<(), RunError> {
     for step in steps {
         let (version, from, direction) = match &step.step {
             Step::Baseline { version } => {
@@ -288,20 +304,19 @@ pub async fn execute(
         let started = Instant::now();
         progress.step_started(step, total);
         if from == 0 {
-            writer
-                .write(|e| {
-                    e.event = "started".into();
-                    e.version = version.to_string();
-                    e.direction = dir.into();
-                    e.checksum = m.checksum.0.clone();
-                    e.description = m.description.clone();
-                    e.details =
-                        json!({ "statements": total, "source": m.location.file.to_string() })
-                            .to_string();
-                })
-                .await?;
+            writer.stage(|e| {
+                e.event = "started".into();
+                e.version = version.to_string();
+                e.direction = dir.into();
+                e.checksum = m.checksum.0.clone();
+                e.description = m.description.clone();
+                e.details = json!({ "statements": total, "source": m.location.file.to_string() })
+                    .to_string();
+            });
         }
         for ps in &step.statements {
+            // Everything staged so far is durable before the statement runs.
+            writer.flush().await?;
             progress.statement_started(step, ps, total);
             let t0 = Instant::now();
             match run_statement(session, ps).await {
@@ -312,31 +327,27 @@ pub async fn execute(
                         .as_ref()
                         .map(|(_, h)| h.clone())
                         .unwrap_or_default();
-                    writer
-                        .write(|e| {
-                            e.event = "statement_done".into();
-                            e.version = version.to_string();
-                            e.direction = dir.into();
-                            e.statement = ps.index as i64;
-                            e.checksum = m.checksum.0.clone();
-                            e.duration_ms = elapsed.as_millis() as u64;
-                            e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
-                        })
-                        .await?;
+                    writer.stage(|e| {
+                        e.event = "statement_done".into();
+                        e.version = version.to_string();
+                        e.direction = dir.into();
+                        e.statement = ps.index as i64;
+                        e.checksum = m.checksum.0.clone();
+                        e.duration_ms = elapsed.as_millis() as u64;
+                        e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
+                    });
                     if let Some((task, hosts)) = r.pending {
                         let details = PendingDetails {
                             task: task.task_path.clone(),
                             hosts: hosts.clone(),
                         };
-                        writer
-                            .write(|e| {
-                                e.event = "hosts_pending".into();
-                                e.version = version.to_string();
-                                e.direction = dir.into();
-                                e.statement = ps.index as i64;
-                                e.details = serde_json::to_string(&details).unwrap_or_default();
-                            })
-                            .await?;
+                        writer.stage(|e| {
+                            e.event = "hosts_pending".into();
+                            e.version = version.to_string();
+                            e.direction = dir.into();
+                            e.statement = ps.index as i64;
+                            e.details = serde_json::to_string(&details).unwrap_or_default();
+                        });
                         out.pending.push(PendingTask {
                             version: version.to_string(),
                             direction: dir.into(),
@@ -375,23 +386,21 @@ pub async fn execute(
             }
         }
         let elapsed = started.elapsed();
-        writer
-            .write(|e| {
-                e.event = "completed".into();
-                e.version = version.to_string();
-                e.direction = dir.into();
-                e.checksum = m.checksum.0.clone();
-                e.description = m.description.clone();
-                e.duration_ms = elapsed.as_millis() as u64;
-            })
-            .await?;
+        writer.stage(|e| {
+            e.event = "completed".into();
+            e.version = version.to_string();
+            e.direction = dir.into();
+            e.checksum = m.checksum.0.clone();
+            e.description = m.description.clone();
+            e.duration_ms = elapsed.as_millis() as u64;
+        });
         progress.step_done(step, elapsed);
         match direction {
             Direction::Up => out.applied.push(version.clone()),
             Direction::Down => out.rolled_back.push(version.clone()),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Checks the hosts of earlier pending tasks; records `hosts_verified` for

@@ -119,11 +119,18 @@ pub async fn read_if_exists(
 
 /// Appends events. The caller holds the lock, so sequence numbers continue
 /// from the highest one recorded.
+///
+/// Events are staged and sent together by [`Writer::flush`]: the runner
+/// flushes before every statement it sends, so everything that happened
+/// before a statement is durable before the statement runs, while a
+/// migration costs one ledger insert (its completion and the next one's
+/// start travel together) instead of three.
 pub struct Writer {
     conn: Connection,
     table: LedgerTable,
     next_seq: u64,
     settings: Vec<(&'static str, String)>,
+    staged: Vec<LedgerEntry>,
     pub template: LedgerEntry,
 }
 
@@ -151,35 +158,50 @@ impl Writer {
             table,
             next_seq,
             settings,
+            staged: Vec::new(),
             template,
         })
     }
 
-    /// Writes one event built from the template.
-    pub async fn write(
-        &mut self,
-        f: impl FnOnce(&mut LedgerEntry),
-    ) -> Result<LedgerEntry, LedgerError> {
+    /// Stages one event built from the template; nothing is sent yet.
+    pub fn stage(&mut self, f: impl FnOnce(&mut LedgerEntry)) -> LedgerEntry {
         let mut e = self.template.clone();
         f(&mut e);
         e.seq = self.next_seq;
         if e.event_time_us == 0 {
             e.event_time_us = now_us();
         }
-        self.conn
-            .insert_json(
-                &self.table.insert_sql(),
-                std::slice::from_ref(&e),
-                &self.settings,
-            )
-            .await?;
         self.next_seq += 1;
+        self.staged.push(e.clone());
+        e
+    }
+
+    /// Sends every staged event in one insert.
+    pub async fn flush(&mut self) -> Result<(), LedgerError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .insert_json(&self.table.insert_sql(), &self.staged, &self.settings)
+            .await?;
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Stages one event and sends everything staged.
+    pub async fn write(
+        &mut self,
+        f: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<LedgerEntry, LedgerError> {
+        let e = self.stage(f);
+        self.flush().await?;
         Ok(e)
     }
 
     /// Writes several rows as they are (import), renumbering them after the
     /// current history.
     pub async fn write_all(&mut self, mut rows: Vec<LedgerEntry>) -> Result<usize, LedgerError> {
+        self.flush().await?;
         for r in &mut rows {
             r.seq = self.next_seq;
             self.next_seq += 1;
