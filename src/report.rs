@@ -149,26 +149,15 @@ fn timing(e: &LedgerEntry) -> StatementTiming {
     }
 }
 
-/// Hosts a `hosts_pending` row names: `details.pending_hosts`, else its
-/// `hosts` column; each a `"host:port"` string or a `{host, port}` object.
-fn pending_hosts(e: &LedgerEntry) -> Vec<String> {
-    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
-    let (details, hosts) = (parse(&e.details), parse(&e.hosts));
-    let name = |h: &serde_json::Value| {
-        let host = h.as_str().or_else(|| h.get("host")?.as_str())?;
-        Some(match h.get("port").and_then(|p| p.as_u64()) {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        })
-    };
-    let listed = details.get("pending_hosts").unwrap_or(&hosts);
-    let list = listed.as_array().map(Vec::as_slice).unwrap_or_default();
-    list.iter().filter_map(name).collect()
-}
-
 fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
     let mut state = MigrationState::Unknown;
-    let mut hosts: Vec<String> = Vec::new();
+    // Pending hosts as the runtime tracks them (`hosts_pending` rows not
+    // closed by `hosts_verified` for the same task).
+    let owned: Vec<LedgerEntry> = evs.iter().map(|e| (*e).clone()).collect();
+    let mut hosts: Vec<String> = crate::runtime::pending::open_tasks(&owned)
+        .into_iter()
+        .flat_map(|t| t.hosts)
+        .collect();
     for e in evs {
         state = match e.event.as_str() {
             _ if is_rollback(e) => MigrationState::RolledBack,
@@ -178,11 +167,6 @@ fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
             "baselined" => MigrationState::Baselined,
             _ => state,
         };
-        match e.event.as_str() {
-            "hosts_pending" => hosts.extend(pending_hosts(e)),
-            "hosts_verified" => hosts.clear(),
-            _ => {}
-        }
     }
     hosts.sort();
     hosts.dedup();
@@ -696,25 +680,35 @@ mod tests {
 
     #[test]
     fn pending_hosts_are_cleared_by_verification() {
-        let pending = |seq, details: &str, hosts: &str| LedgerEntry {
-            details: details.into(),
-            hosts: hosts.into(),
-            ..ev(seq, "r", "5", "hosts_pending", "up")
+        // The rows the runtime writes: details name the DDL task and hosts.
+        let row = |seq, event: &str, task: &str, hosts: &[&str]| LedgerEntry {
+            details: serde_json::json!({ "task": task, "hosts": hosts }).to_string(),
+            ..ev(seq, "r", "5", event, "up")
         };
         let mut entries = vec![
             ev(1, "r", "5", "started", "up"),
-            pending(2, r#"{"pending_hosts":["ch-2:9000"]}"#, ""),
-            ev(3, "r", "5", "hosts_verified", "up"),
+            row(2, "hosts_pending", "/ddl/query-1", &["ch-2:9000"]),
+            row(3, "hosts_verified", "/ddl/query-1", &["ch-2:9000"]),
             ev(4, "r", "5", "completed", "up"),
         ];
         let hosts =
             |entries: &[LedgerEntry]| summarize(entries).migrations[0].hosts_pending.clone();
         assert!(hosts(&entries).is_empty());
-        let h4 = r#"{"pending_hosts":[{"host":"ch-4","port":9440},"ch-3:9000"]}"#;
-        entries.push(pending(5, "{}", r#"[{"host":"ch-3","port":9000}]"#));
-        entries.push(pending(6, h4, ""));
+        entries.push(row(
+            5,
+            "hosts_pending",
+            "/ddl/query-2",
+            &["ch-4:9440", "ch-3:9000"],
+        ));
+        entries.push(row(6, "hosts_pending", "/ddl/query-3", &["ch-3:9000"]));
         assert_eq!(hosts(&entries), ["ch-3:9000", "ch-4:9440"]);
-        entries.push(ev(7, "r", "5", "hosts_verified", "up"));
+        entries.push(row(7, "hosts_verified", "/ddl/query-2", &[]));
+        assert_eq!(
+            hosts(&entries),
+            ["ch-3:9000"],
+            "only the verified task closes"
+        );
+        entries.push(row(8, "hosts_verified", "/ddl/query-3", &[]));
         assert!(hosts(&entries).is_empty());
     }
 

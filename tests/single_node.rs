@@ -453,7 +453,7 @@ fn connection_failures_are_clear_and_never_show_the_password() {
         "examples/dbmate",
         "-vvv",
     ];
-    let mut run = |cmd: &[&str]| {
+    let run = |cmd: &[&str]| {
         let mut a: Vec<&str> = pw_args.to_vec();
         a.extend_from_slice(cmd);
         let out = chm_env(&a, &[("CHMIGRATE_PASSWORD", "s3cret-pw")]);
@@ -690,5 +690,73 @@ fn every_statement_chmigrate_sends_runs_on_this_server() {
             _ => assert!(result.is_err(), "{name} should fail: {sql}"),
         }
     }
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn report_renders_the_history_in_every_format() {
+    require(&[SINGLE]);
+    let db = unique_db("report");
+    assert_eq!(chm(&args(&db, "examples/flyway", &["migrate"])).code, 0);
+    assert_eq!(chm(&args(&db, "examples/flyway", &["rollback"])).code, 0);
+    let json = chm(&args(
+        &db,
+        "examples/flyway",
+        &["report", "--format", "json"],
+    ));
+    assert_eq!(json.code, 0, "{}", json.all());
+    let v = json.json();
+    assert_eq!(v["totals"]["migrations_applied"], 3, "{v}");
+    let states: Vec<&str> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["applied", "applied", "applied", "rolled_back"]);
+    let md = chm(&args(
+        &db,
+        "examples/flyway",
+        &["report", "--format", "markdown"],
+    ));
+    assert!(
+        md.stdout.contains("| 1.1 | Referrer column"),
+        "{}",
+        md.stdout
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = chm(&args(
+        &db,
+        "examples/flyway",
+        &[
+            "report",
+            "--format",
+            "html",
+            "--output",
+            file.path().to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let html = std::fs::read_to_string(file.path()).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"),
+        "{}",
+        &html[..40]
+    );
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "timeline and durations charts"
+    );
+    // html/markdown are for report only.
+    assert_eq!(
+        chm(&args(
+            &db,
+            "examples/flyway",
+            &["status", "--format", "html"]
+        ))
+        .code,
+        2
+    );
     drop_db(SINGLE, &db, false);
 }

@@ -178,7 +178,7 @@ pub struct Global {
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// Output format
+    /// Output format (html and markdown: `report` only)
     #[arg(long, global = true, env = "CHMIGRATE_FORMAT", value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// More log output (-v info, -vv debug, -vvv trace)
@@ -309,6 +309,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// The history as a report: a timeline, durations, runs, slowest
+    /// statements (--format html|markdown|json)
+    Report {
+        /// Write to FILE instead of standard output
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print, as JSON, every statement chmigrate sends to a single node (for
     /// compatibility checks against other ClickHouse versions)
     #[command(hide = true)]
@@ -368,6 +375,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let settings = settings(&cli.global)?;
     tracing::debug!(environment = %settings.environment, dir = %settings.dir.display(), "configuration resolved");
     let format = cli.global.format;
+    if matches!(format, Format::Html | Format::Markdown)
+        && !matches!(cli.command, Command::Report { .. })
+    {
+        return Err(CliError::Invalid(
+            "--format html and markdown are for `report` only".into(),
+        ));
+    }
     match cli.command {
         Command::New {
             name,
@@ -429,6 +443,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor => block_on(online::doctor(&settings, format)),
         Command::Export { file } => block_on(online::export(&settings, &file, format)),
         Command::Import { file } => block_on(online::import(&settings, &file, format)),
+        Command::Report { output } => {
+            block_on(online::report(&settings, format, output.as_deref()))
+        }
         Command::CompatSql {
             database,
             server_major,

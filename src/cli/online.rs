@@ -1080,3 +1080,45 @@ pub fn outcome_summary(o: &Outcome) -> String {
         format!("{} ({} statement(s))", parts.join(", "), o.statements)
     }
 }
+
+pub async fn report(
+    settings: &Settings,
+    format: Format,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
+    use chmigrate::report::{ReportFormat, ReportMeta, render};
+    let session = connect(settings).await?;
+    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(ledger_err)?;
+    let meta = ReportMeta {
+        title: format!("chmigrate history of {}", session.cfg.ledger.qualified()),
+        target: format!(
+            "{} database {}{}",
+            settings.url,
+            settings.database.as_str(),
+            settings
+                .cluster
+                .as_ref()
+                .map(|c| format!(" cluster {}", c.as_str()))
+                .unwrap_or_default()
+        ),
+        generated_at_us: now_us(),
+    };
+    let fmt = match format {
+        Format::Html => ReportFormat::Html,
+        Format::Json => ReportFormat::Json,
+        Format::Markdown | Format::Table => ReportFormat::Markdown,
+    };
+    let text = render(&history, &meta, fmt);
+    match output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| {
+                CliError::Failed(anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+            })?;
+            eprintln!("report written to {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}

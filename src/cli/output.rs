@@ -16,6 +16,10 @@ use chmigrate::version::Version;
 pub enum Format {
     Table,
     Json,
+    /// `report` only.
+    Html,
+    /// `report` only.
+    Markdown,
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -28,7 +32,7 @@ fn print_json(value: &serde_json::Value) {
 /// Problems that stopped a command: stderr for people, stdout as JSON.
 pub fn print_diagnostics(format: Format, diags: &[Diagnostic]) {
     match format {
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             for d in diags {
                 eprintln!("{d}");
             }
@@ -48,7 +52,7 @@ pub fn print_validation(
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     match format {
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             for d in diags {
                 println!("{d}");
             }
@@ -95,7 +99,7 @@ pub fn print_plan(
             "steps": steps,
             "skipped": plan.skipped,
         })),
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             println!(
                 "Plan for environment {}, database {}, {} (offline: against an empty target)",
                 settings.environment,
@@ -177,7 +181,7 @@ pub fn print_plan(
 
 pub fn print_created(format: Format, path: &Path, version: &Version, template: &str) {
     match format {
-        Format::Table => println!(
+        Format::Table | Format::Html | Format::Markdown => println!(
             "created {} (version {version}, template {template})",
             path.display()
         ),
@@ -197,7 +201,7 @@ pub fn print_json_value(value: &serde_json::Value) {
 /// A one-line result for people, a JSON object for machines.
 pub fn print_message(format: Format, text: &str, value: serde_json::Value) {
     match format {
-        Format::Table => println!("{text}"),
+        Format::Table | Format::Html | Format::Markdown => println!("{text}"),
         Format::Json => print_json(&value),
     }
 }
@@ -256,7 +260,7 @@ pub fn print_online_plan(
                 "skipped": plan.skipped,
             }))
         }
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             println!(
                 "Plan for {} (environment {}, database {}{})",
                 settings.url,
@@ -329,7 +333,7 @@ pub fn print_outcome(
             "hosts_pending": pending,
             "hosts_failed": failed.iter().map(|(t, h, e)| json!({"version": t.version, "statement": t.statement + 1, "host": h, "error": e})).collect::<Vec<_>>(),
         })),
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             println!("{}", super::online::outcome_summary(outcome));
             println!(
                 "Applied version: {}",
@@ -357,7 +361,7 @@ pub fn print_outcome(
 pub fn print_status(format: Format, st: &super::online::Status) {
     match format {
         Format::Json => print_json(&serde_json::to_value(st).unwrap_or_default()),
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             println!("Target:    {} (ClickHouse {})", st.url, st.server_version);
             println!(
                 "Database:  {}{}   environment {}",
@@ -407,7 +411,7 @@ pub fn print_status(format: Format, st: &super::online::Status) {
 pub fn print_history(format: Format, rows: &[chmigrate::ledger::LedgerEntry]) {
     match format {
         Format::Json => print_json(&json!({ "ok": true, "events": rows })),
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             println!(
                 "SEQ   TIME (UTC)           VERSION          EVENT               DIR   STMT  MS      WHO"
             );
@@ -452,7 +456,7 @@ pub fn print_history(format: Format, rows: &[chmigrate::ledger::LedgerEntry]) {
 pub fn print_checks(format: Format, value: &serde_json::Value) {
     match format {
         Format::Json => print_json(value),
-        Format::Table => {
+        Format::Table | Format::Html | Format::Markdown => {
             for c in value["checks"].as_array().into_iter().flatten() {
                 println!(
                     "{} {:<18} {}",
