@@ -39,6 +39,8 @@ pub enum EventKind {
         index: usize,
         error: String,
     },
+    /// The run stopped on request before statement `index`, which did not run.
+    Stopped { direction: Direction, index: usize },
     /// Every statement finished: up means applied, down means rolled back.
     Completed { direction: Direction },
     /// Marked applied without running (the target's schema already had it).
@@ -143,6 +145,12 @@ impl TargetState {
                     Some(VersionState::InProgress(p)),
                 ) if p.direction == *direction && *index == p.completed => {
                     p.failed = Some(error.clone());
+                    p.next_known_not_run = true;
+                    None
+                }
+                (EventKind::Stopped { direction, index }, Some(VersionState::InProgress(p)))
+                    if p.direction == *direction && *index == p.completed =>
+                {
                     p.next_known_not_run = true;
                     None
                 }
@@ -416,6 +424,36 @@ pub(crate) mod tests {
         );
         assert!(
             matches!(log.state().get(&v("4")), Some(VersionState::InProgress(p)) if p.completed == 2 && p.failed.is_none())
+        );
+    }
+
+    #[test]
+    fn a_requested_stop_marks_the_next_statement_as_not_run() {
+        let mut log = Log::default();
+        log.push(
+            "7",
+            EventKind::Started {
+                direction: Direction::Up,
+                checksum: sum("g"),
+                statements: 3,
+            },
+        )
+        .push(
+            "7",
+            EventKind::StatementDone {
+                direction: Direction::Up,
+                index: 0,
+            },
+        )
+        .push(
+            "7",
+            EventKind::Stopped {
+                direction: Direction::Up,
+                index: 1,
+            },
+        );
+        assert!(
+            matches!(log.state().get(&v("7")), Some(VersionState::InProgress(p)) if p.completed == 1 && p.next_known_not_run)
         );
     }
 

@@ -72,10 +72,11 @@ pub const COLUMNS: [(&str, &str); 16] = [
 ];
 
 /// Every event name a ledger row may carry.
-pub const EVENT_NAMES: [&str; 15] = [
+pub const EVENT_NAMES: [&str; 16] = [
     "started",
     "statement_done",
     "failed",
+    "stopped",
     "completed",
     "baselined",
     "checksum_repaired",
@@ -283,6 +284,10 @@ impl LedgerEntry {
                 direction: direction(&self.direction, seq)?,
                 index: index(self.statement, seq)?,
                 error: self.error.clone(),
+            },
+            "stopped" => EventKind::Stopped {
+                direction: direction(&self.direction, seq)?,
+                index: index(self.statement, seq)?,
             },
             "completed" => EventKind::Completed {
                 direction: direction(&self.direction, seq)?,

@@ -2,10 +2,11 @@
 //! every replica of a cluster.
 //!
 //! The crate is one engine with thin edges. The pure core — [`version`],
-//! [`sql`], [`source`] parsing, [`migration`], [`vars`], [`history`] folding,
-//! [`plan`], [`prepare`] and [`validate`] — does no I/O and is unit tested;
-//! loading files ([`source::dir`]) and reading configuration ([`config`]) are
-//! the only file-system edges so far. See `docs/design.md`.
+//! [`sql`], [`source`] parsing, [`migration`], [`vars`], [`history`],
+//! [`ledger`], [`plan`], [`prepare`], [`validate`] and [`report`] — does no
+//! I/O and is unit tested. The I/O lives in [`runtime`] (ClickHouse: the
+//! ledger, the lock, execution) and in the file-system edges
+//! ([`source::dir`], [`config`]). See `docs/design.md`.
 
 pub mod config;
 pub mod diagnostic;

@@ -18,6 +18,17 @@ pub struct PrepareSettings {
     pub variables: Variables,
 }
 
+/// The `ON CLUSTER` mode to use against a database with `engine`: a
+/// `Replicated` database replicates DDL itself and rejects `ON CLUSTER`, so
+/// nothing is rewritten there.
+pub fn effective_on_cluster(mode: OnClusterMode, database_engine: &str) -> OnClusterMode {
+    if database_engine == "Replicated" {
+        OnClusterMode::Never
+    } else {
+        mode
+    }
+}
+
 /// What happened to a statement's `ON CLUSTER`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "on_cluster", content = "reason")]
@@ -222,6 +233,22 @@ mod tests {
         assert_eq!(
             (p.sql.as_str(), p.note),
             ("DROP TABLE t", OnClusterNote::Off)
+        );
+    }
+
+    #[test]
+    fn replicated_databases_get_no_on_cluster() {
+        assert_eq!(
+            effective_on_cluster(OnClusterMode::Always, "Replicated"),
+            OnClusterMode::Never
+        );
+        assert_eq!(
+            effective_on_cluster(OnClusterMode::Auto, "Atomic"),
+            OnClusterMode::Auto
+        );
+        assert_eq!(
+            effective_on_cluster(OnClusterMode::Auto, "Ordinary"),
+            OnClusterMode::Auto
         );
     }
 

@@ -760,3 +760,35 @@ fn report_renders_the_history_in_every_format() {
     );
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn sigterm_stops_before_the_next_statement_and_releases_the_lock() {
+    require(&[SINGLE]);
+    let db = unique_db("term");
+    let dir = folder(&[("V1__slow.sql", SLOW)]);
+    let d = dir.path().to_str().unwrap();
+    let child = spawn(&args(&db, d, &["migrate"]));
+    wait_for_statement_done(&db, "1", 1);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = wait_out(child);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("stopped on request before V1 (slow) statement 3"),
+        "{}",
+        out.stderr
+    );
+    // The lock was released: no unlock needed; the next run finishes.
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    assert!(st["lock"].is_null(), "{st}");
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "started"), 1);
+    assert_eq!(events_of(&l, "1", "statement_done"), 3);
+    drop_db(SINGLE, &db, false);
+}

@@ -15,7 +15,9 @@ use chmigrate::history::{Event, TargetState, VersionState};
 use chmigrate::ledger::{HostResult, LedgerEntry, LedgerTable};
 use chmigrate::migration::Migration;
 use chmigrate::plan::{Plan, Target, plan};
-use chmigrate::prepare::{OnClusterNote, PreparedStatement, PreparedStep, prepare};
+use chmigrate::prepare::{
+    OnClusterNote, PreparedStatement, PreparedStep, effective_on_cluster, prepare,
+};
 use chmigrate::runtime::lock::{self, LockError};
 use chmigrate::runtime::pending::{self, PendingTask};
 use chmigrate::runtime::run::{self, Outcome, Progress, RunError};
@@ -181,6 +183,7 @@ fn plan_and_prepare(
     state: &TargetState,
     target: &Target,
     format: Format,
+    database_engine: &str,
 ) -> Result<(Plan, Vec<PreparedStep>), CliError> {
     let planned = plan(migrations, state, target, &settings.policy()).map_err(|problems| {
         let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
@@ -188,12 +191,16 @@ fn plan_and_prepare(
         output::print_diagnostics(format, &diags);
         CliError::Reported
     })?;
-    let steps =
-        prepare(&planned, migrations, &settings.prepare_settings()).map_err(|mut diags| {
-            diagnostic::sort(&mut diags);
-            output::print_diagnostics(format, &diags);
-            CliError::Reported
-        })?;
+    let mut prep = settings.prepare_settings();
+    prep.on_cluster = effective_on_cluster(prep.on_cluster, database_engine);
+    if prep.cluster.is_some() && database_engine == "Replicated" {
+        tracing::info!("database engine is Replicated: statements are sent without ON CLUSTER");
+    }
+    let steps = prepare(&planned, migrations, &prep).map_err(|mut diags| {
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        CliError::Reported
+    })?;
     Ok((planned, steps))
 }
 
@@ -378,6 +385,29 @@ async fn locked<T>(
     result
 }
 
+/// Set by SIGINT/SIGTERM: the run stops before its next statement,
+/// records what it did and releases the lock.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn stop_on_signals() {
+    tokio::spawn(async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("stopping after the current statement (the ledger records where)…");
+        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}
+
 /// `migrate`, `rollback` and their dry runs.
 pub async fn migrate(
     settings: &Settings,
@@ -394,12 +424,15 @@ pub async fn migrate(
             .map_err(ledger_err)?;
         let state = TargetState::fold(&events(&history)?);
         let target = resolve_target(&spec, &state);
-        let (planned, steps) = plan_and_prepare(settings, &migrations, &state, &target, format)?;
+        let engine = session.database_engine().await.map_err(ch)?;
+        let (planned, steps) =
+            plan_and_prepare(settings, &migrations, &state, &target, format, &engine)?;
         let hosts = session.cluster_hosts().await.map_err(ch)?;
         output::print_online_plan(format, settings, &planned, &steps, &hosts);
         return Ok(());
     }
     let printer = Printer::new();
+    stop_on_signals();
     let (outcome, still, failed) = locked(
         &session,
         settings,
@@ -411,8 +444,10 @@ pub async fn migrate(
                 .map_err(run_err)?;
             let state = TargetState::fold(&events(&history)?);
             let target = resolve_target(&spec, &state);
-            let (_, steps) = plan_and_prepare(settings, &migrations, &state, &target, format)?;
-            let outcome = run::execute(&session, writer, &steps, &migrations, &printer)
+            let engine = session.database_engine().await.map_err(ch)?;
+            let (_, steps) =
+                plan_and_prepare(settings, &migrations, &state, &target, format, &engine)?;
+            let outcome = run::execute(&session, writer, &steps, &migrations, &printer, &STOP)
                 .await
                 .map_err(run_err)?;
             Ok((outcome, still, failed))

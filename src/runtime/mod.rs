@@ -98,6 +98,25 @@ impl Session {
         )]
     }
 
+    /// The engine of the target database (empty when it does not exist yet).
+    pub async fn database_engine(&self) -> Result<String, ChError> {
+        #[derive(Deserialize)]
+        struct E {
+            engine: String,
+        }
+        let rows: Vec<E> = self
+            .conn
+            .rows(&queries::database_engine_sql(
+                self.cfg.ledger.database.as_str(),
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|e| e.engine)
+            .unwrap_or_default())
+    }
+
     /// The configured cluster's hosts.
     pub async fn cluster_hosts(&self) -> Result<Vec<ClusterHost>, ChError> {
         let Some(cluster) = &self.cfg.ledger.cluster else {

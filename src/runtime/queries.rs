@@ -39,6 +39,13 @@ pub fn table_exists_sql(database: &str, table: &str) -> String {
     )
 }
 
+pub fn database_engine_sql(database: &str) -> String {
+    format!(
+        "SELECT engine FROM system.databases WHERE name = {}",
+        string_literal(database)
+    )
+}
+
 /// Unfinished mutations of a table: on one replica of every shard of
 /// `cluster`, or on this server.
 pub fn mutations_pending_sql(cluster: Option<&str>, database: &str, table: &str) -> String {
@@ -123,6 +130,13 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         entry("create database", ledger.create_database_sql()),
         entry("create ledger", ledger.create_sql()),
         entry("ledger columns", ledger.columns_sql()),
+        CatalogEntry {
+            contains: Some("engine".into()),
+            ..entry(
+                "database engine",
+                database_engine_sql(ledger.database.as_str()),
+            )
+        },
         entry(
             "lock exists?",
             table_exists_sql(ledger.database.as_str(), lock.as_str()),

@@ -2,6 +2,7 @@
 //! before the next statement starts; `ON CLUSTER` answers are checked host by
 //! host; mutations are awaited.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -58,6 +59,8 @@ pub struct Outcome {
 pub enum RunError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("stopped on request before {migration} statement {number}; the next run resumes there")]
+    Interrupted { migration: String, number: usize },
     #[error("{migration} statement {number} ({location}){}: {message}", host.as_ref().map(|h| format!(" failed on host {h}")).unwrap_or_default())]
     Statement {
         migration: String,
@@ -250,9 +253,10 @@ pub async fn execute(
     steps: &[PreparedStep],
     migrations: &[Migration],
     progress: &dyn Progress,
+    stop: &AtomicBool,
 ) -> Result<Outcome, RunError> {
     let mut out = Outcome::default();
-    let result = execute_steps(session, writer, steps, migrations, progress, &mut out).await;
+    let result = execute_steps(session, writer, steps, migrations, progress, stop, &mut out).await;
     // Whatever happened, what was staged reaches the ledger.
     let flushed = writer.flush().await;
     result?;
@@ -266,6 +270,7 @@ async fn execute_steps(
     steps: &[PreparedStep],
     migrations: &[Migration],
     progress: &dyn Progress,
+    stop: &AtomicBool,
     out: &mut Outcome,
 ) -> Result<(), RunError> {
     for step in steps {
@@ -317,6 +322,20 @@ async fn execute_steps(
         for ps in &step.statements {
             // Everything staged so far is durable before the statement runs.
             writer.flush().await?;
+            if stop.load(Ordering::SeqCst) {
+                writer
+                    .write(|e| {
+                        e.event = "stopped".into();
+                        e.version = version.to_string();
+                        e.direction = dir.into();
+                        e.statement = ps.index as i64;
+                    })
+                    .await?;
+                return Err(RunError::Interrupted {
+                    migration: m.label(),
+                    number: ps.index + 1,
+                });
+            }
             progress.statement_started(step, ps, total);
             let t0 = Instant::now();
             match run_statement(session, ps).await {
