@@ -20,7 +20,7 @@ bash scripts/dev-cluster.sh start-single
 bash scripts/dev-cluster.sh start-cluster
 
 step "cargo test (unit, property and integration tests)"
-cargo test --lib --bins --tests
+cargo test --no-fail-fast --lib --bins --tests
 
 step "chmigrate's own statements on current ClickHouse (chdb)"
 mkdir -p target

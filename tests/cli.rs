@@ -434,10 +434,11 @@ fn config_file_environment_variables_and_flags_layer() {
 }
 
 #[test]
-fn plan_without_offline_is_refused_without_executing() {
-    let out = run(&["plan"]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("--offline"), "{}", out.stderr);
+fn plan_without_offline_needs_a_server() {
+    let out = run(&["plan", "--url", "http://127.0.0.1:1"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("http://127.0.0.1:1: cannot connect"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
 #[test]
