@@ -292,20 +292,7 @@ pub fn render(entries: &[LedgerEntry], meta: &ReportMeta, format: ReportFormat) 
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of microseconds since the Unix epoch.
 pub fn format_time_us(us: u64) -> String {
-    let secs = us / 1_000_000;
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let s = secs % 86_400;
-    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
+    crate::clock::format_us(us)
 }
 
 fn opt_time(t: Option<u64>) -> String {

@@ -210,16 +210,7 @@ fn time_us(us: u64) -> String {
     if us == 0 {
         return "-".into();
     }
-    let stamp = chmigrate::scaffold::timestamp(us / 1_000_000);
-    format!(
-        "{}-{}-{} {}:{}:{}",
-        &stamp[0..4],
-        &stamp[4..6],
-        &stamp[6..8],
-        &stamp[8..10],
-        &stamp[10..12],
-        &stamp[12..14]
-    )
+    chmigrate::clock::format_us(us)
 }
 
 pub fn print_online_plan(

@@ -24,7 +24,7 @@ use super::header::{Header, parse_header};
 use super::{SourceError, SourceErrorKind};
 use crate::migration::{Location, SourceFormat, Statement};
 use crate::sql::lexer::{LexError, TokenKind, tokenize};
-use crate::sql::split::{line_of_offset, split_statements};
+use crate::sql::split::line_of_offset;
 use crate::version::Version;
 
 /// What a file name says it is.
@@ -251,18 +251,7 @@ pub fn parse_file(
     }
 
     let location = Location::new(file.clone(), 1);
-    let split = |text: &str| -> Result<Vec<Statement>, SourceError> {
-        split_statements(text)
-            .map(|v| {
-                v.into_iter()
-                    .map(|s| Statement {
-                        sql: s.text,
-                        line: s.line,
-                    })
-                    .collect()
-            })
-            .map_err(lex_err)
-    };
+    let split = |text: &str| super::statements(text, &file, |l| l);
 
     let (up, mut down) = match &kind {
         FileName::Flyway { .. } => {
@@ -393,21 +382,8 @@ fn rollback_statements(
     file: &Arc<str>,
 ) -> Result<Vec<Statement>, SourceError> {
     let script: Vec<&str> = lines.iter().map(|(_, s)| s.as_str()).collect();
-    let script = script.join("\n");
     let file_line = |k: usize| lines.get(k.saturating_sub(1)).map_or(1, |(l, _)| *l);
-    let stmts = split_statements(&script).map_err(|e| {
-        SourceError::new(
-            Location::new(file.clone(), file_line(line_of_offset(&script, e.offset))),
-            SourceErrorKind::Unterminated(e.what),
-        )
-    })?;
-    Ok(stmts
-        .into_iter()
-        .map(|s| Statement {
-            sql: s.text,
-            line: file_line(s.line),
-        })
-        .collect())
+    super::statements(&script.join("\n"), file, file_line)
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use super::file::{Draft, FilePart, parse_file};
 use super::header::{Header, parse_dependencies, parse_environments};
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
-use crate::migration::{Location, SourceFormat, Statement};
-use crate::sql::split::{line_of_offset, split_statements};
+use crate::migration::{Location, SourceFormat};
 use crate::version::Version;
 
 /// A migration given field by field (what the operator reads from a
@@ -90,23 +89,8 @@ fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceErro
             },
         ));
     }
-    let split = |field: &str, text: &str| -> Result<Vec<Statement>, SourceError> {
-        split_statements(text)
-            .map(|v| {
-                v.into_iter()
-                    .map(|s| Statement {
-                        sql: s.text,
-                        line: s.line,
-                    })
-                    .collect()
-            })
-            .map_err(|e| {
-                err(
-                    field,
-                    line_of_offset(text, e.offset),
-                    SourceErrorKind::Unterminated(e.what),
-                )
-            })
+    let split = |field: &str, text: &str| {
+        super::statements(text, &Arc::from(format!("{origin} {field}")), |l| l)
     };
     let up = split("up", &item.up)
         .map_err(|e| errors.push(e))

@@ -86,6 +86,30 @@ impl fmt::Display for SourceErrorKind {
     }
 }
 
+/// Splits `text` into statements located in `file`; `line_of` maps a line
+/// of `text` to the line of the source it came from. An unterminated string,
+/// comment or heredoc is reported at its line.
+pub(crate) fn statements(
+    text: &str,
+    file: &std::sync::Arc<str>,
+    line_of: impl Fn(usize) -> usize,
+) -> Result<Vec<crate::migration::Statement>, SourceError> {
+    use crate::sql::split::{line_of_offset, split_statements};
+    let stmts = split_statements(text).map_err(|e| {
+        SourceError::new(
+            Location::new(file.clone(), line_of(line_of_offset(text, e.offset))),
+            SourceErrorKind::Unterminated(e.what),
+        )
+    })?;
+    Ok(stmts
+        .into_iter()
+        .map(|s| crate::migration::Statement {
+            sql: s.text,
+            line: line_of(s.line),
+        })
+        .collect())
+}
+
 /// The migrations a source produced and the problems it found. Loading does
 /// not stop at the first problem, so `validate` can report all of them.
 #[derive(Debug, Default)]
