@@ -437,7 +437,11 @@ fn config_file_environment_variables_and_flags_layer() {
 fn plan_without_offline_needs_a_server() {
     let out = run(&["plan", "--url", "http://127.0.0.1:1"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("http://127.0.0.1:1: cannot connect"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("http://127.0.0.1:1: cannot connect"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
