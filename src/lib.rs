@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crd;
 pub mod diagnostic;
 pub mod history;
 pub mod ledger;

@@ -316,6 +316,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print the CustomResourceDefinitions (MigrationSet, ClickHouseMigration) as YAML
+    Crd,
     /// Print, as JSON, every statement chmigrate sends to a single node (for
     /// compatibility checks against other ClickHouse versions)
     #[command(hide = true)]
@@ -443,6 +445,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor => block_on(online::doctor(&settings, format)),
         Command::Export { file } => block_on(online::export(&settings, &file, format)),
         Command::Import { file } => block_on(online::import(&settings, &file, format)),
+        Command::Crd => {
+            let yaml = chmigrate::crd::crds_yaml().map_err(|e| CliError::Failed(e.into()))?;
+            print!("{yaml}");
+            Ok(())
+        }
         Command::Report { output } => {
             block_on(online::report(&settings, format, output.as_deref()))
         }
