@@ -30,5 +30,9 @@ for dir in examples/flyway examples/updown examples/dbmate; do
 done
 
 echo
+echo "== chmigrate apply -f examples/k8s/quickstart.yaml (the operator's reconcile, without Kubernetes)"
+"$bin" apply -f examples/k8s/quickstart.yaml
+
+echo
 echo "== chmigrate status (read through node 3)"
 "$bin" --url http://127.0.0.13:8123 --cluster chm_cluster --database quickstart status

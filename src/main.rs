@@ -35,6 +35,7 @@ fn main() {
                 cli::CliError::Invalid(msg) => eprintln!("error: {msg}"),
                 cli::CliError::Failed(err) => eprintln!("error: {err:#}"),
                 cli::CliError::Locked(msg) => eprintln!("error: {msg}"),
+                cli::CliError::Blocked(_) => eprintln!("{e}\nnothing was executed"),
                 cli::CliError::Reported | cli::CliError::Pending => {}
             }
             e.code()

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, configuration loading and output.
 //! This is the binary's edge; the engine lives in the library.
 
+mod apply;
 pub mod online;
 mod output;
 
@@ -47,12 +48,14 @@ pub enum CliError {
     Pending,
     /// Another runner holds the target's lock: exit 4.
     Locked(String),
+    /// The plan is blocked (not yet printed): exit 2.
+    Blocked(Vec<chmigrate::diagnostic::Diagnostic>),
 }
 
 impl CliError {
     pub fn code(&self) -> i32 {
         match self {
-            CliError::Invalid(_) | CliError::Reported => exit::INVALID,
+            CliError::Invalid(_) | CliError::Reported | CliError::Blocked(_) => exit::INVALID,
             CliError::Failed(_) => exit::FAILED,
             CliError::Pending => exit::HOSTS_PENDING,
             CliError::Locked(_) => exit::LOCKED,
@@ -67,6 +70,10 @@ impl std::fmt::Display for CliError {
             CliError::Failed(e) => write!(f, "{e:#}"),
             CliError::Reported => f.write_str("problems were reported"),
             CliError::Pending => f.write_str("hosts pending"),
+            CliError::Blocked(d) => {
+                let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+                f.write_str(&lines.join("\n"))
+            }
         }
     }
 }
@@ -316,6 +323,17 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Reconcile MigrationSet and ClickHouseMigration manifests (with the
+    /// Secrets and ConfigMaps they reference) from files, without Kubernetes,
+    /// and print the status the operator would write
+    Apply {
+        /// Manifest file or folder (repeatable)
+        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        files: Vec<PathBuf>,
+        /// Refuse rollbacks whatever the sets allow (as the production operator does)
+        #[arg(long)]
+        forbid_rollback: bool,
+    },
     /// Print the CustomResourceDefinitions (MigrationSet, ClickHouseMigration) as YAML
     Crd,
     /// Print, as JSON, every statement chmigrate sends to a single node (for
@@ -445,6 +463,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor => block_on(online::doctor(&settings, format)),
         Command::Export { file } => block_on(online::export(&settings, &file, format)),
         Command::Import { file } => block_on(online::import(&settings, &file, format)),
+        Command::Apply {
+            files,
+            forbid_rollback,
+        } => block_on(apply::apply(&files, format, forbid_rollback)),
         Command::Crd => {
             let yaml = chmigrate::crd::crds_yaml().map_err(|e| CliError::Failed(e.into()))?;
             print!("{yaml}");

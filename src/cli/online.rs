@@ -185,11 +185,11 @@ fn plan_and_prepare(
     format: Format,
     database_engine: &str,
 ) -> Result<(Plan, Vec<PreparedStep>), CliError> {
+    let _ = format;
     let planned = plan(migrations, state, target, &settings.policy()).map_err(|problems| {
         let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
         diagnostic::sort(&mut diags);
-        output::print_diagnostics(format, &diags);
-        CliError::Reported
+        CliError::Blocked(diags)
     })?;
     let mut prep = settings.prepare_settings();
     prep.on_cluster = effective_on_cluster(prep.on_cluster, database_engine);
@@ -198,8 +198,7 @@ fn plan_and_prepare(
     }
     let steps = prepare(&planned, migrations, &prep).map_err(|mut diags| {
         diagnostic::sort(&mut diags);
-        output::print_diagnostics(format, &diags);
-        CliError::Reported
+        CliError::Blocked(diags)
     })?;
     Ok((planned, steps))
 }
@@ -409,13 +408,31 @@ fn stop_on_signals() {
 }
 
 /// `migrate`, `rollback` and their dry runs.
-pub async fn migrate(
+/// What a `migrate` run did, for printing or for a resource's status.
+#[derive(Debug, Default)]
+pub struct MigrateReport {
+    /// Dry runs: the plan and its statements.
+    pub planned: Option<(
+        Plan,
+        Vec<PreparedStep>,
+        Vec<chmigrate::runtime::ClusterHost>,
+    )>,
+    pub outcome: Option<Outcome>,
+    pub pending: Vec<PendingTask>,
+    pub failed: Vec<(PendingTask, String, String)>,
+    pub applied_version: Option<Version>,
+}
+
+/// The engine's migrate (or rollback) over given migrations: the one code
+/// path behind `migrate`, `rollback`, `plan` and `apply -f`.
+pub async fn migrate_loaded(
     settings: &Settings,
-    spec: TargetSpec,
+    migrations: &[Migration],
+    spec: &TargetSpec,
     dry_run: bool,
     format: Format,
-) -> Result<(), CliError> {
-    let migrations = loaded_or_fail(load(settings), format)?;
+    progress: &dyn Progress,
+) -> Result<MigrateReport, CliError> {
     let session = connect(settings).await?;
     let ledger = session.cfg.ledger.clone();
     if dry_run {
@@ -423,16 +440,17 @@ pub async fn migrate(
             .await
             .map_err(ledger_err)?;
         let state = TargetState::fold(&events(&history)?);
-        let target = resolve_target(&spec, &state);
+        let target = resolve_target(spec, &state);
         let engine = session.database_engine().await.map_err(ch)?;
         let (planned, steps) =
-            plan_and_prepare(settings, &migrations, &state, &target, format, &engine)?;
+            plan_and_prepare(settings, migrations, &state, &target, format, &engine)?;
         let hosts = session.cluster_hosts().await.map_err(ch)?;
-        output::print_online_plan(format, settings, &planned, &steps, &hosts);
-        return Ok(());
+        return Ok(MigrateReport {
+            planned: Some((planned, steps, hosts)),
+            applied_version: state.applied_version().cloned(),
+            ..Default::default()
+        });
     }
-    let printer = Printer::new();
-    stop_on_signals();
     let (outcome, still, failed) = locked(
         &session,
         settings,
@@ -443,11 +461,11 @@ pub async fn migrate(
                 .await
                 .map_err(run_err)?;
             let state = TargetState::fold(&events(&history)?);
-            let target = resolve_target(&spec, &state);
+            let target = resolve_target(spec, &state);
             let engine = session.database_engine().await.map_err(ch)?;
             let (_, steps) =
-                plan_and_prepare(settings, &migrations, &state, &target, format, &engine)?;
-            let outcome = run::execute(&session, writer, &steps, &migrations, &printer, &STOP)
+                plan_and_prepare(settings, migrations, &state, &target, format, &engine)?;
+            let outcome = run::execute(&session, writer, &steps, migrations, progress, &STOP)
                 .await
                 .map_err(run_err)?;
             Ok((outcome, still, failed))
@@ -460,20 +478,60 @@ pub async fn migrate(
     let state = TargetState::fold(&events(&history)?);
     let mut pending_all: Vec<PendingTask> = still;
     pending_all.extend(outcome.pending.iter().cloned());
+    Ok(MigrateReport {
+        planned: None,
+        outcome: Some(outcome),
+        pending: pending_all,
+        failed,
+        applied_version: state.applied_version().cloned(),
+    })
+}
+
+/// Prints blocked-plan diagnostics the way every command does.
+pub fn reported(e: CliError, format: Format) -> CliError {
+    match e {
+        CliError::Blocked(diags) => {
+            output::print_diagnostics(format, &diags);
+            CliError::Reported
+        }
+        other => other,
+    }
+}
+
+/// `migrate`, `rollback` and their dry runs.
+pub async fn migrate(
+    settings: &Settings,
+    spec: TargetSpec,
+    dry_run: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let printer = Printer::new();
+    if !dry_run {
+        stop_on_signals();
+    }
+    let report = migrate_loaded(settings, &migrations, &spec, dry_run, format, &printer)
+        .await
+        .map_err(|e| reported(e, format))?;
+    if let Some((planned, steps, hosts)) = &report.planned {
+        output::print_online_plan(format, settings, planned, steps, hosts);
+        return Ok(());
+    }
+    let outcome = report.outcome.unwrap_or_default();
     output::print_outcome(
         format,
         &outcome,
-        state.applied_version(),
-        &pending_all,
-        &failed,
+        report.applied_version.as_ref(),
+        &report.pending,
+        &report.failed,
     );
-    if !failed.is_empty() {
+    if !report.failed.is_empty() {
         return Err(CliError::Failed(anyhow::anyhow!(
             "{} host(s) failed a statement that was pending",
-            failed.len()
+            report.failed.len()
         )));
     }
-    if !pending_all.is_empty() {
+    if !report.pending.is_empty() {
         return Err(CliError::Pending);
     }
     Ok(())

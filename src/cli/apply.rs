@@ -1,0 +1,430 @@
+//! `chmigrate apply -f PATH`: the operator's reconcile for MigrationSet and
+//! ClickHouseMigration manifests read from files, against ClickHouse,
+//! without Kubernetes. Secrets and ConfigMaps come from the same files.
+//! It runs the engine's one migrate path and prints the status the
+//! operator would write.
+
+use std::path::{Path, PathBuf};
+
+use kube::ResourceExt;
+use serde_json::json;
+
+use chmigrate::config::{ConnectionSection, MigrationsSection, Overrides, Secret, Settings};
+use chmigrate::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
+use chmigrate::manifest::{self, Manifests};
+use chmigrate::set_status::{self, Health};
+use chmigrate::sql::statement::OnClusterMode;
+use chmigrate::version::Version;
+
+use super::online::{self, MigrateReport, TargetSpec};
+use super::output::Format;
+use super::{CliError, exit};
+
+fn yaml_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            yaml_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses every manifest under `paths`.
+pub fn read(paths: &[PathBuf]) -> Result<Manifests, CliError> {
+    let mut files = Vec::new();
+    for p in paths {
+        yaml_files(p, &mut files)?;
+    }
+    files.sort();
+    let mut texts = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?;
+        texts.push((f.display().to_string(), text));
+    }
+    manifest::parse(&texts).map_err(|errs| {
+        CliError::Invalid(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// Engine settings for a set, resolving its Secret references.
+fn settings_for(
+    set: &MigrationSet,
+    all: &Manifests,
+    forbid_rollback: bool,
+) -> Result<Settings, String> {
+    let ns = set.namespace().unwrap_or_else(|| "default".into());
+    let spec = &set.spec;
+    let creds = &spec.connection.credentials;
+    let password = match (&creds.password_secret_ref, creds.passwordless) {
+        (Some(r), _) => Some(Secret::new(manifest::secret_value(all, &ns, r)?)),
+        (None, Some(true)) => None,
+        (None, _) => return Err("credentials need passwordSecretRef or passwordless: true".into()),
+    };
+    let tls = spec.connection.tls.clone().unwrap_or_default();
+    let ca_file = match &tls.ca_secret_ref {
+        Some(r) => {
+            let pem = manifest::secret_value(all, &ns, r)?;
+            let path = std::env::temp_dir().join(format!(
+                "chmigrate-ca-{}-{}.pem",
+                std::process::id(),
+                set.name_any()
+            ));
+            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let overrides = Overrides {
+        environment: Some(
+            spec.environment
+                .clone()
+                .unwrap_or_else(|| "development".into()),
+        ),
+        connection: ConnectionSection {
+            url: Some(spec.connection.url.clone()),
+            user: Some(creds.user.clone()),
+            password,
+            database: Some(spec.connection.database.clone()),
+            cluster: spec.connection.cluster.clone(),
+            ca_file,
+            tls_verify: Some(!tls.insecure_skip_verify),
+            ddl_timeout: spec.policy.ddl_timeout_seconds.map(u64::from),
+            ..Default::default()
+        },
+        migrations: MigrationsSection {
+            history_table: spec.history_table.clone(),
+            on_cluster: Some(match spec.policy.on_cluster {
+                crd::OnClusterMode::Auto => OnClusterMode::Auto,
+                crd::OnClusterMode::Always => OnClusterMode::Always,
+                crd::OnClusterMode::Never => OnClusterMode::Never,
+            }),
+            // The operator's (here: the command line's) prohibition wins.
+            allow_rollback: Some(spec.policy.allow_rollback && !forbid_rollback),
+            out_of_order: Some(spec.policy.out_of_order),
+            variables: Some(spec.variables.clone()),
+            ..Default::default()
+        },
+    };
+    Settings::resolve(None, &overrides).map_err(|e| e.to_string())
+}
+
+/// The outcome of one set: its status and the exit code it calls for.
+pub struct SetResult {
+    pub namespace: String,
+    pub name: String,
+    pub status: MigrationSetStatus,
+    pub code: i32,
+}
+
+fn stalled(reason: &str, message: String) -> (Health, i32) {
+    (
+        Health::Stalled {
+            reason: reason.into(),
+            message,
+        },
+        exit::INVALID,
+    )
+}
+
+/// Reconciles one set.
+pub async fn reconcile(set: &MigrationSet, all: &Manifests, forbid_rollback: bool) -> SetResult {
+    let namespace = set.namespace().unwrap_or_else(|| "default".into());
+    let name = set.name_any();
+    let loaded = manifest::migrations_for(set, all);
+    let mut status = MigrationSetStatus {
+        latest_version: loaded
+            .migrations
+            .iter()
+            .map(|m| m.version.to_string())
+            .max_by(|a, b| Version::parse(a).ok().cmp(&Version::parse(b).ok())),
+        ..Default::default()
+    };
+    let (health, code) = if set.spec.policy.suspend {
+        (
+            Health::Progressing {
+                reason: "Suspended".into(),
+                message: "spec.policy.suspend is true".into(),
+            },
+            exit::OK,
+        )
+    } else if !loaded.errors.is_empty() {
+        stalled(
+            "InvalidMigrations",
+            loaded
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    } else {
+        match settings_for(set, all, forbid_rollback) {
+            Err(msg) => stalled("InvalidSpec", msg),
+            Ok(settings) => {
+                let spec = match &set.spec.target_version {
+                    Some(v) => match Version::parse(v) {
+                        Ok(v) => TargetSpec::Version(v),
+                        Err(e) => {
+                            return result(
+                                namespace,
+                                name,
+                                status,
+                                stalled("InvalidSpec", format!("targetVersion: {e}")),
+                                set,
+                            );
+                        }
+                    },
+                    None => TargetSpec::Latest,
+                };
+                let started = chmigrate::clock::format_us(chmigrate::runtime::store::now_us());
+                let report = online::migrate_loaded(
+                    &settings,
+                    &loaded.migrations,
+                    &spec,
+                    set.spec.policy.dry_run,
+                    Format::Json,
+                    &chmigrate::runtime::run::Silent,
+                )
+                .await;
+                apply_report(&mut status, report, started)
+            }
+        }
+    };
+    result(namespace, name, status, (health, code), set)
+}
+
+fn result(
+    namespace: String,
+    name: String,
+    status: MigrationSetStatus,
+    (health, code): (Health, i32),
+    set: &MigrationSet,
+) -> SetResult {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let status = set_status::finish(
+        status,
+        &health,
+        set.metadata.generation,
+        set.status.as_ref(),
+        now,
+    );
+    SetResult {
+        namespace,
+        name,
+        status,
+        code,
+    }
+}
+
+fn apply_report(
+    status: &mut MigrationSetStatus,
+    report: Result<MigrateReport, CliError>,
+    started: String,
+) -> (Health, i32) {
+    match report {
+        Ok(r) => {
+            status.applied_version = r.applied_version.as_ref().map(ToString::to_string);
+            if let Some((plan, steps, _)) = &r.planned {
+                status.pending_count = plan.steps.len() as u32;
+                status.plan = steps
+                    .iter()
+                    .map(|s| PlannedStep {
+                        action: match s.step {
+                            chmigrate::plan::Step::Apply { .. } => "apply".into(),
+                            chmigrate::plan::Step::Rollback { .. } => "rollback".into(),
+                            chmigrate::plan::Step::Baseline { .. } => "baseline".into(),
+                        },
+                        version: s.step.version().to_string(),
+                        statements: s.statements.iter().map(|p| p.sql.clone()).collect(),
+                    })
+                    .collect();
+                return (
+                    Health::Progressing {
+                        reason: "DryRun".into(),
+                        message: format!(
+                            "dry run: {} step(s) planned, nothing applied",
+                            plan.steps.len()
+                        ),
+                    },
+                    exit::OK,
+                );
+            }
+            if let Some(o) = &r.outcome {
+                status.last_run = Some(crd::RunStatus {
+                    started,
+                    finished: chmigrate::clock::format_us(chmigrate::runtime::store::now_us()),
+                    applied: o.applied.iter().map(ToString::to_string).collect(),
+                    rolled_back: o.rolled_back.iter().map(ToString::to_string).collect(),
+                });
+            }
+            let mut hosts: Vec<crd::HostStatus> = Vec::new();
+            for t in &r.pending {
+                for h in &t.hosts {
+                    let label = format!("V{} statement {}", t.version, t.statement + 1);
+                    match hosts.iter_mut().find(|x| &x.host == h) {
+                        Some(x) => x.pending_statements.push(label),
+                        None => hosts.push(crd::HostStatus {
+                            host: h.clone(),
+                            pending_statements: vec![label],
+                        }),
+                    }
+                }
+            }
+            status.hosts = hosts;
+            if !r.failed.is_empty() {
+                let msg = r
+                    .failed
+                    .iter()
+                    .map(|(t, h, e)| {
+                        format!(
+                            "host {h} failed V{} statement {}: {e}",
+                            t.version,
+                            t.statement + 1
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return (
+                    Health::Stalled {
+                        reason: "HostFailed".into(),
+                        message: msg,
+                    },
+                    exit::FAILED,
+                );
+            }
+            if !r.pending.is_empty() {
+                return (
+                    Health::Progressing {
+                        reason: "HostsPending".into(),
+                        message: format!(
+                            "{} statement(s) not finished on every host yet",
+                            r.pending.len()
+                        ),
+                    },
+                    exit::HOSTS_PENDING,
+                );
+            }
+            (Health::Ready, exit::OK)
+        }
+        Err(CliError::Blocked(diags)) => {
+            let reason = if diags
+                .iter()
+                .any(|d| d.message.contains("was applied with checksum"))
+            {
+                "ChecksumMismatch"
+            } else if diags
+                .iter()
+                .any(|d| d.message.contains("rollback is not allowed"))
+            {
+                "RollbackForbidden"
+            } else {
+                "Blocked"
+            };
+            stalled(
+                reason,
+                diags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        }
+        Err(CliError::Locked(msg)) => (
+            Health::Progressing {
+                reason: "LockHeld".into(),
+                message: msg,
+            },
+            exit::LOCKED,
+        ),
+        Err(e) => {
+            let code = e.code();
+            (
+                Health::Stalled {
+                    reason: "Failed".into(),
+                    message: e.to_string(),
+                },
+                code,
+            )
+        }
+    }
+}
+
+/// `chmigrate apply -f PATH…`
+pub async fn apply(
+    paths: &[PathBuf],
+    format: Format,
+    forbid_rollback: bool,
+) -> Result<(), CliError> {
+    let all = read(paths)?;
+    if all.sets.is_empty() {
+        return Err(CliError::Invalid(
+            "no MigrationSet in the given manifests".into(),
+        ));
+    }
+    let mut sets: Vec<&MigrationSet> = all.sets.iter().collect();
+    sets.sort_by_key(|s| (s.namespace(), s.name_any()));
+    let mut results = Vec::new();
+    for set in sets {
+        results.push(reconcile(set, &all, forbid_rollback).await);
+    }
+    match format {
+        Format::Json => super::output::print_json_value(&json!(
+            results
+                .iter()
+                .map(|r| json!({ "namespace": r.namespace, "name": r.name, "status": r.status }))
+                .collect::<Vec<_>>()
+        )),
+        _ => {
+            for r in &results {
+                let ready = r.status.conditions.iter().find(|c| c.type_ == "Ready");
+                println!(
+                    "MigrationSet {}/{}: Ready={} applied={} latest={} pending={}",
+                    r.namespace,
+                    r.name,
+                    ready.map_or("Unknown", |c| c.status.as_str()),
+                    r.status.applied_version.as_deref().unwrap_or("none"),
+                    r.status.latest_version.as_deref().unwrap_or("none"),
+                    r.status.pending_count
+                );
+                for c in &r.status.conditions {
+                    if c.status == "True" || !c.message.is_empty() {
+                        println!("  {}={} ({}) {}", c.type_, c.status, c.reason, c.message);
+                    }
+                }
+                for h in &r.status.hosts {
+                    println!(
+                        "  host {} pending: {}",
+                        h.host,
+                        h.pending_statements.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    match results.iter().map(|r| r.code).find(|c| *c != exit::OK) {
+        None => Ok(()),
+        Some(exit::HOSTS_PENDING) => Err(CliError::Pending),
+        Some(exit::LOCKED) => Err(CliError::Locked(
+            "a target is locked by another runner".into(),
+        )),
+        Some(exit::FAILED) => Err(CliError::Failed(anyhow::anyhow!("a MigrationSet failed"))),
+        Some(_) => Err(CliError::Reported),
+    }
+}

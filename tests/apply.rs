@@ -1,0 +1,164 @@
+//! `chmigrate apply -f`: the operator's reconcile over manifests read from
+//! files, against the real single node.
+
+mod support;
+
+use support::*;
+
+fn manifests(db: &str) -> String {
+    std::fs::read_to_string(repo().join("examples/k8s/quickstart.yaml"))
+        .unwrap()
+        .replace("database: k8s_quickstart", &format!("database: {db}"))
+}
+
+fn apply(path: &std::path::Path, extra: &[&str]) -> (Out, serde_json::Value) {
+    let mut a = vec!["apply", "-f", path.to_str().unwrap(), "--format", "json"];
+    a.extend_from_slice(extra);
+    let out = chm(&a);
+    let status = out.json()[0]["status"].clone();
+    (out, status)
+}
+
+fn condition<'a>(status: &'a serde_json::Value, t: &str) -> &'a serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == t)
+        .unwrap()
+}
+
+#[test]
+fn apply_reconciles_manifests_and_reports_kstatus_conditions() {
+    require(&[SINGLE]);
+    let db = unique_db("apply");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    std::fs::write(&file, manifests(&db)).unwrap();
+
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(condition(&st, "Ready")["status"], "True");
+    assert_eq!(condition(&st, "Stalled")["status"], "False");
+    assert_eq!(st["appliedVersion"], "3");
+    assert_eq!(
+        tables(SINGLE, &db),
+        ["daily_views", "page_views", "schema_migrations"]
+    );
+    // The ledger records the password's user, never the password.
+    let l = ledger(SINGLE, &db);
+    assert!(l.iter().all(|r| r["db_user"] == "chm_secret"));
+    assert!(!q(SINGLE, &format!("SELECT * FROM `{db}`.schema_migrations")).contains("s3cret-pw"));
+    assert!(!out.all().contains("s3cret-pw"));
+
+    // Applying again changes nothing and stays Ready.
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 0);
+    assert_eq!(condition(&st, "Ready")["status"], "True");
+
+    // Changing an applied migration stalls the set with the reason.
+    std::fs::write(
+        &file,
+        manifests(&db).replace(
+            "ADD COLUMN referrer String",
+            "ADD COLUMN referrer FixedString(8)",
+        ),
+    )
+    .unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(condition(&st, "Stalled")["status"], "True");
+    assert_eq!(condition(&st, "Stalled")["reason"], "ChecksumMismatch");
+    assert!(
+        condition(&st, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("ClickHouseMigration analytics/add-referrer"),
+        "{st}"
+    );
+
+    // targetVersion below the applied version rolls back (the set allows it)…
+    let text = manifests(&db).replace(
+        "  environment: development\n",
+        "  environment: development\n  targetVersion: \"1\"\n",
+    );
+    std::fs::write(&file, &text).unwrap();
+    let (out, st) = apply(&file, &["--forbid-rollback"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(condition(&st, "Stalled")["reason"], "RollbackForbidden");
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(st["appliedVersion"], "1");
+    assert_eq!(tables(SINGLE, &db), ["page_views", "schema_migrations"]);
+
+    // Dry run puts the plan into status and changes nothing.
+    std::fs::write(
+        &file,
+        manifests(&db).replace(
+            "    allowRollback: true\n",
+            "    allowRollback: true\n    dryRun: true\n",
+        ),
+    )
+    .unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(condition(&st, "Reconciling")["reason"], "DryRun");
+    let plan = st["plan"].as_array().unwrap();
+    assert_eq!(
+        plan.iter()
+            .map(|p| p["version"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["2", "3"]
+    );
+    assert_eq!(tables(SINGLE, &db), ["page_views", "schema_migrations"]);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn apply_reports_bad_references_and_documents() {
+    require(&[SINGLE]);
+    let db = unique_db("applybad");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    std::fs::write(
+        &file,
+        manifests(&db).replace(
+            "name: clickhouse-credentials, key: password",
+            "name: missing, key: password",
+        ),
+    )
+    .unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(condition(&st, "Stalled")["reason"], "InvalidSpec");
+    assert!(
+        condition(&st, "Stalled")["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret analytics/missing not found")
+    );
+
+    std::fs::write(
+        &file,
+        manifests(&db).replace("configMaps: [quickstart-sql]", "configMaps: [nope]"),
+    )
+    .unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 2);
+    assert_eq!(condition(&st, "Stalled")["reason"], "InvalidMigrations");
+
+    std::fs::write(
+        &file,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let out = chm(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("document 1: apps/v1/Deployment is not a resource chmigrate applies"),
+        "{}",
+        out.stderr
+    );
+    drop_db(SINGLE, &db, false);
+}
