@@ -10,6 +10,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::sql::statement::OnClusterMode;
+
 /// API group of every chmigrate resource.
 pub const GROUP: &str = "chmigrate.io";
 
@@ -73,16 +75,6 @@ pub struct ConnectionSpec {
     pub credentials: Credentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
-}
-
-/// `ON CLUSTER` rewriting mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OnClusterMode {
-    #[default]
-    Auto,
-    Always,
-    Never,
 }
 
 /// What deleting a MigrationSet does to the schema.

@@ -66,30 +66,29 @@ pub fn parse(files: &[(String, String)]) -> Result<Manifests, Vec<ManifestError>
                 .and_then(|k| k.as_str())
                 .unwrap_or("")
                 .to_string();
-            let typed = |e: serde_yaml::Error| err(format!("{kind}: {e}"));
-            match (api.as_str(), kind.as_str()) {
-                ("chmigrate.io/v1alpha1", "MigrationSet") => match serde_yaml::from_value(value) {
-                    Ok(v) => m.sets.push(v),
-                    Err(e) => errors.push(typed(e)),
-                },
-                ("chmigrate.io/v1alpha1", "ClickHouseMigration") => match serde_yaml::from_value(value) {
-                    Ok(v) => m.migrations.push(v),
-                    Err(e) => errors.push(typed(e)),
-                },
-                ("v1", "Secret") => match serde_yaml::from_value(value) {
-                    Ok(v) => m.secrets.push(v),
-                    Err(e) => errors.push(typed(e)),
-                },
-                ("v1", "ConfigMap") => match serde_yaml::from_value(value) {
-                    Ok(v) => m.config_maps.push(v),
-                    Err(e) => errors.push(typed(e)),
-                },
-                // Kustomizations and other resources of a GitOps folder are
-                // not chmigrate's business.
-                ("kustomize.config.k8s.io/v1beta1", _) => {}
-                _ => errors.push(err(format!(
-                    "{api}/{kind} is not a resource chmigrate applies (MigrationSet, ClickHouseMigration, Secret, ConfigMap)"
-                ))),
+            fn typed<T: serde::de::DeserializeOwned>(
+                v: serde_yaml::Value,
+                into: &mut Vec<T>,
+            ) -> Result<(), serde_yaml::Error> {
+                into.push(serde_yaml::from_value(v)?);
+                Ok(())
+            }
+            let read = match (api.as_str(), kind.as_str()) {
+                ("chmigrate.io/v1alpha1", "MigrationSet") => typed(value, &mut m.sets),
+                ("chmigrate.io/v1alpha1", "ClickHouseMigration") => typed(value, &mut m.migrations),
+                ("v1", "Secret") => typed(value, &mut m.secrets),
+                ("v1", "ConfigMap") => typed(value, &mut m.config_maps),
+                // Kustomizations of a GitOps folder are not chmigrate's business.
+                ("kustomize.config.k8s.io/v1beta1", _) => Ok(()),
+                _ => {
+                    errors.push(err(format!(
+                        "{api}/{kind} is not a resource chmigrate applies (MigrationSet, ClickHouseMigration, Secret, ConfigMap)"
+                    )));
+                    Ok(())
+                }
+            };
+            if let Err(e) = read {
+                errors.push(err(format!("{kind}: {e}")));
             }
         }
     }

@@ -13,7 +13,6 @@ use chmigrate::config::{ConnectionSection, MigrationsSection, Overrides, Secret,
 use chmigrate::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
 use chmigrate::manifest::{self, Manifests};
 use chmigrate::set_status::{self, Health};
-use chmigrate::sql::statement::OnClusterMode;
 use chmigrate::version::Version;
 
 use super::online::{self, MigrateReport, TargetSpec};
@@ -110,11 +109,7 @@ fn settings_for(
         },
         migrations: MigrationsSection {
             history_table: spec.history_table.clone(),
-            on_cluster: Some(match spec.policy.on_cluster {
-                crd::OnClusterMode::Auto => OnClusterMode::Auto,
-                crd::OnClusterMode::Always => OnClusterMode::Always,
-                crd::OnClusterMode::Never => OnClusterMode::Never,
-            }),
+            on_cluster: Some(spec.policy.on_cluster),
             // The operator's (here: the command line's) prohibition wins.
             allow_rollback: Some(spec.policy.allow_rollback && !forbid_rollback),
             out_of_order: Some(spec.policy.out_of_order),

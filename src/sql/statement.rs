@@ -85,7 +85,9 @@ enum Placement {
 }
 
 /// How `ON CLUSTER` is added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnClusterMode {
     /// Add it to DDL that lacks it; report statements it cannot place.
