@@ -515,9 +515,17 @@ fn tls_is_verified_by_default() {
     assert_eq!(out.code, 0, "{}", out.all());
     let out = chm(&["--url", https, "--tls-insecure", "status"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    // Plain HTTP spoken to the TLS port is a TLS-level failure, not a hang.
+    // TLS spoken to a plain HTTP port is a TLS-level failure within the
+    // connection set-up bound, not a hang.
+    let t = std::time::Instant::now();
     let out = chm(&["--url", "https://127.0.0.1:8123", "status"]);
     assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("TLS failure"), "{}", out.stderr);
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

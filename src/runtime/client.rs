@@ -167,6 +167,50 @@ fn tls_config(
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// Bounds connection set-up (TCP connect and TLS handshake together): a peer
+/// that accepts the connection but never finishes the handshake — plain HTTP
+/// spoken to for `https://`, a hung server — fails fast instead of waiting
+/// for the long statement timeout.
+#[derive(Clone)]
+struct Bounded<C> {
+    inner: C,
+    limit: Duration,
+}
+
+impl<C> tower_service::Service<http::Uri> for Bounded<C>
+where
+    C: tower_service::Service<http::Uri> + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let fut = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(format!(
+                    "connection (TCP and TLS handshake) not set up within {limit:?}"
+                )
+                .into()),
+            }
+        })
+    }
+}
+
 /// Escapes `?` for the crate's parameter binding (chmigrate binds nothing).
 fn raw_sql(sql: &str) -> String {
     sql.replace('?', "??")
@@ -192,9 +236,13 @@ impl Connection {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let bounded = Bounded {
+            inner: https,
+            limit: Duration::from_secs(15),
+        };
         let hyper = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(2))
-            .build(https);
+            .build(bounded);
         let mut client = Client::with_http_client(hyper)
             .with_url(url)
             .with_user(endpoint.user.clone())
