@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod migration;
 pub mod plan;
 pub mod prepare;
+pub mod render;
 pub mod report;
 pub mod runtime;
 pub mod scaffold;

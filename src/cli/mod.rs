@@ -334,6 +334,25 @@ pub enum Command {
         #[arg(long)]
         forbid_rollback: bool,
     },
+    /// Turn the migration folder into GitOps manifests: one ClickHouseMigration
+    /// per migration (or ConfigMaps of the files) plus kustomization.yaml
+    Render {
+        /// MigrationSet the migrations belong to (label chmigrate.io/set)
+        #[arg(long = "set", value_name = "NAME")]
+        set: String,
+        /// Namespace of the resources
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Extra labels, e.g. team=web,tier=db
+        #[arg(long, value_name = "K=V,…", value_delimiter = ',', value_parser = parse_var)]
+        labels: Vec<(String, String)>,
+        /// Write one file per resource (and kustomization.yaml) into DIR; default: YAML on stdout
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Emit ConfigMaps holding the files instead of ClickHouseMigrations
+        #[arg(long)]
+        configmap: bool,
+    },
     /// Print the CustomResourceDefinitions (MigrationSet, ClickHouseMigration) as YAML
     Crd,
     /// Print, as JSON, every statement chmigrate sends to a single node (for
@@ -467,6 +486,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             files,
             forbid_rollback,
         } => block_on(apply::apply(&files, format, forbid_rollback)),
+        Command::Render {
+            set,
+            namespace,
+            labels,
+            out,
+            configmap,
+        } => cmd_render(&settings, set, namespace, labels, out, configmap, format),
         Command::Crd => {
             let yaml = chmigrate::crd::crds_yaml().map_err(|e| CliError::Failed(e.into()))?;
             print!("{yaml}");
@@ -619,6 +645,73 @@ fn cmd_new(
     std::io::Write::write_all(&mut file, text.as_bytes())
         .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: cannot write: {e}", path.display())))?;
     output::print_created(format, &path, &version, template.name());
+    Ok(())
+}
+
+fn cmd_render(
+    settings: &Settings,
+    set: String,
+    namespace: Option<String>,
+    labels: Vec<(String, String)>,
+    out: Option<PathBuf>,
+    configmap: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    use chmigrate::render::{RenderOptions, render_configmaps, render_resources};
+    let loaded = load(settings);
+    if !loaded.errors.is_empty() {
+        let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
+        diagnostic::sort(&mut diags);
+        output::print_diagnostics(format, &diags);
+        return Err(CliError::Reported);
+    }
+    let opts = RenderOptions {
+        set,
+        namespace,
+        labels: labels.into_iter().collect(),
+    };
+    let docs = if configmap {
+        let mut files = Vec::new();
+        for m in &loaded.migrations {
+            for loc in std::iter::once(&m.location).chain(m.down_location.iter()) {
+                let path = PathBuf::from(loc.file.as_ref());
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", path.display())))?;
+                files.push((name, text));
+            }
+        }
+        let (docs, names) =
+            render_configmaps(&files, &opts).map_err(|e| CliError::Invalid(e.to_string()))?;
+        eprintln!(
+            "list these in the MigrationSet's spec.configMaps: {}",
+            names.join(", ")
+        );
+        docs
+    } else {
+        render_resources(&loaded.migrations, &opts).map_err(|e| CliError::Invalid(e.to_string()))?
+    };
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", dir.display())))?;
+            for (name, text) in &docs {
+                std::fs::write(dir.join(name), text).map_err(|e| {
+                    CliError::Failed(anyhow::anyhow!("{}: {e}", dir.join(name).display()))
+                })?;
+            }
+            println!("wrote {} file(s) to {}", docs.len(), dir.display());
+        }
+        None => {
+            for (name, text) in docs.iter().filter(|(n, _)| n != "kustomization.yaml") {
+                println!("---\n# {name}\n{text}");
+            }
+        }
+    }
     Ok(())
 }
 
