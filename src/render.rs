@@ -13,6 +13,9 @@ use crate::migration::{Migration, Statement};
 /// limits objects to 1 MiB including metadata).
 pub const CONFIGMAP_DATA_LIMIT: usize = 900 * 1024;
 
+/// Rendered files: `(file name, YAML)`.
+pub type Rendered = Vec<(String, String)>;
+
 /// What to render.
 #[derive(Debug, Clone, Default)]
 pub struct RenderOptions {
@@ -148,7 +151,7 @@ pub fn render_resources(
 pub fn render_configmaps(
     files: &[(String, String)],
     opts: &RenderOptions,
-) -> Result<(Vec<(String, String)>, Vec<String>), RenderError> {
+) -> Result<(Rendered, Vec<String>), RenderError> {
     if !valid_name(&opts.set) {
         return Err(RenderError::BadSet(opts.set.clone()));
     }
