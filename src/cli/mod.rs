@@ -536,6 +536,20 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Resu
     rt.block_on(f)
 }
 
+/// The migrations, or every source problem printed (exit 2, nothing runs).
+pub(crate) fn loaded_or_fail(
+    loaded: Loaded,
+    format: Format,
+) -> Result<Vec<chmigrate::Migration>, CliError> {
+    if loaded.errors.is_empty() {
+        return Ok(loaded.migrations);
+    }
+    let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
+    diagnostic::sort(&mut diags);
+    output::print_diagnostics(format, &diags);
+    Err(CliError::Reported)
+}
+
 pub(crate) fn load(settings: &Settings) -> Loaded {
     let loaded = source::load_dir(&settings.dir, settings.max_file_size);
     tracing::info!(
@@ -571,29 +585,21 @@ fn cmd_plan_offline(settings: &Settings, to: Option<&str>, format: Format) -> Re
                 .map_err(|e| CliError::Invalid(format!("--to: {e}")))?,
         ),
     };
-    let loaded = load(settings);
-    if !loaded.errors.is_empty() {
-        let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let state = TargetState::default();
+    let planned = plan(&migrations, &state, &target, &settings.policy()).map_err(|problems| {
+        let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
         diagnostic::sort(&mut diags);
         output::print_diagnostics(format, &diags);
-        return Err(CliError::Reported);
-    }
-    let state = TargetState::default();
-    let planned =
-        plan(&loaded.migrations, &state, &target, &settings.policy()).map_err(|problems| {
-            let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
+        CliError::Reported
+    })?;
+    let steps =
+        prepare(&planned, &migrations, &settings.prepare_settings()).map_err(|mut diags| {
             diagnostic::sort(&mut diags);
             output::print_diagnostics(format, &diags);
             CliError::Reported
         })?;
-    let steps = prepare(&planned, &loaded.migrations, &settings.prepare_settings()).map_err(
-        |mut diags| {
-            diagnostic::sort(&mut diags);
-            output::print_diagnostics(format, &diags);
-            CliError::Reported
-        },
-    )?;
-    output::print_plan(format, settings, &planned, &steps, &loaded.migrations);
+    output::print_plan(format, settings, &planned, &steps, &migrations);
     Ok(())
 }
 
@@ -658,13 +664,7 @@ fn cmd_render(
     format: Format,
 ) -> Result<(), CliError> {
     use chmigrate::render::{RenderOptions, render_configmaps, render_resources};
-    let loaded = load(settings);
-    if !loaded.errors.is_empty() {
-        let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
-        diagnostic::sort(&mut diags);
-        output::print_diagnostics(format, &diags);
-        return Err(CliError::Reported);
-    }
+    let migrations = loaded_or_fail(load(settings), format)?;
     let opts = RenderOptions {
         set,
         namespace,
@@ -672,7 +672,7 @@ fn cmd_render(
     };
     let docs = if configmap {
         let mut files = Vec::new();
-        for m in &loaded.migrations {
+        for m in &migrations {
             for loc in std::iter::once(&m.location).chain(m.down_location.iter()) {
                 let path = PathBuf::from(loc.file.as_ref());
                 let name = path
@@ -693,7 +693,7 @@ fn cmd_render(
         );
         docs
     } else {
-        render_resources(&loaded.migrations, &opts).map_err(|e| CliError::Invalid(e.to_string()))?
+        render_resources(&migrations, &opts).map_err(|e| CliError::Invalid(e.to_string()))?
     };
     match out {
         Some(dir) => {

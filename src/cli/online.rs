@@ -23,12 +23,11 @@ use chmigrate::runtime::pending::{self, PendingTask};
 use chmigrate::runtime::run::{self, Outcome, Progress, RunError};
 use chmigrate::runtime::store::{self, LedgerError, Writer, now_us};
 use chmigrate::runtime::{ChError, Endpoint, Session, TargetConfig};
-use chmigrate::source::Loaded;
 use chmigrate::validate::validate_offline;
 use chmigrate::version::Version;
 
 use super::output::{self, Format};
-use super::{CliError, load};
+use super::{CliError, load, loaded_or_fail};
 
 /// Where `rollback` ends.
 #[derive(Debug, Clone)]
@@ -144,16 +143,6 @@ fn events(history: &[LedgerEntry]) -> Result<Vec<Event>, CliError> {
                 .map_err(|e| CliError::Invalid(format!("ledger: {e}")))
         })
         .collect()
-}
-
-fn loaded_or_fail(loaded: Loaded, format: Format) -> Result<Vec<Migration>, CliError> {
-    if loaded.errors.is_empty() {
-        return Ok(loaded.migrations);
-    }
-    let mut diags: Vec<Diagnostic> = loaded.errors.into_iter().map(Diagnostic::from).collect();
-    diagnostic::sort(&mut diags);
-    output::print_diagnostics(format, &diags);
-    Err(CliError::Reported)
 }
 
 fn resolve_target(spec: &TargetSpec, state: &TargetState) -> Target {
