@@ -31,6 +31,22 @@ fn args<'a>(node: usize, db: &'a str, dir: &'a str, rest: &[&'a str]) -> Vec<&'a
     v
 }
 
+/// A fresh database with its ledger on every node, and a folder holding one
+/// migration that creates a sharded, replicated table.
+fn replicated_target(prefix: &str) -> (String, tempfile::TempDir) {
+    let db = unique_db(prefix);
+    let dir = folder(&[(
+        "V1__t.sql",
+        "CREATE TABLE ${database}.t (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/t', '{replica}') ORDER BY x;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
+        0
+    );
+    (db, dir)
+}
+
 /// Every node up and ON CLUSTER DDL working (after a test stopped something).
 fn healthy() {
     dev_cluster(&["start-cluster"]);
@@ -113,17 +129,9 @@ fn migrate_through_one_node_read_status_through_another() {
 fn a_replica_down_during_on_cluster_is_reported_then_verified() {
     let _g = serial();
     healthy();
-    let db = unique_db("down");
-    let dir = folder(&[(
-        "V1__t.sql",
-        "CREATE TABLE ${database}.t (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/t', '{replica}') ORDER BY x;",
-    )]);
+    // The ledger exists on every node before anything is stopped.
+    let (db, dir) = replicated_target("down");
     let d = dir.path().to_str().unwrap();
-    // The ledger exists on every node before node 4 goes away.
-    assert_eq!(
-        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
-        0
-    );
     dev_cluster(&["stop-node", "4"]);
     let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "3"]));
     assert_eq!(out.code, 3, "applied, hosts pending: {}", out.all());
@@ -197,16 +205,9 @@ fn a_replica_down_during_on_cluster_is_reported_then_verified() {
 fn zookeeper_down_fails_clearly_and_the_next_run_completes() {
     let _g = serial();
     healthy();
-    let db = unique_db("zk");
-    let dir = folder(&[(
-        "V1__t.sql",
-        "CREATE TABLE ${database}.t (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/t', '{replica}') ORDER BY x;",
-    )]);
+    // The ledger exists on every node before anything is stopped.
+    let (db, dir) = replicated_target("zk");
     let d = dir.path().to_str().unwrap();
-    assert_eq!(
-        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
-        0
-    );
     let before = ledger(NODES[0], &db).len();
     dev_cluster(&["stop-zk"]);
     let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "5"]));

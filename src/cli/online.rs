@@ -171,10 +171,8 @@ fn plan_and_prepare(
     migrations: &[Migration],
     state: &TargetState,
     target: &Target,
-    format: Format,
     database_engine: &str,
 ) -> Result<(Plan, Vec<PreparedStep>), CliError> {
-    let _ = format;
     let planned = plan(migrations, state, target, &settings.policy()).map_err(|problems| {
         let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
         diagnostic::sort(&mut diags);
@@ -431,8 +429,7 @@ pub async fn migrate_loaded(
         let state = TargetState::fold(&events(&history)?);
         let target = resolve_target(spec, &state);
         let engine = session.database_engine().await.map_err(ch)?;
-        let (planned, steps) =
-            plan_and_prepare(settings, migrations, &state, &target, format, &engine)?;
+        let (planned, steps) = plan_and_prepare(settings, migrations, &state, &target, &engine)?;
         let hosts = session.cluster_hosts().await.map_err(ch)?;
         return Ok(MigrateReport {
             planned: Some((planned, steps, hosts)),
@@ -452,8 +449,7 @@ pub async fn migrate_loaded(
             let state = TargetState::fold(&events(&history)?);
             let target = resolve_target(spec, &state);
             let engine = session.database_engine().await.map_err(ch)?;
-            let (_, steps) =
-                plan_and_prepare(settings, migrations, &state, &target, format, &engine)?;
+            let (_, steps) = plan_and_prepare(settings, migrations, &state, &target, &engine)?;
             let outcome = run::execute(&session, writer, &steps, migrations, progress, &STOP)
                 .await
                 .map_err(run_err)?;
