@@ -16,6 +16,7 @@ pub mod history;
 pub mod ledger;
 pub mod manifest;
 pub mod migration;
+pub mod migration_status;
 pub mod plan;
 pub mod prepare;
 pub mod render;

@@ -2,6 +2,7 @@
 //! the command's code (0 done, 1 failed, 2 invalid input or blocked plan).
 
 mod cli;
+mod operator;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

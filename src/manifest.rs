@@ -20,6 +20,18 @@ pub struct Manifests {
     pub migrations: Vec<ClickHouseMigration>,
     pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
+    /// `ClickHouseMigration` objects that could not be read as one (the
+    /// operator's `DeserializeGuard`); a set that selects one is blocked.
+    pub invalid_migrations: Vec<InvalidMigration>,
+}
+
+/// A `ClickHouseMigration` object whose body does not match the schema.
+#[derive(Debug, Clone, Default)]
+pub struct InvalidMigration {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub error: String,
 }
 
 /// A document that could not be read.
@@ -147,6 +159,22 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
         })
         .collect();
     let mut loaded = from_memory(&items, DEFAULT_MAX_FILE_BYTES);
+    for bad in all.invalid_migrations.iter().filter(|b| {
+        b.namespace == set_ns
+            && set
+                .spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, &b.labels))
+    }) {
+        loaded.errors.push(crate::source::SourceError::new(
+            crate::migration::Location::new(
+                format!("ClickHouseMigration {set_ns}/{}", bad.name),
+                0,
+            ),
+            crate::source::SourceErrorKind::InvalidResource(bad.error.clone()),
+        ));
+    }
     let mut files = Vec::new();
     for name in &set.spec.config_maps {
         match all
@@ -192,6 +220,45 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
         }
     }
     loaded
+}
+
+/// The Secrets a set reads (password, CA).
+pub fn secret_names(set: &MigrationSet) -> Vec<String> {
+    let conn = &set.spec.connection;
+    let mut names: Vec<String> = conn
+        .credentials
+        .password_secret_ref
+        .iter()
+        .chain(conn.tls.iter().flat_map(|t| t.ca_secret_ref.iter()))
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether a change to a namespaced object of `kind` named `name` with
+/// `labels` can change what `set` does: the operator's watch mapping.
+pub fn set_uses(
+    set: &MigrationSet,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    if ns(set.namespace()) != namespace {
+        return false;
+    }
+    match kind {
+        "ClickHouseMigration" => set
+            .spec
+            .selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, labels)),
+        "ConfigMap" => set.spec.config_maps.iter().any(|c| c == name),
+        "Secret" => secret_names(set).iter().any(|s| s == name),
+        _ => false,
+    }
 }
 
 /// A Secret key's value from the manifests.
@@ -281,6 +348,44 @@ data: { password: czNjcmV0LXB3 }
             "ConfigMap team-a/more V2__b.sql"
         );
         assert!(loaded.migrations[1].down.is_some());
+    }
+
+    #[test]
+    fn maps_changed_objects_back_to_the_sets_that_use_them() {
+        let a = all();
+        let set = &a.sets[0];
+        let qs: BTreeMap<String, String> = [("set".to_string(), "qs".to_string())].into();
+        let none = BTreeMap::new();
+        assert!(set_uses(set, "ClickHouseMigration", "team-a", "m9", &qs));
+        assert!(!set_uses(set, "ClickHouseMigration", "team-b", "m9", &qs));
+        assert!(!set_uses(set, "ClickHouseMigration", "team-a", "m9", &none));
+        assert!(set_uses(set, "ConfigMap", "team-a", "more", &none));
+        assert!(!set_uses(set, "ConfigMap", "team-a", "other", &none));
+        assert!(set_uses(set, "Secret", "team-a", "ch", &none));
+        assert!(!set_uses(set, "Secret", "team-b", "ch", &none));
+        assert_eq!(secret_names(set), ["ch"]);
+    }
+
+    #[test]
+    fn a_selected_invalid_object_blocks_the_set_and_names_itself() {
+        let mut a = all();
+        a.invalid_migrations.push(InvalidMigration {
+            namespace: "team-a".into(),
+            name: "broken".into(),
+            labels: [("set".to_string(), "qs".to_string())].into(),
+            error: "spec.version: invalid type: integer `3`, expected a string".into(),
+        });
+        a.invalid_migrations.push(InvalidMigration {
+            namespace: "team-a".into(),
+            name: "unrelated".into(),
+            labels: BTreeMap::new(),
+            error: "missing field `up`".into(),
+        });
+        let loaded = migrations_for(&a.sets[0], &a);
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let msg = loaded.errors[0].to_string();
+        assert!(msg.contains("ClickHouseMigration team-a/broken"), "{msg}");
+        assert!(msg.contains("expected a string"), "{msg}");
     }
 
     #[test]

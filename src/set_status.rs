@@ -105,6 +105,86 @@ pub fn is_ready(status: &MigrationSetStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// A Kubernetes Event the operator publishes on a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+fn ready_condition(status: &MigrationSetStatus) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == "Ready")
+}
+
+fn versions(vs: &[crate::version::Version]) -> String {
+    vs.iter()
+        .map(|v| format!("V{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What people want to hear about a reconcile: what it applied or rolled
+/// back, and a change of state (each new reason once, not on every
+/// recheck).
+pub fn notices(
+    previous: Option<&MigrationSetStatus>,
+    new: &MigrationSetStatus,
+    applied: &[crate::version::Version],
+    rolled_back: &[crate::version::Version],
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let hosts = if new.hosts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} host(s) pending)", new.hosts.len())
+    };
+    if !applied.is_empty() {
+        out.push(Notice {
+            warning: false,
+            reason: "Applied".into(),
+            note: format!("applied {}{hosts}", versions(applied)),
+        });
+    }
+    if !rolled_back.is_empty() {
+        out.push(Notice {
+            warning: false,
+            reason: "RolledBack".into(),
+            note: format!("rolled back {}{hosts}", versions(rolled_back)),
+        });
+    }
+    let before = previous.and_then(ready_condition);
+    let Some(now) = ready_condition(new) else {
+        return out;
+    };
+    let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
+    if !changed {
+        return out;
+    }
+    let stalled = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True");
+    let note: String = now.message.chars().take(1000).collect();
+    if now.status == "True" {
+        if applied.is_empty() && rolled_back.is_empty() {
+            out.push(Notice {
+                warning: false,
+                reason: "Ready".into(),
+                note,
+            });
+        }
+    } else {
+        let warning = stalled || matches!(now.reason.as_str(), "HostsPending" | "Unavailable");
+        out.push(Notice {
+            warning,
+            reason: now.reason.clone(),
+            note,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +255,58 @@ mod tests {
         st = finish(st, &Health::Ready, Some(4), None, t(1));
         assert!(is_ready(&st));
         assert_eq!(st.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn notices_report_work_and_each_new_state_once() {
+        let v = |s: &str| crate::version::Version::parse(s).unwrap();
+        let ready = finish(
+            MigrationSetStatus::default(),
+            &Health::Ready,
+            Some(1),
+            None,
+            t(1),
+        );
+        let first = notices(None, &ready, &[v("1"), v("2")], &[]);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].reason, "Applied");
+        assert_eq!(first[0].note, "applied V1, V2");
+        assert!(!first[0].warning);
+        assert!(
+            notices(Some(&ready), &ready, &[], &[]).is_empty(),
+            "a recheck that changes nothing says nothing"
+        );
+        let mismatch = finish(
+            MigrationSetStatus::default(),
+            &Health::Stalled {
+                reason: "ChecksumMismatch".into(),
+                message: "V1 was applied with checksum a, the file has b".into(),
+            },
+            Some(2),
+            Some(&ready),
+            t(2),
+        );
+        let n = notices(Some(&ready), &mismatch, &[], &[]);
+        assert_eq!(n.len(), 1);
+        assert!(n[0].warning);
+        assert_eq!(n[0].reason, "ChecksumMismatch");
+        assert!(n[0].note.contains("was applied with checksum"));
+        assert!(notices(Some(&mismatch), &mismatch, &[], &[]).is_empty());
+        let pending = finish(
+            MigrationSetStatus::default(),
+            &Health::Progressing {
+                reason: "HostsPending".into(),
+                message: "1 statement(s) not finished on every host yet".into(),
+            },
+            Some(2),
+            Some(&mismatch),
+            t(3),
+        );
+        let n = notices(Some(&mismatch), &pending, &[], &[v("3")]);
+        let reasons: Vec<&str> = n.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["RolledBack", "HostsPending"]);
+        assert!(n[1].warning);
+        let back = notices(Some(&pending), &ready, &[], &[]);
+        assert_eq!(back[0].reason, "Ready");
     }
 }

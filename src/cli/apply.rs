@@ -12,6 +12,8 @@ use serde_json::json;
 use chmigrate::config::{ConnectionSection, MigrationsSection, Overrides, Secret, Settings};
 use chmigrate::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
 use chmigrate::manifest::{self, Manifests};
+use chmigrate::migration_status::SetFacts;
+use chmigrate::runtime::run::RunError;
 use chmigrate::set_status::{self, Health};
 use chmigrate::version::Version;
 
@@ -63,13 +65,19 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, CliError> {
 }
 
 /// Engine settings for a set, resolving its Secret references.
-fn settings_for(
-    set: &MigrationSet,
-    all: &Manifests,
-    forbid_rollback: bool,
-) -> Result<Settings, String> {
+fn settings_for(set: &MigrationSet, all: &Manifests, policy: &Policy) -> Result<Settings, String> {
     let ns = set.namespace().unwrap_or_else(|| "default".into());
     let spec = &set.spec;
+    let environment = match (&spec.environment, &policy.environment) {
+        (Some(mine), Some(op)) if mine != op => {
+            return Err(format!(
+                "spec.environment is {mine:?} but this operator runs {op:?}; \
+                 a set can only run in the environment its operator serves"
+            ));
+        }
+        (Some(e), _) | (None, Some(e)) => e.clone(),
+        (None, None) => "development".into(),
+    };
     let creds = &spec.connection.credentials;
     let password = match (&creds.password_secret_ref, creds.passwordless) {
         (Some(r), _) => Some(Secret::new(manifest::secret_value(all, &ns, r)?)),
@@ -91,11 +99,7 @@ fn settings_for(
         None => None,
     };
     let overrides = Overrides {
-        environment: Some(
-            spec.environment
-                .clone()
-                .unwrap_or_else(|| "development".into()),
-        ),
+        environment: Some(environment),
         connection: ConnectionSection {
             url: Some(spec.connection.url.clone()),
             user: Some(creds.user.clone()),
@@ -111,7 +115,7 @@ fn settings_for(
             history_table: spec.history_table.clone(),
             on_cluster: Some(spec.policy.on_cluster),
             // The operator's (here: the command line's) prohibition wins.
-            allow_rollback: Some(spec.policy.allow_rollback && !forbid_rollback),
+            allow_rollback: Some(spec.policy.allow_rollback && !policy.forbid_rollback),
             out_of_order: Some(spec.policy.out_of_order),
             variables: Some(spec.variables.clone()),
             ..Default::default()
@@ -120,74 +124,83 @@ fn settings_for(
     Settings::resolve(None, &overrides).map_err(|e| e.to_string())
 }
 
+/// What the operator (or the command line) forbids or sets for every set.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// No set may roll back, whatever its own policy says.
+    pub forbid_rollback: bool,
+    /// The environment this runner serves; sets naming another are refused.
+    pub environment: Option<String>,
+}
+
 /// The outcome of one set: its status and the exit code it calls for.
 pub struct SetResult {
     pub namespace: String,
     pub name: String,
     pub status: MigrationSetStatus,
     pub code: i32,
+    /// What the target's ledger says, when it was reached.
+    pub facts: Option<SetFacts>,
+    /// Versions applied and rolled back by this reconcile.
+    pub applied: Vec<Version>,
+    pub rolled_back: Vec<Version>,
+    /// The migration whose statement failed, and the error.
+    pub failed_version: Option<(Version, String)>,
+    /// Trying again later may succeed without a person acting (the server
+    /// was unreachable, the lock was held, a statement failed).
+    pub retry: bool,
 }
 
-fn stalled(reason: &str, message: String) -> (Health, i32) {
-    (
-        Health::Stalled {
-            reason: reason.into(),
-            message,
-        },
-        exit::INVALID,
-    )
+/// Reconciles one set towards its `targetVersion` (or the latest).
+pub async fn reconcile(set: &MigrationSet, all: &Manifests, policy: &Policy) -> SetResult {
+    reconcile_to(set, all, policy, None).await
 }
 
-/// Reconciles one set.
-pub async fn reconcile(set: &MigrationSet, all: &Manifests, forbid_rollback: bool) -> SetResult {
-    let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let name = set.name_any();
-    let loaded = manifest::migrations_for(set, all);
-    let mut status = MigrationSetStatus {
-        latest_version: loaded
-            .migrations
-            .iter()
-            .map(|m| m.version.to_string())
-            .max_by(|a, b| Version::parse(a).ok().cmp(&Version::parse(b).ok())),
-        ..Default::default()
+/// Reconciles one set towards `target` when given (the operator's
+/// roll-everything-back on deletion), else towards its spec.
+pub async fn reconcile_to(
+    set: &MigrationSet,
+    all: &Manifests,
+    policy: &Policy,
+    target: Option<TargetSpec>,
+) -> SetResult {
+    let mut out = SetResult {
+        namespace: set.namespace().unwrap_or_else(|| "default".into()),
+        name: set.name_any(),
+        status: MigrationSetStatus::default(),
+        code: exit::OK,
+        facts: None,
+        applied: Vec::new(),
+        rolled_back: Vec::new(),
+        failed_version: None,
+        retry: false,
     };
-    let (health, code) = if set.spec.policy.suspend {
-        (
-            Health::Progressing {
-                reason: "Suspended".into(),
-                message: "spec.policy.suspend is true".into(),
-            },
-            exit::OK,
-        )
+    let loaded = manifest::migrations_for(set, all);
+    out.status.latest_version = loaded
+        .migrations
+        .iter()
+        .map(|m| m.version.clone())
+        .max()
+        .map(|v| v.to_string());
+    let health = if set.spec.policy.suspend && target.is_none() {
+        Health::Progressing {
+            reason: "Suspended".into(),
+            message: "spec.policy.suspend is true".into(),
+        }
     } else if !loaded.errors.is_empty() {
-        stalled(
-            "InvalidMigrations",
-            loaded
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        let messages: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        stalled("InvalidMigrations", messages.join("; "), &mut out)
     } else {
-        match settings_for(set, all, forbid_rollback) {
-            Err(msg) => stalled("InvalidSpec", msg),
-            Ok(settings) => {
-                let spec = match &set.spec.target_version {
-                    Some(v) => match Version::parse(v) {
-                        Ok(v) => TargetSpec::Version(v),
-                        Err(e) => {
-                            return result(
-                                namespace,
-                                name,
-                                status,
-                                stalled("InvalidSpec", format!("targetVersion: {e}")),
-                                set,
-                            );
-                        }
-                    },
-                    None => TargetSpec::Latest,
-                };
+        let spec = match (target, &set.spec.target_version) {
+            (Some(t), _) => Ok(t),
+            (None, Some(v)) => Version::parse(v)
+                .map(TargetSpec::Version)
+                .map_err(|e| format!("targetVersion: {e}")),
+            (None, None) => Ok(TargetSpec::Latest),
+        };
+        match spec.and_then(|spec| Ok((spec, settings_for(set, all, policy)?))) {
+            Err(msg) => stalled("InvalidSpec", msg, &mut out),
+            Ok((spec, settings)) => {
                 let started = chmigrate::clock::format_us(chmigrate::runtime::store::now_us());
                 let report = online::migrate_loaded(
                     &settings,
@@ -198,44 +211,74 @@ pub async fn reconcile(set: &MigrationSet, all: &Manifests, forbid_rollback: boo
                     &chmigrate::runtime::run::Silent,
                 )
                 .await;
-                apply_report(&mut status, report, started)
+                apply_report(&mut out, report, started)
             }
         }
     };
-    result(namespace, name, status, (health, code), set)
-}
-
-fn result(
-    namespace: String,
-    name: String,
-    status: MigrationSetStatus,
-    (health, code): (Health, i32),
-    set: &MigrationSet,
-) -> SetResult {
+    // What this reconcile could not observe stays as last seen.
+    if let Some(prev) = &set.status {
+        if out.status.last_run.is_none() {
+            out.status.last_run = prev.last_run.clone();
+        }
+        if out.facts.is_none() && out.status.applied_version.is_none() {
+            out.status.applied_version = prev.applied_version.clone();
+        }
+    }
     let now = k8s_openapi::jiff::Timestamp::now();
-    let status = set_status::finish(
-        status,
+    out.status = set_status::finish(
+        std::mem::take(&mut out.status),
         &health,
         set.metadata.generation,
         set.status.as_ref(),
         now,
     );
-    SetResult {
-        namespace,
-        name,
-        status,
-        code,
+    out
+}
+
+fn stalled(reason: &str, message: String, out: &mut SetResult) -> Health {
+    out.code = exit::INVALID;
+    Health::Stalled {
+        reason: reason.into(),
+        message,
     }
 }
 
+fn facts_of(set: &str, r: &MigrateReport) -> SetFacts {
+    let mut facts = SetFacts {
+        set: set.to_string(),
+        hosts_total: r.host_count as u32,
+        history: r.history.clone(),
+        skipped: r.skipped.clone(),
+        ..Default::default()
+    };
+    for t in &r.pending {
+        if let Ok(v) = Version::parse(&t.version) {
+            let hosts = facts.pending_hosts.entry(v).or_default();
+            for h in &t.hosts {
+                if !hosts.contains(h) {
+                    hosts.push(h.clone());
+                }
+            }
+        }
+    }
+    for (t, h, e) in &r.failed {
+        if let Ok(v) = Version::parse(&t.version) {
+            facts.errors.insert(v, format!("host {h}: {e}"));
+        }
+    }
+    facts
+}
+
 fn apply_report(
-    status: &mut MigrationSetStatus,
+    out: &mut SetResult,
     report: Result<MigrateReport, CliError>,
     started: String,
-) -> (Health, i32) {
+) -> Health {
+    let status = &mut out.status;
     match report {
         Ok(r) => {
             status.applied_version = r.applied_version.as_ref().map(ToString::to_string);
+            out.facts = Some(facts_of(&out.name, &r));
             if let Some((plan, steps, _)) = &r.planned {
                 status.pending_count = plan.steps.len() as u32;
                 status.plan = steps
@@ -250,24 +293,25 @@ fn apply_report(
                         statements: s.statements.iter().map(|p| p.sql.clone()).collect(),
                     })
                     .collect();
-                return (
-                    Health::Progressing {
-                        reason: "DryRun".into(),
-                        message: format!(
-                            "dry run: {} step(s) planned, nothing applied",
-                            plan.steps.len()
-                        ),
-                    },
-                    exit::OK,
-                );
+                return Health::Progressing {
+                    reason: "DryRun".into(),
+                    message: format!(
+                        "dry run: {} step(s) planned, nothing applied",
+                        plan.steps.len()
+                    ),
+                };
             }
             if let Some(o) = &r.outcome {
-                status.last_run = Some(crd::RunStatus {
-                    started,
-                    finished: chmigrate::clock::format_us(chmigrate::runtime::store::now_us()),
-                    applied: o.applied.iter().map(ToString::to_string).collect(),
-                    rolled_back: o.rolled_back.iter().map(ToString::to_string).collect(),
-                });
+                out.applied = o.applied.clone();
+                out.rolled_back = o.rolled_back.clone();
+                if !o.applied.is_empty() || !o.rolled_back.is_empty() {
+                    status.last_run = Some(crd::RunStatus {
+                        started,
+                        finished: chmigrate::clock::format_us(chmigrate::runtime::store::now_us()),
+                        applied: o.applied.iter().map(ToString::to_string).collect(),
+                        rolled_back: o.rolled_back.iter().map(ToString::to_string).collect(),
+                    });
+                }
             }
             let mut hosts: Vec<crd::HostStatus> = Vec::new();
             for t in &r.pending {
@@ -296,27 +340,24 @@ fn apply_report(
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                return (
-                    Health::Stalled {
-                        reason: "HostFailed".into(),
-                        message: msg,
-                    },
-                    exit::FAILED,
-                );
+                out.code = exit::FAILED;
+                return Health::Stalled {
+                    reason: "HostFailed".into(),
+                    message: msg,
+                };
             }
             if !r.pending.is_empty() {
-                return (
-                    Health::Progressing {
-                        reason: "HostsPending".into(),
-                        message: format!(
-                            "{} statement(s) not finished on every host yet",
-                            r.pending.len()
-                        ),
-                    },
-                    exit::HOSTS_PENDING,
-                );
+                out.code = exit::HOSTS_PENDING;
+                out.retry = true;
+                return Health::Progressing {
+                    reason: "HostsPending".into(),
+                    message: format!(
+                        "{} statement(s) not finished on every host yet",
+                        r.pending.len()
+                    ),
+                };
             }
-            (Health::Ready, exit::OK)
+            Health::Ready
         }
         Err(CliError::Blocked(diags)) => {
             let reason = if diags
@@ -332,41 +373,48 @@ fn apply_report(
             } else {
                 "Blocked"
             };
-            stalled(
-                reason,
-                diags
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+            let messages: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            stalled(reason, messages.join("; "), out)
         }
-        Err(CliError::Locked(msg)) => (
+        Err(CliError::Locked(msg)) => {
+            out.code = exit::LOCKED;
+            out.retry = true;
             Health::Progressing {
                 reason: "LockHeld".into(),
                 message: msg,
-            },
-            exit::LOCKED,
-        ),
-        Err(e) => {
-            let code = e.code();
-            (
-                Health::Stalled {
-                    reason: "Failed".into(),
-                    message: e.to_string(),
+            }
+        }
+        Err(CliError::Failed(err)) => {
+            out.code = exit::FAILED;
+            out.retry = true;
+            let message = format!("{err:#}");
+            match err.downcast_ref::<RunError>() {
+                Some(RunError::Statement { version, .. }) => {
+                    out.failed_version = Some((version.clone(), message.clone()));
+                    Health::Stalled {
+                        reason: "MigrationFailed".into(),
+                        message,
+                    }
+                }
+                // The server, ZooKeeper or the network: it comes back.
+                _ => Health::Progressing {
+                    reason: "Unavailable".into(),
+                    message,
                 },
-                code,
-            )
+            }
+        }
+        Err(e) => {
+            out.code = e.code();
+            Health::Stalled {
+                reason: "Failed".into(),
+                message: e.to_string(),
+            }
         }
     }
 }
 
 /// `chmigrate apply -f PATH…`
-pub async fn apply(
-    paths: &[PathBuf],
-    format: Format,
-    forbid_rollback: bool,
-) -> Result<(), CliError> {
+pub async fn apply(paths: &[PathBuf], format: Format, policy: &Policy) -> Result<(), CliError> {
     let all = read(paths)?;
     if all.sets.is_empty() {
         return Err(CliError::Invalid(
@@ -377,7 +425,7 @@ pub async fn apply(
     sets.sort_by_key(|s| (s.namespace(), s.name_any()));
     let mut results = Vec::new();
     for set in sets {
-        results.push(reconcile(set, &all, forbid_rollback).await);
+        results.push(reconcile(set, &all, policy).await);
     }
     match format {
         Format::Json => super::output::print_json_value(&json!(

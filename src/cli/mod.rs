@@ -1,7 +1,7 @@
 //! The command line: argument parsing, configuration loading and output.
 //! This is the binary's edge; the engine lives in the library.
 
-mod apply;
+pub mod apply;
 pub mod online;
 mod output;
 
@@ -355,6 +355,9 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions (MigrationSet, ClickHouseMigration) as YAML
     Crd,
+    /// Run the Kubernetes operator: reconcile MigrationSets with the same
+    /// engine and ledger as the command line
+    Operator(crate::operator::OperatorArgs),
     /// Print, as JSON, every statement chmigrate sends to a single node (for
     /// compatibility checks against other ClickHouse versions)
     #[command(hide = true)]
@@ -485,7 +488,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Apply {
             files,
             forbid_rollback,
-        } => block_on(apply::apply(&files, format, forbid_rollback)),
+        } => block_on(apply::apply(
+            &files,
+            format,
+            &apply::Policy {
+                forbid_rollback,
+                environment: None,
+            },
+        )),
         Command::Render {
             set,
             namespace,
@@ -493,6 +503,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             out,
             configmap,
         } => cmd_render(&settings, set, namespace, labels, out, configmap, format),
+        Command::Operator(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    CliError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}"))
+                })?;
+            rt.block_on(crate::operator::run(args))
+                .map_err(CliError::Failed)
+        }
         Command::Crd => {
             let yaml = chmigrate::crd::crds_yaml().map_err(|e| CliError::Failed(e.into()))?;
             print!("{yaml}");

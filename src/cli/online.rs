@@ -109,8 +109,17 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// `user@machine (pid N)`: who a CLI run is.
+tokio::task_local! {
+    /// Who a run is when it is not a person at a terminal: the operator sets
+    /// `operator:<namespace>/<name> (<pod>)` around each reconcile.
+    pub static ACTOR: String;
+}
+
+/// `user@machine (pid N)`: who a CLI run is (or the operator's [`ACTOR`]).
 pub fn actor() -> String {
+    if let Ok(a) = ACTOR.try_with(Clone::clone) {
+        return a;
+    }
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!(
         "{user}@{} (chmigrate {}, pid {})",
@@ -375,6 +384,12 @@ async fn locked<T>(
 /// records what it did and releases the lock.
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Asks every run in this process to stop before its next statement (the
+/// operator's shutdown).
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn stop_on_signals() {
     tokio::spawn(async {
         let term = async {
@@ -408,6 +423,12 @@ pub struct MigrateReport {
     pub pending: Vec<PendingTask>,
     pub failed: Vec<(PendingTask, String, String)>,
     pub applied_version: Option<Version>,
+    /// The ledger after the run (statuses read times and durations from it).
+    pub history: Vec<LedgerEntry>,
+    /// Hosts of the target: every host of the cluster, or one.
+    pub host_count: usize,
+    /// Versions the plan skipped (restricted to other environments).
+    pub skipped: Vec<Version>,
 }
 
 /// The engine's migrate (or rollback) over given migrations: the one code
@@ -434,6 +455,33 @@ pub async fn migrate_loaded(
         return Ok(MigrateReport {
             planned: Some((planned, steps, hosts)),
             applied_version: state.applied_version().cloned(),
+            ..Default::default()
+        });
+    }
+    // Nothing to do is decided without the lock and without writing: no
+    // unfinished host work in the ledger and an empty plan. A concurrent
+    // runner that has work holds the lock and does it.
+    let history = store::read_if_exists(&session.conn, &ledger)
+        .await
+        .map_err(ledger_err)?;
+    let host_count = session.cluster_hosts().await.map_err(ch)?.len().max(1);
+    let state = TargetState::fold(&events(&history)?);
+    let engine = session.database_engine().await.map_err(ch)?;
+    let (planned, _) = plan_and_prepare(
+        settings,
+        migrations,
+        &state,
+        &resolve_target(spec, &state),
+        &engine,
+    )?;
+    let skipped: Vec<Version> = planned.skipped.iter().map(|s| s.version.clone()).collect();
+    if pending::open_tasks(&history).is_empty() && planned.steps.is_empty() {
+        return Ok(MigrateReport {
+            outcome: Some(Outcome::default()),
+            applied_version: state.applied_version().cloned(),
+            history,
+            host_count,
+            skipped,
             ..Default::default()
         });
     }
@@ -469,6 +517,9 @@ pub async fn migrate_loaded(
         pending: pending_all,
         failed,
         applied_version: state.applied_version().cloned(),
+        history,
+        host_count,
+        skipped,
     })
 }
 

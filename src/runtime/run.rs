@@ -64,6 +64,7 @@ pub enum RunError {
     #[error("{migration} statement {number} ({location}){}: {message}", host.as_ref().map(|h| format!(" failed on host {h}")).unwrap_or_default())]
     Statement {
         migration: String,
+        version: crate::version::Version,
         location: Location,
         /// 1-based.
         number: usize,
@@ -396,6 +397,7 @@ async fn execute_steps(
                         .await?;
                     return Err(RunError::Statement {
                         migration: m.label(),
+                        version: m.version.clone(),
                         location: ps.location.clone(),
                         number: ps.index + 1,
                         host,

@@ -1,0 +1,113 @@
+//! Step 1 of a reconcile: gather what a set reads — its migrations, the
+//! ConfigMaps and Secrets it names — from the caches, and fingerprint them
+//! so that a reconcile with nothing new can stop here.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use chmigrate::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::manifest::{self, InvalidMigration, Manifests};
+
+use super::context::Stores;
+
+/// A set's inputs.
+pub struct Inputs {
+    pub manifests: Manifests,
+    /// The migration objects the set selects (for their status).
+    pub selected: Vec<Arc<ClickHouseMigration>>,
+    /// Objects of the namespace whose status still names this set but that
+    /// it no longer selects.
+    pub stale: Vec<Arc<ClickHouseMigration>>,
+    /// Changes whenever anything the set's outcome depends on changes; never
+    /// contains a secret (only its hash).
+    pub fingerprint: String,
+}
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn inputs(set: &MigrationSet, stores: &Stores) -> Inputs {
+    let ns = set.namespace().unwrap_or_default();
+    let name = set.name_any();
+    let mut manifests = Manifests {
+        sets: vec![set.clone()],
+        ..Default::default()
+    };
+    let mut selected = Vec::new();
+    let mut stale = Vec::new();
+    let mut objects = stores.migrations.state();
+    objects.sort_by_key(|o| o.name_any());
+    for obj in objects {
+        if obj.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let chosen = manifest::set_uses(
+            set,
+            "ClickHouseMigration",
+            &ns,
+            &obj.name_any(),
+            obj.labels(),
+        );
+        match &obj.0 {
+            Ok(m) => {
+                if chosen {
+                    selected.push(Arc::new(m.clone()));
+                    manifests.migrations.push(m.clone());
+                } else if m
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.sets.iter().any(|e| e.set == name))
+                {
+                    stale.push(Arc::new(m.clone()));
+                }
+            }
+            Err(invalid) => manifests.invalid_migrations.push(InvalidMigration {
+                namespace: ns.clone(),
+                name: obj.name_any(),
+                labels: obj.labels().clone(),
+                error: invalid.error.clone(),
+            }),
+        }
+    }
+    for cm in stores.config_maps.state() {
+        if cm.namespace().as_deref() == Some(ns.as_str())
+            && set.spec.config_maps.contains(&cm.name_any())
+        {
+            manifests.config_maps.push((*cm).clone());
+        }
+    }
+    let wanted = manifest::secret_names(set);
+    for s in stores.secrets.state() {
+        if s.namespace().as_deref() == Some(ns.as_str()) && wanted.contains(&s.name_any()) {
+            manifests.secrets.push((*s).clone());
+        }
+    }
+    manifests.config_maps.sort_by_key(|c| c.name_any());
+    manifests.secrets.sort_by_key(|s| s.name_any());
+    let fingerprint = sha(json!({
+        "generation": set.metadata.generation,
+        "spec": set.spec,
+        "migrations": manifests.migrations.iter().map(|m| json!([m.name_any(), m.spec])).collect::<Vec<_>>(),
+        "invalid": manifests.invalid_migrations.iter().map(|m| json!([m.name, m.error])).collect::<Vec<_>>(),
+        "configMaps": manifests.config_maps.iter().map(|c| json!([c.name_any(), c.data])).collect::<Vec<_>>(),
+        "secrets": manifests.secrets.iter().map(|s| {
+            let data = serde_json::to_vec(&(&s.data, &s.string_data)).unwrap_or_default();
+            json!([s.name_any(), sha(&data)])
+        }).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .as_bytes());
+    Inputs {
+        manifests,
+        selected,
+        stale,
+        fingerprint,
+    }
+}

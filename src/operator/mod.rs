@@ -1,0 +1,357 @@
+//! `chmigrate operator`: the Kubernetes controller. It watches
+//! `MigrationSet`s and what they read (`ClickHouseMigration`s, ConfigMaps,
+//! Secrets), reconciles each set with the engine's one migrate path, and
+//! writes status, conditions and events back. Several replicas elect a
+//! leader through a Lease; the ledger lock still keeps the CLI and the
+//! operator apart.
+
+mod backoff;
+mod context;
+mod dereference;
+mod metrics;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use tokio::sync::watch;
+
+use chmigrate::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::manifest;
+
+use crate::cli::apply::Policy;
+use crate::cli::online::request_stop;
+use context::{Ctx, Settings, Shared, Stores};
+use metrics::{Health, Metrics};
+
+/// Flags of `chmigrate operator`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Namespace to watch (repeatable); all namespaces when none is given
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "CHMIGRATE_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Only MigrationSets with these labels (a Kubernetes label selector)
+    #[arg(long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The environment this operator serves: sets without one get it, sets
+    /// naming another are refused
+    #[arg(long, env = "CHMIGRATE_OPERATOR_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Refuse every rollback, whatever a set allows (production)
+    #[arg(long, env = "CHMIGRATE_FORBID_ROLLBACK")]
+    pub forbid_rollback: bool,
+    /// Address of /metrics, /healthz and /readyz
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Elect a leader through a coordination.k8s.io Lease (required with
+    /// more than one replica)
+    #[arg(long)]
+    pub leader_election: bool,
+    /// Namespace of the Lease
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the Lease
+    #[arg(long, default_value = "chmigrate-operator")]
+    pub lease_name: String,
+    /// Lease duration in seconds (a new leader takes over this long after
+    /// the old one vanished)
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// This instance's name (defaults to the pod name, then the host name)
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// MigrationSets reconciled at once (different targets)
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Seconds between rechecks of a set whose inputs did not change
+    #[arg(long, default_value_t = 300)]
+    pub recheck_seconds: u64,
+}
+
+fn identity(args: &OperatorArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("chmigrate-{}", std::process::id()))
+}
+
+/// Resolves when SIGINT or SIGTERM arrives (or the sender goes away).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn on_signals(tx: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: running migrations stop before their next statement");
+        request_stop();
+        let _ = tx.send(true);
+    });
+}
+
+/// Runs the operator until a signal (or the loss of leadership).
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+    let identity = identity(&args);
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    health.live.store(true, Ordering::SeqCst);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    on_signals(stop_tx.clone());
+    let server = tokio::spawn(metrics::serve(
+        args.listen,
+        metrics.clone(),
+        health.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let mut lease = None;
+    if args.leader_election {
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+                .with_namespace(&args.lease_namespace)
+                .with_identity(&identity)
+                .with_duration(args.lease_seconds)
+                .with_grace(2.min(args.lease_seconds.saturating_sub(1)).max(1))
+                .with_create_mode(kube_lease_manager::LeaseCreateMode::AutoCreate)
+                .build()
+                .await
+                .context("setting up leader election")?;
+        let (mut leader_rx, task) = manager.watch().await;
+        // A standby is ready: it is doing its job, which is waiting.
+        health.ready.store(true, Ordering::SeqCst);
+        tracing::info!(lease = %args.lease_name, %identity, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        loop {
+            if *leader_rx.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leader_rx.changed() => {
+                    if changed.is_err() {
+                        anyhow::bail!("leader election ended unexpectedly");
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => {
+                    drop(leader_rx);
+                    let _ = task.await;
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(%identity, "became the leader");
+        metrics.leader.set(1);
+        health.ready.store(false, Ordering::SeqCst);
+        // Losing the lease stops this instance: the next leader resumes
+        // from the ledger.
+        let mut watch_rx = leader_rx.clone();
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                if watch_rx.changed().await.is_err() || !*watch_rx.borrow_and_update() {
+                    tracing::error!("lost the leader lease; stopping");
+                    request_stop();
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+        });
+        lease = Some((leader_rx, task));
+    }
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "chmigrate".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let shared = Arc::new(Shared::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        Settings {
+            policy: Policy {
+                forbid_rollback: args.forbid_rollback,
+                environment: args.environment.clone(),
+            },
+            recheck: Duration::from_secs(args.recheck_seconds.max(1)),
+            identity: identity.clone(),
+        },
+    ));
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    tracing::info!(namespaces = ?args.namespaces, environment = ?args.environment,
+        forbid_rollback = args.forbid_rollback, "operator starting");
+    let mut controllers = Vec::new();
+    let mut readiness = Vec::new();
+    for ns in scopes {
+        let (fut, stores) = controller(client.clone(), ns, &args, shared.clone(), stop_rx.clone());
+        controllers.push(fut);
+        readiness.push(stores);
+    }
+    let h = health.clone();
+    tokio::spawn(async move {
+        for s in readiness {
+            if !s.ready().await {
+                return;
+            }
+        }
+        h.ready.store(true, Ordering::SeqCst);
+        tracing::info!("caches synced; ready");
+    });
+    futures::future::join_all(controllers).await;
+    if let Some((rx, task)) = lease {
+        drop(rx);
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(manager))) => {
+                let _ = manager.release().await;
+            }
+            _ => tracing::warn!("could not release the leader lease cleanly"),
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn sets_using<K: Resource>(
+    sets: &Store<DeserializeGuard<MigrationSet>>,
+    kind: &'static str,
+    obj: &K,
+) -> Vec<ObjectRef<DeserializeGuard<MigrationSet>>> {
+    let meta = obj.meta();
+    let ns = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let labels = meta.labels.clone().unwrap_or_default();
+    sets.state()
+        .iter()
+        .filter(|s| {
+            s.0.as_ref()
+                .is_ok_and(|set| manifest::set_uses(set, kind, &ns, &name, &labels))
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// One controller over one namespace (or all), with its caches.
+fn controller(
+    client: Client,
+    ns: Option<String>,
+    args: &OperatorArgs,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> (impl std::future::Future<Output = ()>, Stores) {
+    let mut sets_cfg = watcher::Config::default();
+    if let Some(sel) = &args.selector {
+        sets_cfg = sets_cfg.labels(sel);
+    }
+    let (sets, sets_w) = reflector::store();
+    let (migrations, migrations_w) = reflector::store();
+    let (config_maps, config_maps_w) = reflector::store();
+    let (secrets, secrets_w) = reflector::store();
+    let stores = Stores {
+        sets: sets.clone(),
+        migrations,
+        config_maps,
+        secrets,
+    };
+    let set_stream = watcher(
+        api::<DeserializeGuard<MigrationSet>>(&client, &ns),
+        sets_cfg,
+    )
+    .default_backoff()
+    .reflect(sets_w)
+    .applied_objects();
+    let migration_stream = watcher(
+        api::<DeserializeGuard<ClickHouseMigration>>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(migrations_w)
+    .touched_objects();
+    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(config_maps_w)
+        .touched_objects();
+    let secret_stream = watcher(api::<Secret>(&client, &ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(secrets_w)
+        .touched_objects();
+    let (s1, s2, s3) = (sets.clone(), sets.clone(), sets.clone());
+    let ctx = Arc::new(Ctx {
+        shared,
+        stores: stores.clone(),
+    });
+    let fut = Controller::for_stream(set_stream, sets)
+        .watches_stream(
+            migration_stream,
+            move |m: DeserializeGuard<ClickHouseMigration>| {
+                sets_using(&s1, "ClickHouseMigration", &m)
+            },
+        )
+        .watches_stream(cm_stream, move |c: ConfigMap| {
+            sets_using(&s2, "ConfigMap", &c)
+        })
+        .watches_stream(secret_stream, move |s: Secret| {
+            sets_using(&s3, "Secret", &s)
+        })
+        .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)))
+        .graceful_shutdown_on(stopped(stop))
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|r| async move {
+            match r {
+                Ok((o, _)) => tracing::debug!(set = %o, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "controller"),
+            }
+        });
+    (fut, stores)
+}
