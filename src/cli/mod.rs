@@ -503,7 +503,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             out,
             configmap,
         } => cmd_render(&settings, set, namespace, labels, out, configmap, format),
-        Command::Operator(args) => {
+        Command::Operator(mut args) => {
+            args.environment = cli.global.environment.clone();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -52,9 +52,9 @@ pub struct OperatorArgs {
     /// Only MigrationSets with these labels (a Kubernetes label selector)
     #[arg(long, value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// The environment this operator serves: sets without one get it, sets
-    /// naming another are refused
-    #[arg(long, env = "CHMIGRATE_OPERATOR_ENVIRONMENT")]
+    /// The environment this operator serves (the global `--env`): sets
+    /// without one get it, sets naming another are refused
+    #[arg(skip)]
     pub environment: Option<String>,
     /// Refuse every rollback, whatever a set allows (production)
     #[arg(long, env = "CHMIGRATE_FORBID_ROLLBACK")]

@@ -1,0 +1,59 @@
+{{- define "chmigrate.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chmigrate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chmigrate.labels" -}}
+app.kubernetes.io/name: {{ include "chmigrate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+chmigrate.io/environment: {{ .Values.environment }}
+{{- end -}}
+
+{{- define "chmigrate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chmigrate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "chmigrate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "chmigrate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chmigrate.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The rules the controller needs on the namespaces it watches. */}}
+{{- define "chmigrate.watchRules" -}}
+- apiGroups: ["chmigrate.io"]
+  resources: ["migrationsets", "clickhousemigrations"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["chmigrate.io"]
+  resources: ["migrationsets"]
+  verbs: ["patch"]
+- apiGroups: ["chmigrate.io"]
+  resources: ["migrationsets/status", "clickhousemigrations/status"]
+  verbs: ["patch"]
+- apiGroups: ["chmigrate.io"]
+  resources: ["migrationsets/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["configmaps", "secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
