@@ -396,6 +396,22 @@ fn apply_report(
                         message,
                     }
                 }
+                // Wrong credentials or TLS settings: a person (or a secret
+                // rotation) has to act; the Secret's watch brings it back.
+                _ if matches!(
+                    err.downcast_ref::<chmigrate::runtime::ChError>(),
+                    Some(
+                        chmigrate::runtime::ChError::Auth { .. }
+                            | chmigrate::runtime::ChError::Tls { .. }
+                            | chmigrate::runtime::ChError::Config(_)
+                    )
+                ) =>
+                {
+                    Health::Stalled {
+                        reason: "ConnectionRefused".into(),
+                        message,
+                    }
+                }
                 // The server, ZooKeeper or the network: it comes back.
                 _ => Health::Progressing {
                     reason: "Unavailable".into(),

@@ -1,0 +1,637 @@
+//! End-to-end tests of `chmigrate operator`: the real binary, against the
+//! in-repo FAKE Kubernetes API server (tests/support/fake_apiserver.rs — no
+//! real API server can run on these machines) and the real ClickHouse
+//! servers of `scripts/dev-cluster.sh`. Each test uses its own namespace
+//! and database.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use support::fake_apiserver::FakeApiServer;
+use support::*;
+
+/// Cluster tests stop nodes; they run one at a time.
+static CLUSTER_GUARD: Mutex<()> = Mutex::new(());
+
+struct Operator {
+    child: Child,
+    metrics: String,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Operator {
+    fn start(api: &FakeApiServer, dir: &Path, name: &str, extra: &[&str]) -> Operator {
+        let kubeconfig = dir.join("kubeconfig");
+        if !kubeconfig.exists() {
+            api.write_kubeconfig(&kubeconfig);
+        }
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_chmigrate"))
+            .args(["operator", "--listen", &addr, "--recheck-seconds", "2"])
+            .args(["--identity", name])
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("CHMIGRATE_LOG", "info")
+            .env_remove("POD_NAMESPACE")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("operator starts");
+        Operator {
+            child,
+            metrics: format!("http://{addr}/metrics"),
+            log,
+        }
+    }
+
+    /// Sum of a metric's samples whose line starts with `prefix`.
+    fn metric(&self, prefix: &str) -> f64 {
+        http_get(&self.metrics)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http_get(url: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/')?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The namespace and the Secret with the ClickHouse password.
+fn secret(ns: &str) -> String {
+    let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "ch", "namespace": ns },
+        "data": { "password": "czNjcmV0LXB3" }
+    });
+    format!("{namespace}\n---\n{secret}")
+}
+
+fn set(ns: &str, name: &str, db: &str, url: &str, extra: Value) -> String {
+    let mut spec = json!({
+        "connection": {
+            "url": url,
+            "database": db,
+            "credentials": { "user": "chm_secret", "passwordSecretRef": { "name": "ch", "key": "password" } }
+        },
+        "selector": { "matchLabels": { "chmigrate.io/set": name } },
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "chmigrate.io/v1alpha1", "kind": "MigrationSet",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": spec,
+    })
+    .to_string()
+}
+
+fn migration(ns: &str, set: &str, version: &str, up: &str, down: &str) -> String {
+    json!({
+        "apiVersion": "chmigrate.io/v1alpha1", "kind": "ClickHouseMigration",
+        "metadata": { "name": format!("{set}-v{version}"), "namespace": ns,
+                      "labels": { "chmigrate.io/set": set } },
+        "spec": { "version": version, "description": format!("step {version}"), "up": up, "down": down },
+    })
+    .to_string()
+}
+
+fn table(version: &str, table: &str) -> (String, String) {
+    (
+        format!(
+            "CREATE TABLE ${{database}}.{table} (id UInt64, v{version} String) ENGINE = MergeTree ORDER BY id"
+        ),
+        format!("DROP TABLE ${{database}}.{table}"),
+    )
+}
+
+fn condition(obj: &Value, type_: &str) -> (String, String, String) {
+    let c = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_default();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    (s("status"), s("reason"), s("message"))
+}
+
+fn set_obj(api: &FakeApiServer, ns: &str, name: &str) -> Value {
+    api.get("migrationsets", ns, name).unwrap_or_default()
+}
+
+/// Waits until the set's Ready condition has `status` and `reason`, at the
+/// set's current generation.
+fn wait_ready(
+    api: &FakeApiServer,
+    op: &Operator,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
+    wait_set(
+        api,
+        op,
+        ns,
+        name,
+        &format!("Ready={status} ({reason})"),
+        |o| {
+            let (s, r, _) = condition(o, "Ready");
+            s == status && r == reason
+        },
+    )
+}
+
+/// Waits until `check` holds for the set, at its current generation.
+fn wait_set(
+    api: &FakeApiServer,
+    op: &Operator,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    let end = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < end {
+        last = set_obj(api, ns, name);
+        let current = last["status"]["observedGeneration"] == last["metadata"]["generation"];
+        if current && check(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "MigrationSet {ns}/{name} never reached {what}; last: {}\noperator log:\n{}",
+        serde_json::to_string_pretty(&last["status"]).unwrap_or_default(),
+        op.logs()
+    );
+}
+
+fn events(api: &FakeApiServer, ns: &str) -> Vec<(String, String, String)> {
+    api.list("events.events.k8s.io", Some(ns))
+        .iter()
+        .filter(|e| e["apiVersion"] == "events.k8s.io/v1")
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The database's tables without chmigrate's own (ledger, lock).
+fn user_tables(url: &str, db: &str) -> Vec<String> {
+    tables(url, db)
+        .into_iter()
+        .filter(|t| !t.starts_with("schema_migrations"))
+        .collect()
+}
+
+fn completed(url: &str, db: &str, version: &str) -> usize {
+    events_of(&ledger(url, db), version, "completed")
+}
+
+#[test]
+fn a_set_is_applied_kept_idle_blocked_on_tamper_rolled_back_and_retained() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("apps", "orders", unique_db("op_life"));
+    let (up1, down1) = table("1", "a");
+    let (up2, down2) = table("2", "b");
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    api.apply_yaml(&migration(ns, name, "1", &up1, &down1));
+    api.apply_yaml(&migration(ns, name, "2", &up2, &down2));
+    let op = Operator::start(&api, dir.path(), "op-a", &[]);
+
+    let obj = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert_eq!(user_tables(SINGLE, &db), ["a", "b"]);
+    assert_eq!(obj["status"]["appliedVersion"], "2");
+    assert_eq!(obj["status"]["latestVersion"], "2");
+    assert_eq!(obj["status"]["pendingCount"], 0);
+    assert_eq!(obj["status"]["lastRun"]["applied"], json!(["1", "2"]));
+    assert_eq!(condition(&obj, "Stalled").0, "False");
+    assert_eq!(condition(&obj, "Reconciling").0, "False");
+    let m1 = api
+        .get("clickhousemigrations", ns, "orders-v1")
+        .expect("m1");
+    assert_eq!(m1["status"]["phase"], "Applied", "{}", m1["status"]);
+    assert_eq!(m1["status"]["set"], name);
+    assert_eq!(m1["status"]["hosts"], "1/1");
+    assert!(m1["status"]["sets"][0]["appliedAt"].is_string());
+    assert!(
+        events(&api, ns)
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Applied" && n == "applied V1, V2"),
+        "{:?}",
+        events(&api, ns)
+    );
+    let rows = ledger(SINGLE, &db);
+    assert_eq!(completed(SINGLE, &db, "1"), 1);
+    assert!(
+        rows.iter()
+            .filter(|r| r["event"] == "completed")
+            .all(|r| r["actor"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("operator:apps/orders")),
+        "the ledger names the operator and the set"
+    );
+
+    // Idle: rechecks happen (every 2 s here) and write nothing.
+    api.clear_requests();
+    let before = op.metric("chmigrate_reconciles_total");
+    wait_until("two idle rechecks", Duration::from_secs(30), || {
+        op.metric("chmigrate_reconciles_total") >= before + 2.0
+    });
+    let writes: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_write())
+        .collect();
+    assert!(writes.is_empty(), "idle operator wrote: {writes:?}");
+    assert_eq!(
+        ledger(SINGLE, &db).len(),
+        rows.len(),
+        "and no SQL wrote to the ledger"
+    );
+
+    // A new migration is picked up.
+    let (up3, down3) = table("3", "c");
+    api.apply_yaml(&migration(ns, name, "3", &up3, &down3));
+    let obj = wait_set(&api, &op, ns, name, "V3 applied", |o| {
+        o["status"]["appliedVersion"] == "3"
+    });
+    assert_eq!(condition(&obj, "Ready").0, "True");
+    assert_eq!(obj["status"]["appliedVersion"], "3");
+    assert!(user_tables(SINGLE, &db).contains(&"c".to_string()));
+
+    // Changing an applied migration blocks the set until reverted.
+    api.apply_yaml(&migration(
+        ns,
+        name,
+        "1",
+        &up1.replace("String", "UInt8"),
+        &down1,
+    ));
+    let obj = wait_ready(&api, &op, ns, name, "False", "ChecksumMismatch");
+    assert_eq!(condition(&obj, "Stalled").0, "True");
+    assert!(condition(&obj, "Ready").2.contains("checksum"), "{obj}");
+    assert!(
+        events(&api, ns)
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "ChecksumMismatch")
+    );
+    api.apply_yaml(&migration(ns, name, "1", &up1, &down1));
+    wait_ready(&api, &op, ns, name, "True", "Applied");
+
+    // Rolling back needs the policy.
+    let with_target = |allow: bool| {
+        set(
+            ns,
+            name,
+            &db,
+            SINGLE,
+            json!({ "targetVersion": "2", "policy": { "allowRollback": allow } }),
+        )
+    };
+    api.apply_yaml(&with_target(false));
+    wait_ready(&api, &op, ns, name, "False", "RollbackForbidden");
+    assert!(
+        user_tables(SINGLE, &db).contains(&"c".to_string()),
+        "nothing was rolled back"
+    );
+    api.apply_yaml(&with_target(true));
+    let obj = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert_eq!(obj["status"]["appliedVersion"], "2");
+    assert_eq!(obj["status"]["lastRun"]["rolledBack"], json!(["3"]));
+    assert_eq!(user_tables(SINGLE, &db), ["a", "b"]);
+    let m3 = api
+        .get("clickhousemigrations", ns, "orders-v3")
+        .expect("m3");
+    assert_eq!(m3["status"]["phase"], "RolledBack", "{}", m3["status"]);
+
+    // Deleting a Retain set leaves the schema alone.
+    assert!(set_obj(&api, ns, name)["metadata"]["finalizers"].is_null());
+    api.delete("migrationsets", ns, name);
+    assert!(api.get("migrationsets", ns, name).is_none());
+    assert_eq!(user_tables(SINGLE, &db), ["a", "b"]);
+    drop(op);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn a_preview_set_rolls_back_on_deletion_and_a_broken_neighbour_stalls_alone() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ns = "preview";
+    let (db, other_db) = (unique_db("op_prev"), unique_db("op_broken"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(
+        ns,
+        "pr-42",
+        &db,
+        SINGLE,
+        json!({ "policy": { "deletionPolicy": "Rollback" } }),
+    ));
+    for v in ["1", "2"] {
+        let (up, down) = table(v, &format!("t{v}"));
+        api.apply_yaml(&migration(ns, "pr-42", v, &up, &down));
+    }
+    // A neighbour that selects an object the API server stored but that is
+    // not a valid ClickHouseMigration (the CRD's schema would normally stop
+    // it; a fake lets it through, as an old CRD version might).
+    api.apply_yaml(&set(ns, "broken", &other_db, SINGLE, json!({})));
+    api.apply_yaml(
+        &json!({
+            "apiVersion": "chmigrate.io/v1alpha1", "kind": "ClickHouseMigration",
+            "metadata": { "name": "bad", "namespace": ns, "labels": { "chmigrate.io/set": "broken" } },
+            "spec": { "version": 7, "up": ["not", "a", "string"] },
+        })
+        .to_string(),
+    );
+    let op = Operator::start(&api, dir.path(), "op-b", &[]);
+    let obj = wait_ready(&api, &op, ns, "pr-42", "True", "Applied");
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!(["chmigrate.io/rollback"])
+    );
+    assert_eq!(user_tables(SINGLE, &db), ["t1", "t2"]);
+    let broken = wait_ready(&api, &op, ns, "broken", "False", "InvalidMigrations");
+    assert!(
+        condition(&broken, "Ready")
+            .2
+            .contains("ClickHouseMigration preview/bad"),
+        "{broken}"
+    );
+
+    api.delete("migrationsets", ns, "pr-42");
+    wait_until(
+        "the preview set to be gone",
+        Duration::from_secs(60),
+        || api.get("migrationsets", ns, "pr-42").is_none(),
+    );
+    assert!(
+        user_tables(SINGLE, &db).is_empty(),
+        "{:?}",
+        user_tables(SINGLE, &db)
+    );
+    let rows = ledger(SINGLE, &db);
+    assert_eq!(
+        events_of(&rows, "1", "completed"),
+        2,
+        "applied, then rolled back"
+    );
+    assert!(events(&api, ns).iter().any(|(_, r, _)| r == "RolledBack"));
+    drop(op);
+    drop_db(SINGLE, &db, false);
+    drop_db(SINGLE, &other_db, false);
+}
+
+#[test]
+fn a_cluster_set_reports_a_stopped_replica_then_completes_it() {
+    let _g = CLUSTER_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+    require(&NODES);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("analytics", "events", unique_db("op_cluster"));
+    api.apply_yaml(&secret(ns));
+    let spec = json!({
+        "connection": {
+            "url": NODES[0], "database": db, "cluster": CLUSTER,
+            "credentials": { "user": "chm_secret", "passwordSecretRef": { "name": "ch", "key": "password" } }
+        },
+        "policy": { "ddlTimeoutSeconds": 5 },
+    });
+    api.apply_yaml(&set(ns, name, &db, NODES[0], spec));
+    let (up1, down1) = table("1", "e1");
+    api.apply_yaml(&migration(ns, name, "1", &up1, &down1));
+    let op = Operator::start(&api, dir.path(), "op-c", &[]);
+    let obj = wait_ready(&api, &op, ns, name, "True", "Applied");
+    for node in NODES {
+        assert_eq!(user_tables(node, &db), ["e1"], "on {node}");
+    }
+    let m1 = api
+        .get("clickhousemigrations", ns, "events-v1")
+        .expect("m1");
+    assert_eq!(m1["status"]["hosts"], "4/4", "{}", m1["status"]);
+    assert_eq!(obj["spec"]["connection"]["cluster"], CLUSTER);
+
+    dev_cluster(&["stop-node", "4"]);
+    let (up2, down2) = table("2", "e2");
+    api.apply_yaml(&migration(ns, name, "2", &up2, &down2));
+    let pending = wait_ready(&api, &op, ns, name, "False", "HostsPending");
+    assert_eq!(condition(&pending, "Reconciling").0, "True");
+    assert_eq!(
+        pending["status"]["hosts"][0]["host"], "127.0.0.14:9004",
+        "{}",
+        pending["status"]
+    );
+    let m2 = api
+        .get("clickhousemigrations", ns, "events-v2")
+        .expect("m2");
+    assert_eq!(m2["status"]["phase"], "Running");
+    assert_eq!(m2["status"]["hosts"], "3/4");
+    assert!(
+        events(&api, ns)
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "HostsPending")
+    );
+
+    dev_cluster(&["start-node", "4"]);
+    let done = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert!(done["status"]["hosts"].is_null(), "{}", done["status"]);
+    for node in NODES {
+        assert_eq!(user_tables(node, &db), ["e1", "e2"], "on {node}");
+    }
+    assert_eq!(completed(NODES[1], &db, "2"), 1);
+    drop(op);
+    drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn two_operators_elect_one_leader_and_apply_each_migration_once() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("apps", "ha", unique_db("op_ha"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    for v in ["1", "2", "3"] {
+        let (up, down) = table(v, &format!("h{v}"));
+        api.apply_yaml(&migration(ns, name, v, &up, &down));
+    }
+    let le = ["--leader-election", "--lease-seconds", "3"];
+    let a = Operator::start(&api, dir.path(), "op-1", &le);
+    let b = Operator::start(&api, dir.path(), "op-2", &le);
+    let leader = |o: &Operator| o.metric("chmigrate_leader") as i64;
+    wait_until("a leader", Duration::from_secs(30), || {
+        leader(&a) + leader(&b) == 1
+    });
+    wait_ready(&api, &a, ns, name, "True", "Applied");
+    for v in ["1", "2", "3"] {
+        assert_eq!(completed(SINGLE, &db, v), 1, "V{v} applied exactly once");
+    }
+    let lease = api
+        .get("leases", "default", "chmigrate-operator")
+        .expect("lease");
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(holder == "op-1" || holder == "op-2", "{lease}");
+    assert_eq!(holder == "op-1", leader(&a) == 1);
+    assert_eq!(leader(&a) + leader(&b), 1, "never two leaders");
+
+    // The leader dies; the standby takes over and carries on.
+    let (mut dead, survivor) = if holder == "op-1" { (a, b) } else { (b, a) };
+    dead.kill();
+    let (up4, down4) = table("4", "h4");
+    api.apply_yaml(&migration(ns, name, "4", &up4, &down4));
+    wait_until("the standby to lead", Duration::from_secs(40), || {
+        leader(&survivor) == 1
+    });
+    let obj = wait_set(&api, &survivor, ns, name, "V4 applied", |o| {
+        o["status"]["appliedVersion"] == "4"
+    });
+    assert_eq!(condition(&obj, "Ready").0, "True");
+    for v in ["1", "2", "3", "4"] {
+        assert_eq!(completed(SINGLE, &db, v), 1, "V{v} applied exactly once");
+    }
+    drop(survivor);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn a_fixed_secret_recovers_the_set_and_no_secret_reaches_status_events_or_logs() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("secrets", "files", unique_db("op_secret"));
+    // The wrong password first ("wrong-pw-123" in base64).
+    api.apply_yaml(&secret(ns).replace("czNjcmV0LXB3", "d3JvbmctcHctMTIz"));
+    // Migrations as files in a ConfigMap, in two formats.
+    api.apply_yaml(
+        &json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "sql", "namespace": ns },
+            "data": {
+                "V1__first.sql": "CREATE TABLE ${database}.f1 (x UInt8) ENGINE = MergeTree ORDER BY x;\n-- ROLLBACK: DROP TABLE ${database}.f1;\n",
+                "2_second.up.sql": "CREATE TABLE ${database}.f2 (x UInt8) ENGINE = MergeTree ORDER BY x;\n",
+                "2_second.down.sql": "DROP TABLE ${database}.f2;\n",
+            },
+        })
+        .to_string(),
+    );
+    api.apply_yaml(&set(
+        ns,
+        name,
+        &db,
+        SINGLE,
+        json!({ "configMaps": ["sql"] }),
+    ));
+    let op = Operator::start(&api, dir.path(), "op-s", &[]);
+    let failing = wait_ready(&api, &op, ns, name, "False", "ConnectionRefused");
+    assert!(
+        condition(&failing, "Ready")
+            .2
+            .contains("authentication failed: Wrong password for user chm_secret"),
+        "{failing}"
+    );
+    assert_eq!(
+        condition(&failing, "Stalled").0,
+        "True",
+        "a person has to fix the Secret"
+    );
+
+    api.apply_yaml(&secret(ns));
+    let obj = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert_eq!(obj["status"]["appliedVersion"], "2");
+    assert_eq!(user_tables(SINGLE, &db), ["f1", "f2"]);
+
+    let mut everything = String::new();
+    for plural in [
+        "migrationsets",
+        "clickhousemigrations",
+        "events.events.k8s.io",
+        "events",
+        "leases",
+    ] {
+        everything.push_str(&serde_json::to_string(&api.list(plural, None)).unwrap_or_default());
+    }
+    for r in api.requests().iter().filter(|r| r.is_write()) {
+        everything.push_str(&serde_json::to_string(&r.body).unwrap_or_default());
+    }
+    everything.push_str(&op.logs());
+    everything.push_str(&q(
+        SINGLE,
+        &format!("SELECT * FROM `{db}`.schema_migrations FORMAT JSONEachRow"),
+    ));
+    for secret in [
+        "s3cret-pw",
+        "wrong-pw-123",
+        "czNjcmV0LXB3",
+        "d3JvbmctcHctMTIz",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked into status, events, requests, logs or the ledger"
+        );
+    }
+    drop(op);
+    drop_db(SINGLE, &db, false);
+}
