@@ -35,7 +35,7 @@ fn main() {
             match &e {
                 cli::CliError::Invalid(msg) => eprintln!("error: {msg}"),
                 cli::CliError::Failed(err) => eprintln!("error: {err:#}"),
-                cli::CliError::Locked(msg) => eprintln!("error: {msg}"),
+                cli::CliError::Locked(msg, _) => eprintln!("error: {msg}"),
                 cli::CliError::Blocked(_) => eprintln!("{e}\nnothing was executed"),
                 cli::CliError::Reported | cli::CliError::Pending => {}
             }

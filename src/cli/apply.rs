@@ -376,8 +376,12 @@ fn apply_report(
             let messages: Vec<String> = diags.iter().map(ToString::to_string).collect();
             stalled(reason, messages.join("; "), out)
         }
-        Err(CliError::Locked(msg)) => {
+        Err(CliError::Locked(msg, holder)) => {
             out.code = exit::LOCKED;
+            status.lock = holder.map(|(holder, age_seconds)| crd::LockStatus {
+                holder,
+                age_seconds,
+            });
             out.retry = true;
             Health::Progressing {
                 reason: "LockHeld".into(),
@@ -482,8 +486,93 @@ pub async fn apply(paths: &[PathBuf], format: Format, policy: &Policy) -> Result
         Some(exit::HOSTS_PENDING) => Err(CliError::Pending),
         Some(exit::LOCKED) => Err(CliError::Locked(
             "a target is locked by another runner".into(),
+            None,
         )),
         Some(exit::FAILED) => Err(CliError::Failed(anyhow::anyhow!("a MigrationSet failed"))),
         Some(_) => Err(CliError::Reported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> SetResult {
+        SetResult {
+            namespace: "apps".into(),
+            name: "orders".into(),
+            status: MigrationSetStatus::default(),
+            code: exit::OK,
+            facts: None,
+            applied: Vec::new(),
+            rolled_back: Vec::new(),
+            failed_version: None,
+            retry: false,
+        }
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_in_status_and_is_retried() {
+        let mut out = empty();
+        let health = apply_report(
+            &mut out,
+            Err(CliError::Locked(
+                "target is locked: held by ci@runner-7 for 42s".into(),
+                Some(("ci@runner-7 (chmigrate 0.1.0, pid 7)".into(), 42)),
+            )),
+            String::new(),
+        );
+        assert_eq!(
+            health,
+            Health::Progressing {
+                reason: "LockHeld".into(),
+                message: "target is locked: held by ci@runner-7 for 42s".into()
+            }
+        );
+        assert_eq!(
+            out.status.lock,
+            Some(crd::LockStatus {
+                holder: "ci@runner-7 (chmigrate 0.1.0, pid 7)".into(),
+                age_seconds: 42
+            })
+        );
+        assert!(out.retry);
+        assert_eq!(out.code, exit::LOCKED);
+    }
+
+    #[test]
+    fn a_failed_statement_names_its_migration_and_stalls() {
+        let mut out = empty();
+        let err = RunError::Statement {
+            migration: "V3 (events)".into(),
+            version: Version::parse("3").unwrap_or_else(|_| unreachable!()),
+            location: chmigrate::migration::Location::new("V3__events.sql", 4),
+            number: 2,
+            host: Some("127.0.0.12:9002".into()),
+            message: "Code: 62, syntax error".into(),
+        };
+        let health = apply_report(
+            &mut out,
+            Err(CliError::Failed(anyhow::anyhow!(err))),
+            String::new(),
+        );
+        let Health::Stalled { reason, message } = health else {
+            panic!("a failed statement stalls the set");
+        };
+        assert_eq!(reason, "MigrationFailed");
+        assert!(
+            message.contains(
+                "V3 (events) statement 2 (V3__events.sql:4) failed on host 127.0.0.12:9002"
+            ),
+            "{message}"
+        );
+        assert_eq!(
+            out.failed_version.map(|(v, _)| v.to_string()),
+            Some("3".into())
+        );
+        assert!(
+            out.retry,
+            "resumed with backoff: the server may have been at fault"
+        );
     }
 }

@@ -46,8 +46,9 @@ pub enum CliError {
     Failed(anyhow::Error),
     /// Applied, but some hosts had not finished (already printed): exit 3.
     Pending,
-    /// Another runner holds the target's lock: exit 4.
-    Locked(String),
+    /// Another runner holds the target's lock: exit 4. The holder and how
+    /// long it has held the lock, when known.
+    Locked(String, Option<(String, u64)>),
     /// The plan is blocked (not yet printed): exit 2.
     Blocked(Vec<chmigrate::diagnostic::Diagnostic>),
 }
@@ -58,7 +59,7 @@ impl CliError {
             CliError::Invalid(_) | CliError::Reported | CliError::Blocked(_) => exit::INVALID,
             CliError::Failed(_) => exit::FAILED,
             CliError::Pending => exit::HOSTS_PENDING,
-            CliError::Locked(_) => exit::LOCKED,
+            CliError::Locked(..) => exit::LOCKED,
         }
     }
 }
@@ -66,7 +67,7 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Invalid(m) | CliError::Locked(m) => f.write_str(m),
+            CliError::Invalid(m) | CliError::Locked(m, _) => f.write_str(m),
             CliError::Failed(e) => write!(f, "{e:#}"),
             CliError::Reported => f.write_str("problems were reported"),
             CliError::Pending => f.write_str("hosts pending"),

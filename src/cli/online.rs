@@ -335,7 +335,10 @@ async fn locked<T>(
                     &json!({ "ok": false, "locked": true, "lock": info, "message": msg }),
                 );
             }
-            return Err(CliError::Locked(msg));
+            return Err(CliError::Locked(
+                msg,
+                Some((info.holder.clone(), info.age_secs(now_us))),
+            ));
         }
         Err(LockError::Ch(e)) => return Err(ch(e)),
     };
