@@ -635,3 +635,55 @@ fn a_fixed_secret_recovers_the_set_and_no_secret_reaches_status_events_or_logs()
     drop(op);
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn only_watched_namespaces_are_reconciled_with_json_logs_and_health_endpoints() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (db_in, db_out) = (unique_db("op_watched"), unique_db("op_ignored"));
+    for (ns, db) in [("watched", &db_in), ("ignored", &db_out)] {
+        api.apply_yaml(&secret(ns));
+        api.apply_yaml(&set(ns, "s", db, SINGLE, json!({})));
+        let (up, down) = table("1", "w");
+        api.apply_yaml(&migration(ns, "s", "1", &up, &down));
+    }
+    let op = Operator::start(
+        &api,
+        dir.path(),
+        "op-ns",
+        &["--namespace", "watched", "--log-format", "json"],
+    );
+    wait_ready(&api, &op, "watched", "s", "True", "Applied");
+    let base = op.metrics.trim_end_matches("/metrics").to_string();
+    assert_eq!(
+        http_get(&format!("{base}/healthz")).as_deref(),
+        Some("ok\n")
+    );
+    wait_until("/readyz to answer ok", Duration::from_secs(10), || {
+        http_get(&format!("{base}/readyz")).as_deref() == Some("ok\n")
+    });
+    let metrics = http_get(&op.metrics).unwrap_or_default();
+    assert!(
+        metrics.contains(r#"chmigrate_migrations_applied_total{namespace="watched",set="s"} 1"#),
+        "{metrics}"
+    );
+    // The other namespace is never looked at: no request names it.
+    assert!(api.get("migrationsets", "ignored", "s").expect("set")["status"].is_null());
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r.path.contains("/namespaces/ignored/"))
+    );
+    assert!(user_tables(SINGLE, &db_out).is_empty());
+    let logs = op.logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    drop(op);
+    drop_db(SINGLE, &db_in, false);
+}

@@ -40,8 +40,22 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Waits until every cache has its first full list.
+    /// Waits until every cache has its first full list (false when a cache's
+    /// writer is gone).
     pub async fn ready(&self) -> bool {
+        // kube-runtime 5's readiness future keeps a single waker: of several
+        // tasks waiting at once only the last is woken. Polling again with a
+        // short timeout sees the memoized value.
+        loop {
+            if let Ok(ready) =
+                tokio::time::timeout(Duration::from_millis(200), self.ready_once()).await
+            {
+                return ready;
+            }
+        }
+    }
+
+    async fn ready_once(&self) -> bool {
         self.sets.wait_until_ready().await.is_ok()
             && self.migrations.wait_until_ready().await.is_ok()
             && self.config_maps.wait_until_ready().await.is_ok()
