@@ -687,3 +687,77 @@ fn only_watched_namespaces_are_reconciled_with_json_logs_and_health_endpoints() 
     drop(op);
     drop_db(SINGLE, &db_in, false);
 }
+
+#[test]
+fn an_operator_killed_mid_migration_is_replaced_and_converges_without_help() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("crash", "long", unique_db("op_crash"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    let up: String = (0..30)
+        .map(|i| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS ${{database}}.k{i} (x UInt8) ENGINE = MergeTree ORDER BY x;\nSELECT sleep(0.05);\n"
+            )
+        })
+        .collect();
+    api.apply_yaml(&migration(ns, name, "1", &up, "SELECT 1"));
+    let mut first = Operator::start(&api, dir.path(), "op-crash-1", &[]);
+    let done = || {
+        query(
+            SINGLE,
+            &format!("SELECT count() FROM `{db}`.schema_migrations WHERE event = 'statement_done'"),
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
+        .and_then(|v| v.as_object()?.values().next()?.as_u64())
+        .unwrap_or(0)
+    };
+    wait_until(
+        "the migration to be half way",
+        Duration::from_secs(60),
+        || done() >= 20,
+    );
+    let _ = first.child.kill(); // SIGKILL: no chance to record or release anything
+    let _ = first.child.wait();
+    let done_at_kill = events_of(&ledger(SINGLE, &db), "1", "statement_done");
+    assert!(
+        done_at_kill < 60,
+        "killed before the end ({done_at_kill} statements done)"
+    );
+
+    let second = Operator::start(&api, dir.path(), "op-crash-2", &[]);
+    let obj = wait_ready(&api, &second, ns, name, "True", "Applied");
+    assert_eq!(obj["status"]["appliedVersion"], "1");
+    assert_eq!(user_tables(SINGLE, &db).len(), 30);
+    let rows = ledger(SINGLE, &db);
+    for i in 0..60 {
+        let n = rows
+            .iter()
+            .filter(|r| {
+                r["version"] == "1" && r["event"] == "statement_done" && r["statement"] == i
+            })
+            .count();
+        assert_eq!(n, 1, "statement {i} recorded done exactly once");
+    }
+    let forced: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["event"] == "lock_forced")
+        .collect();
+    assert_eq!(
+        forced.len(),
+        1,
+        "the dead instance's lock was taken over, on the record"
+    );
+    assert!(
+        forced[0]["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("op-crash-1")
+    );
+    assert_eq!(completed(SINGLE, &db, "1"), 1);
+    drop(second);
+    drop_db(SINGLE, &db, false);
+}

@@ -115,6 +115,28 @@ tokio::task_local! {
     pub static ACTOR: String;
 }
 
+/// Which held locks a run may take over: the operator's own, left by an
+/// instance that died before this process started.
+#[derive(Debug, Clone)]
+pub struct StaleLocks {
+    /// Holders starting with this are instances of the same operator for
+    /// the same set (`operator:<ns>/<name> (`).
+    pub holder_prefix: String,
+    /// When this process started (µs since the epoch).
+    pub started_us: u64,
+}
+
+impl StaleLocks {
+    pub fn is_stale(&self, holder: &str, acquired_us: u64) -> bool {
+        holder.starts_with(&self.holder_prefix) && acquired_us < self.started_us
+    }
+}
+
+tokio::task_local! {
+    /// Set by the operator around each reconcile; the CLI never takes over.
+    pub static STALE_LOCKS: StaleLocks;
+}
+
 /// `user@machine (pid N)`: who a CLI run is (or the operator's [`ACTOR`]).
 pub fn actor() -> String {
     if let Ok(a) = ACTOR.try_with(Clone::clone) {
@@ -314,15 +336,54 @@ async fn locked<T>(
         .await
         .map_err(ledger_err)?;
     let run = run_id();
-    let held = lock::acquire(
-        &session.conn,
-        ledger,
-        &actor(),
-        &run,
-        session.server.major,
-        &before,
-    )
-    .await;
+    let me = actor();
+    let acquire = || {
+        lock::acquire(
+            &session.conn,
+            ledger,
+            &me,
+            &run,
+            session.server.major,
+            &before,
+        )
+    };
+    let mut held = acquire().await;
+    if let Err(LockError::Held { info, .. }) = &held
+        && let Ok(rule) = STALE_LOCKS.try_with(Clone::clone)
+        && rule.is_stale(&info.holder, info.acquired_us)
+    {
+        // A previous instance of this operator died holding the lock; only
+        // one instance runs at a time (leader Lease), so it is not coming
+        // back. Take it over, on the record.
+        tracing::warn!(holder = %info.holder, "taking over a lock left by a previous operator instance");
+        lock::force(
+            &session.conn,
+            ledger,
+            session.server.major,
+            session.cfg.ddl_timeout.as_secs(),
+        )
+        .await
+        .map_err(ch)?;
+        let mut writer = Writer::open(
+            session.conn.clone(),
+            ledger.clone(),
+            template(settings, &run),
+        )
+        .await
+        .map_err(ledger_err)?;
+        writer
+            .write(|e| {
+                e.event = "lock_forced".into();
+                e.details = json!({
+                    "previous": info,
+                    "reason": "held by a previous instance of this operator, which is gone",
+                })
+                .to_string();
+            })
+            .await
+            .map_err(ledger_err)?;
+        held = acquire().await;
+    }
     let lock = match held {
         Ok(l) => l,
         Err(LockError::Held { info, now_us }) => {

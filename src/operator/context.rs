@@ -27,6 +27,9 @@ pub struct Settings {
     pub recheck: Duration,
     /// Who this instance is (pod name), for the ledger and events.
     pub identity: String,
+    /// When this process started (µs): a ledger lock an instance of this
+    /// operator took before then belongs to a dead instance.
+    pub started_us: u64,
 }
 
 /// The caches (reflector stores) one controller reads from: a reconcile

@@ -211,6 +211,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),
+            started_us: chmigrate::runtime::store::now_us(),
         },
     ));
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {

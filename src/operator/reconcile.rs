@@ -23,7 +23,7 @@ use super::context::{Ctx, Memo};
 use super::dereference::{self, Inputs};
 use super::metrics::{ResultLabels, SetLabels};
 use crate::cli::apply::{self, SetResult};
-use crate::cli::online::{ACTOR, TargetSpec};
+use crate::cli::online::{ACTOR, STALE_LOCKS, StaleLocks, TargetSpec};
 
 /// The finalizer a set with `deletionPolicy: Rollback` carries.
 pub const FINALIZER: &str = "chmigrate.io/rollback";
@@ -189,12 +189,12 @@ async fn engine(
         key_of(set),
         ctx.shared.settings.identity
     );
-    ACTOR
-        .scope(
-            actor,
-            apply::reconcile_to(set, &inputs.manifests, &ctx.shared.settings.policy, target),
-        )
-        .await
+    let stale = StaleLocks {
+        holder_prefix: format!("operator:{} (", key_of(set)),
+        started_us: ctx.shared.settings.started_us,
+    };
+    let run = apply::reconcile_to(set, &inputs.manifests, &ctx.shared.settings.policy, target);
+    ACTOR.scope(actor, STALE_LOCKS.scope(stale, run)).await
 }
 
 /// Writes the outcome: the set's status, its migrations' statuses, events

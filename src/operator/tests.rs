@@ -135,6 +135,7 @@ fn ctx(
             policy: Policy::default(),
             recheck: Duration::from_secs(300),
             identity: "test".into(),
+            started_us: 0,
         },
     ));
     Arc::new(Ctx {
