@@ -523,32 +523,33 @@ pub async fn migrate_loaded(
         });
     }
     // Nothing to do is decided without the lock and without writing: no
-    // unfinished host work in the ledger and an empty plan. A concurrent
-    // runner that has work holds the lock and does it.
+    // unfinished host work in the ledger and an empty plan. Anything else —
+    // work, or a plan that is blocked — goes through the lock, so a runner
+    // that is still busy is reported as the lock holder, not as a problem.
     let history = store::read_if_exists(&session.conn, &ledger)
         .await
         .map_err(ledger_err)?;
     let host_count = session.cluster_hosts().await.map_err(ch)?.len().max(1);
     let state = TargetState::fold(&events(&history)?);
     let engine = session.database_engine().await.map_err(ch)?;
-    let (planned, _) = plan_and_prepare(
-        settings,
-        migrations,
-        &state,
-        &resolve_target(spec, &state),
-        &engine,
-    )?;
-    let skipped: Vec<Version> = planned.skipped.iter().map(|s| s.version.clone()).collect();
-    if pending::open_tasks(&history).is_empty() && planned.steps.is_empty() {
-        return Ok(MigrateReport {
-            outcome: Some(Outcome::default()),
-            applied_version: state.applied_version().cloned(),
-            history,
-            host_count,
-            skipped,
-            ..Default::default()
-        });
-    }
+    let target = resolve_target(spec, &state);
+    let skipped: Vec<Version> =
+        match plan_and_prepare(settings, migrations, &state, &target, &engine) {
+            Ok((planned, _))
+                if pending::open_tasks(&history).is_empty() && planned.steps.is_empty() =>
+            {
+                return Ok(MigrateReport {
+                    outcome: Some(Outcome::default()),
+                    applied_version: state.applied_version().cloned(),
+                    skipped: planned.skipped.iter().map(|s| s.version.clone()).collect(),
+                    history,
+                    host_count,
+                    ..Default::default()
+                });
+            }
+            Ok((planned, _)) => planned.skipped.iter().map(|s| s.version.clone()).collect(),
+            Err(_) => Vec::new(),
+        };
     let (outcome, still, failed) = locked(
         &session,
         settings,
