@@ -513,3 +513,43 @@ fn every_command_has_help() {
     let out = run_in(&repo(), &["--help"], &[("CHMIGRATE_PASSWORD", "s3cret-pw")]);
     assert!(!out.stdout.contains("s3cret-pw"));
 }
+
+#[test]
+fn hostile_names_are_refused_before_anything_is_sent() {
+    // Port 9 is closed: an attempt to connect would fail with exit 1, so exit 2
+    // with the name's problem proves nothing was sent.
+    for (flag, value, what) in [
+        (
+            "--database",
+            "x`; DROP DATABASE system; --",
+            "database name",
+        ),
+        ("--database", "a b", "database name"),
+        ("--cluster", "c' OR 1=1", "cluster name"),
+        ("--history-table", "t`(x) ENGINE=Log; --", "history table name"),
+        ("--history-table", "../../etc", "history table name"),
+    ] {
+        for cmd in ["migrate", "status", "unlock"] {
+            let out = run(&[
+                "--url",
+                "http://127.0.0.1:9",
+                "--dir",
+                "examples/flyway",
+                flag,
+                value,
+                cmd,
+            ]);
+            assert_eq!(
+                out.code, 2,
+                "{flag} {value:?} {cmd}: {}{}",
+                out.stdout, out.stderr
+            );
+            assert!(
+                out.stderr.contains(what),
+                "{flag} {value:?} {cmd}: {}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("cannot connect"), "{}", out.stderr);
+        }
+    }
+}

@@ -203,6 +203,26 @@ mod tests {
         assert!(Ident::new("t", "naïve").is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a user writes in a name, quoted it is one identifier
+        /// token and a literal one string token: nothing can change the
+        /// SQL around it. And validation accepts only the safe alphabet.
+        #[test]
+        fn any_name_quotes_to_one_token(name in "\\PC{0,40}") {
+            let q = quote(&name);
+            let toks = tokenize(&q).unwrap();
+            proptest::prop_assert_eq!(toks.len(), 1, "{}", q);
+            proptest::prop_assert_eq!(toks[0].kind, TokenKind::QuotedIdent);
+            let lit = string_literal(&name);
+            let toks = tokenize(&lit).unwrap();
+            proptest::prop_assert_eq!(toks.len(), 1, "{}", lit);
+            proptest::prop_assert_eq!(toks[0].kind, TokenKind::String);
+            if let Ok(id) = Ident::new("database name", &name) {
+                proptest::prop_assert!(id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)));
+            }
+        }
+    }
+
     #[test]
     fn quoting_is_a_single_token() {
         for hostile in ["a`b", "a\\`; DROP", "x\\", "'", "`", "\\\\`"] {
