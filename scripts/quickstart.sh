@@ -34,5 +34,9 @@ echo "== chmigrate apply -f examples/k8s/quickstart.yaml (the operator's reconci
 "$bin" apply -f examples/k8s/quickstart.yaml
 
 echo
+echo "== chmigrate apply -f examples/k8s/cluster.yaml (a MigrationSet on the 2x2 cluster)"
+"$bin" apply -f examples/k8s/cluster.yaml
+
+echo
 echo "== chmigrate status (read through node 3)"
 "$bin" --url http://127.0.0.13:8123 --cluster chm_cluster --database quickstart status
