@@ -19,11 +19,12 @@ bash scripts/dev-cluster.sh install
 bash scripts/dev-cluster.sh start-single
 bash scripts/dev-cluster.sh start-cluster
 
-step "tools of the delivery tests: Lua 5.1 (Argo CD health checks)"
+step "tools of the delivery tests: Lua 5.1 (Argo CD health checks), the Helm library (chart lint)"
 if ! command -v lua5.1 >/dev/null; then
   apt-get update -qq && apt-get install -y -qq lua5.1 >/dev/null
 fi
 command -v kubectl >/dev/null || { echo "kubectl is needed (kubectl kustomize)" >&2; exit 1; }
+bash scripts/helm.sh version
 
 step "cargo test (unit, property and integration tests)"
 cargo test --no-fail-fast --lib --bins --tests

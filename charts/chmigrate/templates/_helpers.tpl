@@ -36,11 +36,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
-{{/* The rules the controller needs on the namespaces it watches. */}}
+{{/* The rules the controller needs on the namespaces it watches: it reads
+through watch caches only (list, watch; no get), patches status and
+finalizers, and writes Events. tests/chart.rs checks these against the
+requests the operator makes. */}}
 {{- define "chmigrate.watchRules" -}}
 - apiGroups: ["chmigrate.io"]
   resources: ["migrationsets", "clickhousemigrations"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["chmigrate.io"]
   resources: ["migrationsets"]
   verbs: ["patch"]
@@ -52,7 +55,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["configmaps", "secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
