@@ -13,7 +13,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use support::*;
 
 const STATEMENTS: usize = 50;
@@ -58,14 +57,7 @@ fn args<'a>(db: &'a str, dir: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn done_count(db: &str) -> u64 {
-    query(
-        SINGLE,
-        &format!("SELECT count() FROM `{db}`.schema_migrations WHERE event = 'statement_done'"),
-    )
-    .ok()
-    .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
-    .and_then(|v| v.as_object()?.values().next()?.as_u64())
-    .unwrap_or(0)
+    ledger_count(SINGLE, db, "statement_done")
 }
 
 /// Runs `migrate` until it succeeds, doing what the runbook says for each

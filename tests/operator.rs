@@ -705,16 +705,7 @@ fn an_operator_killed_mid_migration_is_replaced_and_converges_without_help() {
         .collect();
     api.apply_yaml(&migration(ns, name, "1", &up, "SELECT 1"));
     let mut first = Operator::start(&api, dir.path(), "op-crash-1", &[]);
-    let done = || {
-        query(
-            SINGLE,
-            &format!("SELECT count() FROM `{db}`.schema_migrations WHERE event = 'statement_done'"),
-        )
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
-        .and_then(|v| v.as_object()?.values().next()?.as_u64())
-        .unwrap_or(0)
-    };
+    let done = || ledger_count(SINGLE, &db, "statement_done");
     wait_until(
         "the migration to be half way",
         Duration::from_secs(60),

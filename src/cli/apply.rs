@@ -151,6 +151,23 @@ pub struct SetResult {
     pub retry: bool,
 }
 
+impl SetResult {
+    /// Nothing known yet about the set `namespace/name`.
+    pub fn new(namespace: String, name: String) -> Self {
+        SetResult {
+            namespace,
+            name,
+            status: MigrationSetStatus::default(),
+            code: exit::OK,
+            facts: None,
+            applied: Vec::new(),
+            rolled_back: Vec::new(),
+            failed_version: None,
+            retry: false,
+        }
+    }
+}
+
 /// Reconciles one set towards its `targetVersion` (or the latest).
 pub async fn reconcile(set: &MigrationSet, all: &Manifests, policy: &Policy) -> SetResult {
     reconcile_to(set, all, policy, None).await
@@ -164,17 +181,10 @@ pub async fn reconcile_to(
     policy: &Policy,
     target: Option<TargetSpec>,
 ) -> SetResult {
-    let mut out = SetResult {
-        namespace: set.namespace().unwrap_or_else(|| "default".into()),
-        name: set.name_any(),
-        status: MigrationSetStatus::default(),
-        code: exit::OK,
-        facts: None,
-        applied: Vec::new(),
-        rolled_back: Vec::new(),
-        failed_version: None,
-        retry: false,
-    };
+    let mut out = SetResult::new(
+        set.namespace().unwrap_or_else(|| "default".into()),
+        set.name_any(),
+    );
     let loaded = manifest::migrations_for(set, all);
     out.status.latest_version = loaded
         .migrations
@@ -498,17 +508,7 @@ mod tests {
     use super::*;
 
     fn empty() -> SetResult {
-        SetResult {
-            namespace: "apps".into(),
-            name: "orders".into(),
-            status: MigrationSetStatus::default(),
-            code: exit::OK,
-            facts: None,
-            applied: Vec::new(),
-            rolled_back: Vec::new(),
-            failed_version: None,
-            retry: false,
-        }
+        SetResult::new("apps".into(), "orders".into())
     }
 
     #[test]

@@ -321,6 +321,30 @@ impl Progress for Printer {
     }
 }
 
+/// Records in the ledger that a lock was broken, and why.
+async fn record_lock_forced(
+    session: &Session,
+    settings: &Settings,
+    run: &str,
+    details: serde_json::Value,
+) -> Result<(), CliError> {
+    let mut writer = Writer::open(
+        session.conn.clone(),
+        session.cfg.ledger.clone(),
+        template(settings, run),
+    )
+    .await
+    .map_err(ledger_err)?;
+    writer
+        .write(|e| {
+            e.event = "lock_forced".into();
+            e.details = details.to_string();
+        })
+        .await
+        .map_err(ledger_err)?;
+    Ok(())
+}
+
 /// Holds the lock for `f`, records lock events, and always releases.
 async fn locked<T>(
     session: &Session,
@@ -364,24 +388,16 @@ async fn locked<T>(
         )
         .await
         .map_err(ch)?;
-        let mut writer = Writer::open(
-            session.conn.clone(),
-            ledger.clone(),
-            template(settings, &run),
+        record_lock_forced(
+            session,
+            settings,
+            &run,
+            json!({
+                "previous": info,
+                "reason": "held by a previous instance of this operator, which is gone",
+            }),
         )
-        .await
-        .map_err(ledger_err)?;
-        writer
-            .write(|e| {
-                e.event = "lock_forced".into();
-                e.details = json!({
-                    "previous": info,
-                    "reason": "held by a previous instance of this operator, which is gone",
-                })
-                .to_string();
-            })
-            .await
-            .map_err(ledger_err)?;
+        .await?;
         held = acquire().await;
     }
     let lock = match held {
@@ -454,22 +470,27 @@ pub fn request_stop() {
     STOP.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Resolves on SIGINT or SIGTERM.
+pub async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 fn stop_on_signals() {
     tokio::spawn(async {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
+        terminated().await;
         eprintln!("stopping after the current statement (the ledger records where)…");
-        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        request_stop();
     });
 }
 
@@ -991,20 +1012,7 @@ pub async fn unlock(settings: &Settings, format: Format) -> Result<(), CliError>
         .await
         .map_err(ledger_err)?
     {
-        let mut writer = Writer::open(
-            session.conn.clone(),
-            ledger.clone(),
-            template(settings, &run_id()),
-        )
-        .await
-        .map_err(ledger_err)?;
-        writer
-            .write(|e| {
-                e.event = "lock_forced".into();
-                e.details = json!({ "previous": info }).to_string();
-            })
-            .await
-            .map_err(ledger_err)?;
+        record_lock_forced(&session, settings, &run_id(), json!({ "previous": info })).await?;
     }
     let text = format!("lock released (was {})", info.describe(now_us()));
     output::print_message(

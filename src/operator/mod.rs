@@ -102,18 +102,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 fn on_signals(tx: watch::Sender<bool>) {
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
+        crate::cli::online::terminated().await;
         tracing::info!("shutting down: running migrations stop before their next statement");
         request_stop();
         let _ = tx.send(true);

@@ -86,6 +86,16 @@ pub fn merge_diff(old: &Value, new: &Value) -> Value {
     }
 }
 
+/// The `status` of a merge patch from `old` to `new` (all of `new` when
+/// there was none).
+fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T) -> Value {
+    let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
+    match old.map(serde_json::to_value) {
+        Some(Ok(o)) => merge_diff(&o, &new_v),
+        _ => new_v,
+    }
+}
+
 /// The controller's entry point.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<MigrationSet>>,
@@ -240,11 +250,7 @@ async fn write_set_status(
     if old == Some(new) {
         return Ok(());
     }
-    let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
-    let status = match old.map(serde_json::to_value) {
-        Some(Ok(o)) => merge_diff(&o, &new_v),
-        _ => new_v,
-    };
+    let status = status_patch(old, new);
     let api: Api<MigrationSet> = Api::namespaced(
         ctx.shared.client.clone(),
         set.namespace().as_deref().unwrap_or("default"),
@@ -303,11 +309,7 @@ async fn write_migration_statuses(
         if m.status.as_ref() == Some(&new) {
             continue;
         }
-        let new_v = serde_json::to_value(&new).unwrap_or(Value::Null);
-        let status = match m.status.as_ref().map(serde_json::to_value) {
-            Some(Ok(o)) => merge_diff(&o, &new_v),
-            _ => new_v,
-        };
+        let status = status_patch(m.status.as_ref(), &new);
         let api: Api<ClickHouseMigration> = Api::namespaced(
             ctx.shared.client.clone(),
             m.namespace().as_deref().unwrap_or("default"),

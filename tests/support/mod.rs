@@ -163,6 +163,19 @@ pub fn events_of(ledger: &[Value], version: &str, event: &str) -> usize {
         .count()
 }
 
+/// How many ledger rows of `event` a database has; 0 while the database or
+/// the ledger does not exist yet (for polling a run in progress).
+pub fn ledger_count(url: &str, db: &str, event: &str) -> u64 {
+    query(
+        url,
+        &format!("SELECT count() FROM `{db}`.schema_migrations WHERE event = '{event}'"),
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
+    .and_then(|v| v.as_object()?.values().next()?.as_u64())
+    .unwrap_or(0)
+}
+
 /// Polls `f` until it returns true or `deadline` passes.
 pub fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
