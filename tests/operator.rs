@@ -752,3 +752,60 @@ fn an_operator_killed_mid_migration_is_replaced_and_converges_without_help() {
     drop(second);
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn the_cli_and_the_operator_exclude_each_other_through_the_ledger_lock() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("shared", "both", unique_db("op_cli"));
+    // One migration, the same SQL for both runners (same checksum).
+    let up = "CREATE TABLE IF NOT EXISTS ${database}.slow (x UInt8) ENGINE = MergeTree ORDER BY x;\nSELECT sleep(3);\n";
+    let files = folder(&[("V1__slow.sql", &format!("{up}-- ROLLBACK: SELECT 1;\n"))]);
+    let cli = spawn(&[
+        "--url",
+        SINGLE,
+        "--user",
+        "chm_secret",
+        "--password",
+        "s3cret-pw",
+        "--database",
+        &db,
+        "--dir",
+        files.path().to_str().expect("utf-8"),
+        "migrate",
+    ]);
+    wait_until("the CLI to hold the lock", Duration::from_secs(30), || {
+        user_tables(SINGLE, &db).contains(&"slow".to_string())
+    });
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    api.apply_yaml(&migration(ns, name, "1", up, "SELECT 1"));
+    let op = Operator::start(&api, dir.path(), "op-lock", &[]);
+    let waiting = wait_ready(&api, &op, ns, name, "False", "LockHeld");
+    assert!(
+        waiting["status"]["lock"]["holder"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("chmigrate"),
+        "the status names the CLI run holding the lock: {}",
+        waiting["status"]
+    );
+    assert_eq!(condition(&waiting, "Reconciling").0, "True");
+    let out = wait_out(cli);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let done = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert!(done["status"]["lock"].is_null(), "{}", done["status"]);
+    assert_eq!(completed(SINGLE, &db, "1"), 1, "applied once, by the CLI");
+    let rows = ledger(SINGLE, &db);
+    assert!(
+        !rows.iter().any(|r| r["event"] == "started"
+            && r["actor"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("operator:")),
+        "the operator found it applied and ran nothing"
+    );
+    drop(op);
+    drop_db(SINGLE, &db, false);
+}
