@@ -526,7 +526,11 @@ fn hostile_names_are_refused_before_anything_is_sent() {
         ),
         ("--database", "a b", "database name"),
         ("--cluster", "c' OR 1=1", "cluster name"),
-        ("--history-table", "t`(x) ENGINE=Log; --", "history table name"),
+        (
+            "--history-table",
+            "t`(x) ENGINE=Log; --",
+            "history table name",
+        ),
         ("--history-table", "../../etc", "history table name"),
     ] {
         for cmd in ["migrate", "status", "unlock"] {
