@@ -34,6 +34,7 @@
 #   stop-node N    graceful stop of cluster node N (1..4), waits for exit
 #   start-node N   (re)start cluster node N and wait until it answers
 #   kill-node N    SIGKILL cluster node N
+#   kill-single    SIGKILL the single node (start-single brings it back)
 #   pause-node N   SIGSTOP cluster node N
 #   resume-node N  SIGCONT cluster node N
 #   stop-zk        stop ZooKeeper
@@ -657,8 +658,10 @@ cmd_start_node() {
     echo "node$1: http://$(node_addr "$1"):$HTTP_PORT"
 }
 
-cmd_kill_node() {
-    local name="node$1" pid
+# kill_proc NAME: SIGKILL (a crash: no shutdown, nothing flushed) and wait
+# until the process is gone.
+kill_proc() {
+    local name=$1 pid
     if ! pid=$(pid_of "$name"); then
         log "$name is not running"
         return 0
@@ -722,7 +725,8 @@ main() {
     stop) cmd_stop ;;
     stop-node) check_node_arg "${1:-}" && stop_proc "node$1" ;;
     start-node) cmd_start_node "${1:-}" ;;
-    kill-node) check_node_arg "${1:-}" && cmd_kill_node "$1" ;;
+    kill-node) check_node_arg "${1:-}" && kill_proc "node$1" ;;
+    kill-single) kill_proc single ;;
     pause-node) check_node_arg "${1:-}" && signal_proc "node$1" STOP ;;
     resume-node) check_node_arg "${1:-}" && signal_proc "node$1" CONT ;;
     stop-zk) cmd_stop_zk ;;

@@ -125,14 +125,17 @@ fn migrate_through_one_node_read_status_through_another() {
     drop_db(NODES[0], &db, true);
 }
 
-#[test]
-fn a_replica_down_during_on_cluster_is_reported_then_verified() {
+/// Node 4 is taken down by `down` before an ON CLUSTER migration; the run
+/// reports it pending (exit 3) and, while it stays down, keeps saying so;
+/// `still_down` may change how it is down (a paused node killed); once it is
+/// back, a run verifies it without re-running the DDL anywhere.
+fn replica_down_is_reported_then_verified(down: &[&str], still_down: &[&str]) {
     let _g = serial();
     healthy();
     // The ledger exists on every node before anything is stopped.
     let (db, dir) = replicated_target("down");
     let d = dir.path().to_str().unwrap();
-    dev_cluster(&["stop-node", "4"]);
+    dev_cluster(down);
     let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "3"]));
     assert_eq!(out.code, 3, "applied, hosts pending: {}", out.all());
     assert!(
@@ -159,6 +162,9 @@ fn a_replica_down_during_on_cluster_is_reported_then_verified() {
             .starts_with("pending: V1 statement 1"),
         "{st}"
     );
+    if !still_down.is_empty() {
+        dev_cluster(still_down);
+    }
     // While the host is still down, another run still says pending (exit 3).
     assert_eq!(
         chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "3"])).code,
@@ -198,7 +204,22 @@ fn a_replica_down_during_on_cluster_is_reported_then_verified() {
             .all(|h| h["state"] == "in sync"),
         "{st}"
     );
+    for node in NODES {
+        assert!(tables(node, &db).contains(&"t".to_string()), "{node}");
+    }
     drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn a_replica_down_during_on_cluster_is_reported_then_verified() {
+    replica_down_is_reported_then_verified(&["stop-node", "4"], &[]);
+}
+
+#[test]
+fn a_replica_paused_then_killed_during_on_cluster_is_reported_then_verified() {
+    // SIGSTOP: the node keeps its connections and its ZooKeeper session but
+    // answers nothing; then SIGKILL, a crash, before it is started again.
+    replica_down_is_reported_then_verified(&["pause-node", "4"], &["kill-node", "4"]);
 }
 
 #[test]
@@ -235,6 +256,78 @@ fn zookeeper_down_fails_clearly_and_the_next_run_completes() {
     for node in NODES {
         wait_until("table on every node", Duration::from_secs(30), || {
             tables(node, &db).contains(&"t".to_string())
+        });
+    }
+    drop_db(NODES[0], &db, true);
+}
+
+#[test]
+fn zookeeper_stopped_during_a_run_fails_clearly_and_the_next_run_resumes() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("zkrun");
+    let rmt = |t: &str| {
+        format!(
+            "CREATE TABLE ${{database}}.{t} (x UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/${{database}}/{t}', '{{replica}}') ORDER BY x;\n"
+        )
+    };
+    // ZooKeeper is stopped while the sleeps run, between the two DDLs.
+    let sql = format!(
+        "{}SELECT sleep(3);\nSELECT sleep(3);\n{}",
+        rmt("a"),
+        rmt("b")
+    );
+    let dir = folder(&[("V1__two.sql", &sql)]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        chm(&args(0, &db, d, &["baseline", "--version", "0"])).code,
+        0
+    );
+    let run = spawn(&args(0, &db, d, &["migrate", "--ddl-timeout", "10"]));
+    wait_until("the first DDL done", Duration::from_secs(30), || {
+        ledger_count(NODES[0], &db, "statement_done") >= 1
+    });
+    dev_cluster(&["stop-zk"]);
+    let out = wait_out(run);
+    dev_cluster(&["start-zk"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("ZooKeeper")
+            || out.stderr.contains("read-only")
+            || out.stderr.contains("readonly"),
+        "the error says what is wrong: {}",
+        out.stderr
+    );
+    // The runbook: once ZooKeeper is back, run again; a lock left by the
+    // failed run (it could not release it without ZooKeeper) is unlocked.
+    let mut unlocked = 0;
+    let mut last = String::new();
+    wait_until(
+        "a run succeeds after ZooKeeper is back",
+        Duration::from_secs(120),
+        || {
+            let out = chm(&args(0, &db, d, &["migrate", "--ddl-timeout", "10"]));
+            if out.code == 4 {
+                assert_eq!(chm(&args(0, &db, d, &["unlock"])).code, 0);
+                unlocked += 1;
+            }
+            assert_ne!(out.code, 2, "no repair needed: {}", out.all());
+            last = out.all();
+            out.code == 0
+        },
+    );
+    assert!(unlocked <= 1, "{last}");
+    let l = ledger(NODES[0], &db);
+    assert_eq!(events_of(&l, "1", "completed"), 1, "{l:?}");
+    let first_ddl = l
+        .iter()
+        .filter(|r| r["event"] == "statement_done" && r["statement"] == 0)
+        .count();
+    assert_eq!(first_ddl, 1, "the first DDL ran once: {l:?}");
+    for node in NODES {
+        wait_until("both tables on every node", Duration::from_secs(30), || {
+            let t = tables(node, &db);
+            t.contains(&"a".to_string()) && t.contains(&"b".to_string())
         });
     }
     drop_db(NODES[0], &db, true);

@@ -86,6 +86,13 @@ fn ch(e: ChError) -> CliError {
     CliError::Failed(anyhow::anyhow!(e))
 }
 
+fn lock_err(e: LockError) -> CliError {
+    match e {
+        LockError::Ch(c) => ch(c),
+        other => CliError::Failed(anyhow::anyhow!(other)),
+    }
+}
+
 fn ledger_err(e: LedgerError) -> CliError {
     match e {
         LedgerError::Shape { .. } | LedgerError::Row { .. } => CliError::Invalid(e.to_string()),
@@ -116,19 +123,38 @@ tokio::task_local! {
 }
 
 /// Which held locks a run may take over: the operator's own, left by an
-/// instance that died before this process started.
+/// instance that is provably gone.
+///
+/// A lock is only ever taken over when it was taken before this process
+/// started (or became the leader) by an operator working on the same set,
+/// and either this instance holds the leader Lease (so the holder lost it
+/// and stops before its next statement) or the holder has this instance's
+/// own identity (this pod's container restarted). Two operators without
+/// leader election never take each other's locks: the second waits, the
+/// set says `LockHeld` naming the holder.
 #[derive(Debug, Clone)]
 pub struct StaleLocks {
     /// Holders starting with this are instances of the same operator for
     /// the same set (`operator:<ns>/<name> (`).
     pub holder_prefix: String,
-    /// When this process started (µs since the epoch).
+    /// This instance's identity (pod name).
+    pub identity: String,
+    /// Whether this instance holds the leader Lease.
+    pub leader: bool,
+    /// When this process started, or became the leader (µs since the
+    /// epoch).
     pub started_us: u64,
 }
 
 impl StaleLocks {
     pub fn is_stale(&self, holder: &str, acquired_us: u64) -> bool {
-        holder.starts_with(&self.holder_prefix) && acquired_us < self.started_us
+        let Some(who) = holder
+            .strip_prefix(&self.holder_prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+        else {
+            return false;
+        };
+        acquired_us < self.started_us && (self.leader || who == self.identity)
     }
 }
 
@@ -387,7 +413,7 @@ async fn locked<T>(
             session.cfg.ddl_timeout.as_secs(),
         )
         .await
-        .map_err(ch)?;
+        .map_err(lock_err)?;
         record_lock_forced(
             session,
             settings,
@@ -417,7 +443,7 @@ async fn locked<T>(
                 Some((info.holder.clone(), info.age_secs(now_us))),
             ));
         }
-        Err(LockError::Ch(e)) => return Err(ch(e)),
+        Err(e) => return Err(lock_err(e)),
     };
     let result = async {
         let history = store::read(&session.conn, ledger)
@@ -454,7 +480,7 @@ async fn locked<T>(
     if let Err(e) = lock::release(lock).await {
         tracing::warn!(error = %e, "could not release the lock");
         if result.is_ok() {
-            return Err(ch(e));
+            return Err(lock_err(e));
         }
     }
     result
@@ -1007,7 +1033,7 @@ pub async fn unlock(settings: &Settings, format: Format) -> Result<(), CliError>
         session.cfg.ddl_timeout.as_secs(),
     )
     .await
-    .map_err(ch)?;
+    .map_err(lock_err)?;
     if store::exists(&session.conn, &ledger)
         .await
         .map_err(ledger_err)?
@@ -1323,4 +1349,38 @@ pub async fn report(
         None => println!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StaleLocks;
+
+    fn rule(leader: bool) -> StaleLocks {
+        StaleLocks {
+            holder_prefix: "operator:apps/events (".into(),
+            identity: "op-b".into(),
+            leader,
+            started_us: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_lock_is_taken_over_only_from_a_provably_gone_instance() {
+        let follower = rule(false);
+        let leader = rule(true);
+        // This pod's own earlier life (container restart): taken over.
+        assert!(follower.is_stale("operator:apps/events (op-b)", 999));
+        // Another instance without the lease: maybe alive, never taken.
+        assert!(!follower.is_stale("operator:apps/events (op-a)", 999));
+        // The lease holder takes over what a previous leader left.
+        assert!(leader.is_stale("operator:apps/events (op-a)", 999));
+        // Taken after this instance started or became the leader: alive.
+        assert!(!leader.is_stale("operator:apps/events (op-a)", 1_000));
+        assert!(!follower.is_stale("operator:apps/events (op-b)", 1_500));
+        // Other sets, the CLI and look-alike names are never taken over.
+        assert!(!leader.is_stale("operator:apps/events-2 (op-a)", 1));
+        assert!(!leader.is_stale("operator:apps/eventsx (op-a)", 1));
+        assert!(!leader.is_stale("alice@laptop (pid 7)", 1));
+        assert!(!follower.is_stale("operator:apps/events (op-b) extra", 1));
+    }
 }

@@ -73,6 +73,9 @@ pub mod codes {
     pub const AUTHENTICATION_FAILED: u32 = 516;
     pub const KEEPER_EXCEPTION: u32 = 999;
     pub const TABLE_IS_READ_ONLY: u32 = 242;
+    /// 18.16: `CREATE TABLE` over a data directory that still holds parts
+    /// (a table dropped from the catalogue whose files stayed).
+    pub const INCORRECT_DATA: u32 = 117;
 }
 
 /// Splits a ClickHouse exception text into its code and message. Handles

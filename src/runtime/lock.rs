@@ -67,6 +67,10 @@ impl LockInfo {
 pub enum LockError {
     #[error("target is locked: {}", info.describe(*now_us))]
     Held { info: LockInfo, now_us: u64 },
+    #[error(
+        "the lock table {table} on {url} lost its ZooKeeper session: it is not dropped now (ClickHouse 18.16 would drop it from the catalogue and leave its files, which blocks every later lock); the lock stays held — once ZooKeeper is back, run `chmigrate unlock`"
+    )]
+    ZooKeeperLost { url: String, table: String },
     #[error(transparent)]
     Ch(#[from] ChError),
 }
@@ -150,9 +154,16 @@ pub async fn acquire(
         Err(e)
             if matches!(
                 e.code(),
-                Some(codes::TABLE_ALREADY_EXISTS | codes::REPLICA_ALREADY_EXISTS)
+                Some(
+                    codes::TABLE_ALREADY_EXISTS
+                        | codes::REPLICA_ALREADY_EXISTS
+                        | codes::INCORRECT_DATA
+                )
             ) =>
         {
+            // INCORRECT_DATA: an earlier drop left the lock's files behind
+            // (see `release`); the lock counts as held until `unlock`
+            // repairs it.
             let info = inspect(conn, ledger, history).await?.unwrap_or(LockInfo {
                 token: String::new(),
                 holder: String::new(),
@@ -197,11 +208,41 @@ pub async fn acquire(
     })
 }
 
-/// Releases a held lock.
-pub async fn release(lock: Lock) -> Result<(), ChError> {
+/// Fails when the lock table on `conn` is a replica that lost its
+/// ZooKeeper session: dropping it then (18.16) removes it from the catalogue
+/// but keeps its files, and every later `CREATE` of the lock fails.
+async fn ensure_droppable(conn: &Connection, ledger: &LedgerTable) -> Result<(), LockError> {
+    if ledger.cluster.is_none() {
+        return Ok(());
+    }
+    let table = lock_table(ledger)?;
+    #[derive(Deserialize)]
+    struct R {
+        readonly: u8,
+    }
+    let rows: Vec<R> = conn
+        .rows(&queries::replica_readonly_sql(
+            ledger.database.as_str(),
+            table.as_str(),
+        ))
+        .await?;
+    if rows.iter().any(|r| r.readonly != 0) {
+        return Err(LockError::ZooKeeperLost {
+            url: conn.url().to_string(),
+            table: format!("{}.{}", ledger.database, table),
+        });
+    }
+    Ok(())
+}
+
+/// Releases a held lock. A lock whose table lost its ZooKeeper session is
+/// left held (see [`LockError::ZooKeeperLost`]).
+pub async fn release(lock: Lock) -> Result<(), LockError> {
+    ensure_droppable(&lock.conn, &lock.ledger).await?;
     lock.conn
         .execute(&drop_lock_sql(&lock.ledger, false, false, lock.sync_drop)?)
-        .await
+        .await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -297,24 +338,45 @@ pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
     current
 }
 
-/// Drops the lock wherever it is. Returns whether a lock was there.
+/// Drops the lock wherever it is, and repairs a lock whose table an
+/// earlier drop removed from the catalogue but not from the disk of the
+/// node `conn` talks to (18.16 with ZooKeeper gone): it is attached again
+/// from its files and dropped properly.
 pub async fn force(
     conn: &Connection,
     ledger: &LedgerTable,
     server_major: u32,
     ddl_timeout_s: u64,
-) -> Result<(), ChError> {
-    let sql = drop_lock_sql(
-        ledger,
-        true,
-        ledger.cluster.is_some(),
-        needs_sync_drop(server_major),
-    )?;
+) -> Result<(), LockError> {
+    ensure_droppable(conn, ledger).await?;
+    let sync = needs_sync_drop(server_major);
+    let sql = drop_lock_sql(ledger, true, ledger.cluster.is_some(), sync)?;
     conn.execute_with(
         &sql,
         &[("distributed_ddl_task_timeout", ddl_timeout_s.to_string())],
     )
-    .await
+    .await?;
+    // Files left behind on this node? Creating the lock says so.
+    match conn.execute(&create_lock_sql(ledger)?).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(codes::INCORRECT_DATA) => {
+            tracing::warn!(table = %lock_table(ledger)?, "the lock's files outlived its table; attaching and dropping them");
+            conn.execute(&attach_lock_sql(ledger)?).await?;
+            ensure_droppable(conn, ledger).await?;
+        }
+        // Held through another node (its replica name is still registered):
+        // the ON CLUSTER drop above did not reach it.
+        Err(e) => return Err(e.into()),
+    }
+    conn.execute(&drop_lock_sql(ledger, false, false, sync)?)
+        .await?;
+    Ok(())
+}
+
+/// `ATTACH TABLE` of the lock with its definition: takes up files left
+/// behind by a drop that did not finish.
+pub fn attach_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
+    Ok(create_lock_sql(ledger)?.replacen("CREATE TABLE", "ATTACH TABLE", 1))
 }
 
 #[cfg(test)]

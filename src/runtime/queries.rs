@@ -39,6 +39,16 @@ pub fn table_exists_sql(database: &str, table: &str) -> String {
     )
 }
 
+/// Whether a replicated table on this node lost its ZooKeeper session (one
+/// row per replicated table; none for other engines).
+pub fn replica_readonly_sql(database: &str, table: &str) -> String {
+    format!(
+        "SELECT toUInt8(is_readonly) AS readonly FROM system.replicas WHERE database = {} AND table = {}",
+        string_literal(database),
+        string_literal(table)
+    )
+}
+
 pub fn database_engine_sql(database: &str) -> String {
     format!(
         "SELECT engine FROM system.databases WHERE name = {}",
@@ -140,6 +150,10 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         entry(
             "lock exists?",
             table_exists_sql(ledger.database.as_str(), lock.as_str()),
+        ),
+        entry(
+            "lock replica read-only?",
+            replica_readonly_sql(ledger.database.as_str(), lock.as_str()),
         ),
         entry(
             "take lock",
