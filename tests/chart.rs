@@ -104,7 +104,7 @@ fn wrong_values_fail_at_install_time_with_a_clear_message() {
 }
 
 #[test]
-fn production_forbids_rollback_and_elects_a_leader_development_does_neither() {
+fn production_forbids_rollback_and_every_environment_elects_a_leader() {
     for env in ENVIRONMENTS {
         let docs = render(&["-f", &values(env)]);
         let deploy = kind(&docs, "Deployment");
@@ -126,11 +126,7 @@ fn production_forbids_rollback_and_elects_a_leader_development_does_neither() {
             env == "production",
             "{env}: {args:?}"
         );
-        assert_eq!(
-            args.contains(&"--leader-election"),
-            env != "development",
-            "{env}: {args:?}"
-        );
+        assert!(args.contains(&"--leader-election"), "{env}: {args:?}");
         // Restricted pod security.
         let sc = &c["securityContext"];
         assert_eq!(sc["allowPrivilegeEscalation"], false);
@@ -151,13 +147,30 @@ fn production_forbids_rollback_and_elects_a_leader_development_does_neither() {
     }
     let docs = render(&["--set", "metrics.serviceMonitor.enabled=true"]);
     assert_eq!(kind(&docs, "ServiceMonitor").len(), 1);
+    // One replica without a Lease: no flag, and never two pods at once.
+    let docs = render(&["--set", "leaderElection.enabled=false"]);
+    let deploy = &kind(&docs, "Deployment")[0];
+    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    assert!(
+        !deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .contains(&json!("--leader-election"))
+    );
 }
 
 #[test]
 fn watched_namespaces_get_roles_instead_of_a_cluster_role() {
     let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
     assert!(kind(&docs, "ClusterRole").is_empty());
-    let roles: BTreeSet<String> = kind(&docs, "Role")
+    let (lease, watch): (Vec<&Value>, Vec<&Value>) =
+        kind(&docs, "Role").into_iter().partition(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-leader-election"))
+        });
+    assert_eq!(lease.len(), 1, "the Lease role, in the release namespace");
+    let roles: BTreeSet<String> = watch
         .iter()
         .map(|r| {
             r["metadata"]["namespace"]

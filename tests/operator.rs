@@ -6,144 +6,17 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use support::fake_apiserver::FakeApiServer;
+use support::operator::*;
 use support::*;
 
 /// Cluster tests stop nodes; they run one at a time.
 static CLUSTER_GUARD: Mutex<()> = Mutex::new(());
-
-struct Operator {
-    child: Child,
-    metrics: String,
-    pub log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-impl Operator {
-    fn start(api: &FakeApiServer, dir: &Path, name: &str, extra: &[&str]) -> Operator {
-        let kubeconfig = dir.join("kubeconfig");
-        if !kubeconfig.exists() {
-            api.write_kubeconfig(&kubeconfig);
-        }
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_chmigrate"))
-            .args(["operator", "--listen", &addr, "--recheck-seconds", "2"])
-            .args(["--identity", name])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("CHMIGRATE_LOG", "info")
-            .env_remove("POD_NAMESPACE")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("operator starts");
-        Operator {
-            child,
-            metrics: format!("http://{addr}/metrics"),
-            log,
-        }
-    }
-
-    /// Sum of a metric's samples whose line starts with `prefix`.
-    fn metric(&self, prefix: &str) -> f64 {
-        http_get(&self.metrics)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn http_get(url: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/')?;
-    let mut s = std::net::TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out.split_once("\r\n\r\n")?.1.to_string())
-}
-
-/// The namespace and the Secret with the ClickHouse password.
-fn secret(ns: &str) -> String {
-    let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "ch", "namespace": ns },
-        "data": { "password": "czNjcmV0LXB3" }
-    });
-    format!("{namespace}\n---\n{secret}")
-}
-
-fn set(ns: &str, name: &str, db: &str, url: &str, extra: Value) -> String {
-    let mut spec = json!({
-        "connection": {
-            "url": url,
-            "database": db,
-            "credentials": { "user": "chm_secret", "passwordSecretRef": { "name": "ch", "key": "password" } }
-        },
-        "selector": { "matchLabels": { "chmigrate.io/set": name } },
-    });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    json!({
-        "apiVersion": "chmigrate.io/v1alpha1", "kind": "MigrationSet",
-        "metadata": { "name": name, "namespace": ns },
-        "spec": spec,
-    })
-    .to_string()
-}
-
-fn migration(ns: &str, set: &str, version: &str, up: &str, down: &str) -> String {
-    json!({
-        "apiVersion": "chmigrate.io/v1alpha1", "kind": "ClickHouseMigration",
-        "metadata": { "name": format!("{set}-v{version}"), "namespace": ns,
-                      "labels": { "chmigrate.io/set": set } },
-        "spec": { "version": version, "description": format!("step {version}"), "up": up, "down": down },
-    })
-    .to_string()
-}
 
 fn table(version: &str, table: &str) -> (String, String) {
     (
@@ -152,16 +25,6 @@ fn table(version: &str, table: &str) -> (String, String) {
         ),
         format!("DROP TABLE ${{database}}.{table}"),
     )
-}
-
-fn condition(obj: &Value, type_: &str) -> (String, String, String) {
-    let c = obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .cloned()
-        .unwrap_or_default();
-    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-    (s("status"), s("reason"), s("message"))
 }
 
 fn set_obj(api: &FakeApiServer, ns: &str, name: &str) -> Value {
@@ -719,7 +582,30 @@ fn an_operator_killed_mid_migration_is_replaced_and_converges_without_help() {
         "killed before the end ({done_at_kill} statements done)"
     );
 
-    let second = Operator::start(&api, dir.path(), "op-crash-2", &[]);
+    // Another instance without the leader Lease cannot know the holder is
+    // gone: it waits and names the holder, it never takes the lock.
+    let other = Operator::start(&api, dir.path(), "op-crash-2", &[]);
+    let waiting = wait_ready(&api, &other, ns, name, "False", "LockHeld");
+    assert!(
+        waiting["status"]["lock"]["holder"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("op-crash-1"),
+        "{}",
+        waiting["status"]
+    );
+    drop(other);
+    assert!(
+        !ledger(SINGLE, &db).iter().any(|r| r["actor"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("op-crash-2")),
+        "the instance without the lease wrote nothing: it ran nothing"
+    );
+
+    // The killed instance's container restarts (same pod name): it knows
+    // the lock is its own earlier life's, takes it over and converges.
+    let second = Operator::start(&api, dir.path(), "op-crash-1", &[]);
     let obj = wait_ready(&api, &second, ns, name, "True", "Applied");
     assert_eq!(obj["status"]["appliedVersion"], "1");
     assert_eq!(user_tables(SINGLE, &db).len(), 30);
@@ -807,5 +693,106 @@ fn the_cli_and_the_operator_exclude_each_other_through_the_ledger_lock() {
         "the operator found it applied and ran nothing"
     );
     drop(op);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn two_cli_runners_and_two_operators_at_once_apply_every_migration_exactly_once() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("race", "four", unique_db("op_race"));
+    // Each migration INSERTs its version into a log: one that ran twice
+    // leaves a duplicate row.
+    let ups: Vec<String> = (1..=8)
+        .map(|v| {
+            let create = if v == 1 {
+                "CREATE TABLE ${database}.log (v UInt16) ENGINE = MergeTree ORDER BY v;\n"
+            } else {
+                ""
+            };
+            format!("{create}INSERT INTO ${{database}}.log VALUES ({v});\nSELECT sleep(0.2);\n")
+        })
+        .collect();
+    let files: Vec<(String, String)> = ups
+        .iter()
+        .enumerate()
+        .map(|(i, up)| {
+            (
+                format!("V{}__step.sql", i + 1),
+                format!("{up}-- ROLLBACK: SELECT 1;\n"),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let folder = folder(&files);
+    let folder = folder.path().to_str().expect("utf-8").to_string();
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    for (i, up) in ups.iter().enumerate() {
+        api.apply_yaml(&migration(ns, name, &(i + 1).to_string(), up, "SELECT 1"));
+    }
+
+    // Two operators without leader election (only the ledger lock keeps
+    // them apart) and two CLI runners that retry while the target is locked.
+    let a = Operator::start(&api, dir.path(), "op-race-a", &[]);
+    let b = Operator::start(&api, dir.path(), "op-race-b", &[]);
+    let cli = |who: &'static str| {
+        let (db, folder) = (db.clone(), folder.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            wait_until(who, Duration::from_secs(120), || {
+                let out = chm(&[
+                    "--url",
+                    SINGLE,
+                    "--database",
+                    &db,
+                    "--dir",
+                    &folder,
+                    "migrate",
+                ]);
+                runs += 1;
+                assert!(out.code == 0 || out.code == 4, "{who}: {}", out.all());
+                out.code == 0
+            });
+            runs
+        })
+    };
+    let (c1, c2) = (cli("CLI runner 1"), cli("CLI runner 2"));
+    let (r1, r2) = (c1.join().expect("runner 1"), c2.join().expect("runner 2"));
+    let obj = wait_set(&api, &a, ns, name, "V8 applied", |o| {
+        o["status"]["appliedVersion"] == "8" && condition(o, "Ready").0 == "True"
+    });
+    assert_eq!(condition(&obj, "Ready").1, "Applied");
+
+    let log = rows(
+        SINGLE,
+        &format!("SELECT v, count() AS n FROM `{db}`.log GROUP BY v ORDER BY v"),
+    );
+    assert_eq!(log.len(), 8, "every migration ran: {log:?}");
+    assert!(
+        log.iter().all(|r| r["n"] == "1" || r["n"] == 1),
+        "no migration ran twice: {log:?}"
+    );
+    let rows = ledger(SINGLE, &db);
+    for v in 1..=8 {
+        let v = v.to_string();
+        assert_eq!(events_of(&rows, &v, "started"), 1, "V{v} started once");
+        assert_eq!(events_of(&rows, &v, "completed"), 1, "V{v} completed once");
+    }
+    assert!(
+        !rows.iter().any(|r| r["event"] == "lock_forced"),
+        "no runner took another's lock"
+    );
+    let actors: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r["event"] == "lock_taken")
+        .filter_map(|r| r["actor"].as_str())
+        .collect();
+    eprintln!("CLI runs: {r1} and {r2}; lock holders: {actors:?}");
+    drop((a, b));
     drop_db(SINGLE, &db, false);
 }

@@ -27,8 +27,11 @@ pub struct Settings {
     pub recheck: Duration,
     /// Who this instance is (pod name), for the ledger and events.
     pub identity: String,
-    /// When this process started (µs): a ledger lock an instance of this
-    /// operator took before then belongs to a dead instance.
+    /// Whether this instance was elected leader through the Lease.
+    pub leader: bool,
+    /// When this process started or became the leader (µs): see
+    /// [`crate::cli::online::StaleLocks`] for when a lock taken before then
+    /// may be taken over.
     pub started_us: u64,
 }
 

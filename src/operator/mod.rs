@@ -200,6 +200,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),
+            leader: lease.is_some(),
             started_us: chmigrate::runtime::store::now_us(),
         },
     ));

@@ -201,6 +201,8 @@ async fn engine(
     );
     let stale = StaleLocks {
         holder_prefix: format!("operator:{} (", key_of(set)),
+        identity: ctx.shared.settings.identity.clone(),
+        leader: ctx.shared.settings.leader,
         started_us: ctx.shared.settings.started_us,
     };
     let run = apply::reconcile_to(set, &inputs.manifests, &ctx.shared.settings.policy, target);

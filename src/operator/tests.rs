@@ -135,6 +135,7 @@ fn ctx(
             policy: Policy::default(),
             recheck: Duration::from_secs(300),
             identity: "test".into(),
+            leader: false,
             started_us: 0,
         },
     ));

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
+pub mod operator;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
