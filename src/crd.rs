@@ -402,6 +402,165 @@ mod tests {
         assert!(yaml.contains("subresources"));
     }
 
+    /// Every `x-kubernetes-validations` rule under `v`: (path, rule, message).
+    fn rules(v: &Value, path: &str, out: &mut Vec<(String, String, String)>) {
+        let Some(obj) = v.as_object() else { return };
+        for r in obj
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            out.push((path.to_string(), s("rule"), s("message")));
+        }
+        if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+            for (k, p) in props {
+                rules(p, &format!("{path}.{k}"), out);
+            }
+        }
+        if let Some(items) = obj.get("items") {
+            rules(items, &format!("{path}[]"), out);
+        }
+    }
+
+    /// Evaluates one rule with `self` bound to `value`, as the API server's
+    /// CEL environment would (standard library plus the strings extension).
+    fn eval(rule: &str, value: &Value) -> Result<bool, String> {
+        let program = cel::Program::compile(rule).map_err(|e| format!("{rule}: {e}"))?;
+        let mut env = cel::Env::stdlib();
+        cel::extensions::strings(&mut env).map_err(|e| format!("{e:?}"))?;
+        let mut ctx = cel::Context::with_env(std::sync::Arc::new(env));
+        ctx.add_variable("self", value.clone())
+            .map_err(|e| format!("{e}"))?;
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            other => Err(format!("{rule} on {value}: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn every_cel_rule_admits_good_values_and_refuses_bad_ones() {
+        use serde_json::json;
+        // Per rule path: values an API server must admit, and values it must
+        // refuse with the rule's message. Every rule needs both.
+        let cases: Vec<(&str, Vec<Value>, Vec<Value>)> = vec![
+            (
+                "MigrationSet.spec.connection.credentials",
+                vec![
+                    json!({"user": "app", "passwordSecretRef": {"name": "ch", "key": "password"}}),
+                    json!({"user": "app", "passwordless": true}),
+                    json!({"passwordSecretRef": {"name": "ch", "key": "pw"}, "passwordless": false}),
+                ],
+                vec![
+                    json!({"user": "app"}),
+                    json!({"user": "app", "passwordless": false}),
+                    json!({"passwordSecretRef": {"name": "ch", "key": "pw"}, "passwordless": true}),
+                ],
+            ),
+            (
+                "MigrationSet.spec.connection.url",
+                vec![
+                    json!("http://clickhouse:8123"),
+                    json!("https://ch.example:8443"),
+                ],
+                vec![
+                    json!("clickhouse:8123"),
+                    json!("tcp://clickhouse:9000"),
+                    json!("HTTP://x"),
+                    json!(""),
+                ],
+            ),
+            (
+                "MigrationSet.spec.connection.database",
+                vec![json!("analytics"), json!("team-a.events_2"), json!("_x")],
+                vec![
+                    json!(""),
+                    json!("a b"),
+                    json!("x`; DROP DATABASE y"),
+                    json!("db\nname"),
+                    json!("é"),
+                    json!("a".repeat(201)),
+                ],
+            ),
+            (
+                "MigrationSet.spec.environment",
+                vec![json!("production"), json!("preview-42"), json!("dev_1")],
+                vec![
+                    json!("Production"),
+                    json!(""),
+                    json!("prod env"),
+                    json!("a".repeat(64)),
+                ],
+            ),
+            (
+                "MigrationSet.spec.historyTable",
+                vec![json!("schema_migrations"), json!("ledger-2")],
+                vec![
+                    json!("db.table"),
+                    json!("x`y"),
+                    json!(""),
+                    json!("a".repeat(201)),
+                ],
+            ),
+            (
+                "MigrationSet.spec.targetVersion",
+                vec![json!("3"), json!("1.10"), json!("2026.12.02")],
+                vec![
+                    json!("v3"),
+                    json!("1."),
+                    json!(".1"),
+                    json!("1..2"),
+                    json!(""),
+                    json!("1 2"),
+                ],
+            ),
+            (
+                "ClickHouseMigration.spec.version",
+                vec![json!("1"), json!("1.2.3"), json!("0010")],
+                vec![json!("V1"), json!("1-2"), json!("1.x"), json!("")],
+            ),
+            (
+                "ClickHouseMigration.spec.up",
+                vec![
+                    json!("CREATE TABLE t (x UInt8) ENGINE = Memory"),
+                    json!(" SELECT 1 "),
+                ],
+                vec![json!(""), json!("   "), json!("\n\t \n")],
+            ),
+        ];
+        let mut found = Vec::new();
+        for crd in [MigrationSet::crd(), ClickHouseMigration::crd()] {
+            let v = serde_json::to_value(&crd).unwrap();
+            let schema = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            rules(schema, &crd.spec.names.kind, &mut found);
+        }
+        assert!(found.len() >= cases.len(), "{found:#?}");
+        for (path, rule, message) in &found {
+            let Some((_, good, bad)) = cases.iter().find(|(p, _, _)| p == path) else {
+                panic!("rule at {path} ({rule}) has no test cases: add some above");
+            };
+            assert!(!good.is_empty() && !bad.is_empty(), "{path}");
+            assert!(!message.is_empty(), "{path}: a rule needs a message");
+            for g in good {
+                assert_eq!(eval(rule, g), Ok(true), "{path} must admit {g}");
+            }
+            for b in bad {
+                assert_eq!(
+                    eval(rule, b),
+                    Ok(false),
+                    "{path} must refuse {b} ({message})"
+                );
+            }
+        }
+        for (path, _, _) in &cases {
+            assert!(
+                found.iter().any(|(p, _, _)| p == path),
+                "no rule at {path} any more: {found:#?}"
+            );
+        }
+    }
+
     #[test]
     fn committed_crds_match_the_code() {
         let committed = std::fs::read_to_string(concat!(

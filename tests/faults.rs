@@ -7,15 +7,26 @@
 //!
 //! `CHMIGRATE_FAULT_ROUNDS` sets the number of kills (CI: 6; the full
 //! setting, `CHMIGRATE_FAULT_ROUNDS=20`, is run by `bench/faults.sh`).
+//!
+//! The server itself is also killed (SIGKILL) and restarted in the middle of
+//! a run; the tests here run one at a time, since that takes the single node
+//! away from everyone.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use support::*;
 
 const STATEMENTS: usize = 50;
+
+static SINGLE_NODE: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SINGLE_NODE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Statement 0 creates the log; odd statements INSERT their number into it
 /// (running one twice would leave a duplicate row); even ones create a
@@ -73,6 +84,13 @@ fn recover(db: &str, dir: &str) -> Vec<String> {
         );
         match out.code {
             0 => return actions,
+            1 if out.stderr.contains("cannot connect") => {
+                // The server is still coming back.
+                wait_until("the server answers", Duration::from_secs(60), || {
+                    query(SINGLE, "SELECT 1").is_ok()
+                });
+                actions.push("wait".into());
+            }
             4 => {
                 assert!(
                     out.stderr.contains("target is locked: held by"),
@@ -134,8 +152,51 @@ fn end_state(db: &str) -> (Vec<String>, Vec<u64>) {
     (tables(SINGLE, db), rows)
 }
 
+/// The end state of an uninterrupted run of the migration in `dir`.
+fn uninterrupted(dir: &str) -> (Vec<String>, Vec<u64>) {
+    let db = unique_db("fault_ref");
+    assert_eq!(chm(&args(&db, dir, &["migrate"])).code, 0);
+    let reference = end_state(&db);
+    let mut user_tables = reference.0.clone();
+    user_tables.retain(|t| !t.starts_with("schema_migrations"));
+    assert_eq!(
+        user_tables.len(),
+        STATEMENTS / 2,
+        "the log and 24 tables: {user_tables:?}"
+    );
+    drop_db(SINGLE, &db, false);
+    reference
+}
+
+/// The end state equals the uninterrupted run's, and every statement is
+/// recorded once: done, or resolved by repair.
+fn assert_converged(db: &str, reference: &(Vec<String>, Vec<u64>), context: &str) {
+    assert_eq!(end_state(db), *reference, "{context}");
+    let ledger = ledger(SINGLE, db);
+    for i in 0..STATEMENTS as i64 {
+        let n = ledger
+            .iter()
+            .filter(|r| r["statement"] == i)
+            .filter(|r| {
+                r["event"] == "statement_done"
+                    || (r["event"] == "statement_resolved"
+                        && r["details"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("\"done\":true"))
+            })
+            .count();
+        assert_eq!(
+            n, 1,
+            "{context}: statement {i} recorded {n} times: {ledger:?}"
+        );
+    }
+    assert_eq!(events_of(&ledger, "1", "completed"), 1, "{context}");
+}
+
 #[test]
 fn killed_at_random_points_the_end_state_equals_an_uninterrupted_run() {
+    let _g = serial();
     require(&[SINGLE]);
     let rounds: usize = std::env::var("CHMIGRATE_FAULT_ROUNDS")
         .ok()
@@ -148,18 +209,7 @@ fn killed_at_random_points_the_end_state_equals_an_uninterrupted_run() {
     let files = folder(&[("V1__fifty.sql", &migration())]);
     let dir = files.path().to_str().expect("utf-8");
 
-    // The reference: an uninterrupted run.
-    let reference_db = unique_db("fault_ref");
-    assert_eq!(chm(&args(&reference_db, dir, &["migrate"])).code, 0);
-    let reference = end_state(&reference_db);
-    let mut ref_tables = reference.0.clone();
-    ref_tables.retain(|t| !t.starts_with("schema_migrations"));
-    assert_eq!(
-        ref_tables.len(),
-        STATEMENTS / 2,
-        "the log and 24 tables: {ref_tables:?}"
-    );
-    drop_db(SINGLE, &reference_db, false);
+    let reference = uninterrupted(dir);
 
     let mut rng = Lcg(seed);
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();
@@ -178,33 +228,41 @@ fn killed_at_random_points_the_end_state_equals_an_uninterrupted_run() {
                 .entry(a.split(' ').next().unwrap_or_default().to_string())
                 .or_default() += 1;
         }
-        let state = end_state(&db);
-        assert_eq!(
-            state, reference,
-            "round {round} (seed {seed}, killed after {kill_after} statements, then {actions:?})"
+        assert_converged(
+            &db,
+            &reference,
+            &format!(
+                "round {round} (seed {seed}, killed after {kill_after} statements, then {actions:?})"
+            ),
         );
-        // Every statement is recorded once: done, or resolved by repair.
-        let ledger = ledger(SINGLE, &db);
-        for i in 0..STATEMENTS as i64 {
-            let n = ledger
-                .iter()
-                .filter(|r| r["statement"] == i)
-                .filter(|r| {
-                    r["event"] == "statement_done"
-                        || (r["event"] == "statement_resolved"
-                            && r["details"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .contains("\"done\":true"))
-                })
-                .count();
-            assert_eq!(
-                n, 1,
-                "round {round}: statement {i} recorded {n} times: {ledger:?}"
-            );
-        }
-        assert_eq!(events_of(&ledger, "1", "completed"), 1);
         drop_db(SINGLE, &db, false);
     }
     eprintln!("{rounds} kills, seed {seed}: recovery actions {summary:?}");
+}
+
+#[test]
+fn the_server_killed_and_restarted_during_a_run_loses_and_repeats_nothing() {
+    let _g = serial();
+    require(&[SINGLE]);
+    let files = folder(&[("V1__fifty.sql", &migration())]);
+    let dir = files.path().to_str().expect("utf-8");
+    let reference = uninterrupted(dir);
+    let db = unique_db("fault_server");
+    let run = spawn(&args(&db, dir, &["migrate"]));
+    wait_until("a third of the statements", Duration::from_secs(60), || {
+        done_count(&db) >= (STATEMENTS / 3) as u64
+    });
+    // A crash of the server: no shutdown, connections cut mid-request.
+    dev_cluster(&["kill-single"]);
+    let out = wait_out(run);
+    dev_cluster(&["start-single"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("cannot connect") || out.stderr.contains("127.0.0.1:8123"),
+        "the error names the server: {}",
+        out.stderr
+    );
+    let actions = recover(&db, dir);
+    assert_converged(&db, &reference, &format!("server killed, then {actions:?}"));
+    drop_db(SINGLE, &db, false);
 }
