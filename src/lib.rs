@@ -30,5 +30,15 @@ pub mod validate;
 pub mod vars;
 pub mod version;
 
+/// Cases per property test: `CHMIGRATE_FUZZ_CASES` raises them for a longer
+/// bounded fuzzing run (`scripts/fuzz.sh`); the suite uses `default`.
+#[cfg(test)]
+pub(crate) fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("CHMIGRATE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub use migration::{Checksum, Location, Migration, Statement};
 pub use version::Version;

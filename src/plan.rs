@@ -902,6 +902,44 @@ mod tests {
     }
 
     #[test]
+    fn deep_dependency_chains_and_long_cycles_are_handled_without_recursion() {
+        // 20,000 migrations, each depending on the next higher one: the
+        // order is the reverse of the versions; nothing recurses.
+        let n = 20_000;
+        let ms: Vec<Migration> = (1..=n)
+            .map(|i| {
+                let dep = (i + 1).to_string();
+                let deps: Vec<&str> = if i < n { vec![dep.as_str()] } else { vec![] };
+                mig(&i.to_string(), &deps)
+            })
+            .collect();
+        let p = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap();
+        let order = steps(&p);
+        assert_eq!(order.len(), n);
+        assert_eq!(order[0], format!("+{n}"));
+        assert_eq!(order[n - 1], "+1");
+
+        // The same chain closed into one cycle of 20,000: named from V1.
+        let ms: Vec<Migration> = (1..=n)
+            .map(|i| {
+                let dep = if i < n {
+                    (i + 1).to_string()
+                } else {
+                    "1".into()
+                };
+                mig(&i.to_string(), &[dep.as_str()])
+            })
+            .collect();
+        let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
+        let [Problem::DependencyCycle { cycle }] = err.as_slice() else {
+            panic!("{err:?}");
+        };
+        assert_eq!(cycle.len(), n);
+        assert_eq!(cycle[0], v("1"));
+        assert_eq!(cycle[1], v(&n.to_string()), "in dependency order");
+    }
+
+    #[test]
     fn environment_restricted_migrations_are_skipped_and_reported() {
         let mut prod_only = mig("2", &[]);
         prod_only.environments = Environments::Only(vec!["production".into()]);

@@ -266,6 +266,9 @@ pub fn parse_file(
         }
         FileName::FlywayUndo { .. } | FileName::Down { .. } => {
             let stmts = split(content).map_err(|e| vec![e])?;
+            if stmts.is_empty() {
+                errors.push(at(1, SourceErrorKind::EmptyDown));
+            }
             if !errors.is_empty() {
                 return Err(errors);
             }
@@ -592,6 +595,16 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
             errors("V1__a.sql", "-- nothing\n\n"),
             ["V1__a.sql:1: migration has no SQL statements"]
         );
+        // Found by the file-parser property: an empty down file used to be
+        // a rollback that undid nothing.
+        for name in ["1_a.down.sql", "U1__a.sql"] {
+            assert_eq!(
+                errors(name, "-- nothing to undo\n"),
+                [format!(
+                    "{name}:1: down migration has no SQL statements: write the rollback, or delete the file if this migration cannot be rolled back"
+                )]
+            );
+        }
         assert_eq!(
             errors("V1__a.sql", "SELECT 1;\nSELECT 'oops\n;"),
             ["V1__a.sql:2: unterminated string literal"]
@@ -625,5 +638,54 @@ ALTER TABLE e ADD COLUMN y UInt8;\n\n-- migrate:down\nDROP TABLE e;\n";
                 .unwrap()
                 .is_none()
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: crate::fuzz_cases(1000), .. proptest::prelude::ProptestConfig::default() })]
+
+        /// Any content under any of the accepted file names (and some that
+        /// are not) never panics the parser; what it refuses names the file
+        /// and a line inside it, and what it accepts has statements.
+        #[test]
+        fn any_file_is_parsed_or_refused_with_its_name_and_line(
+            name in proptest::prop_oneof![
+                proptest::prelude::Just("V1__a.sql".to_string()),
+                proptest::prelude::Just("U1__a.sql".to_string()),
+                proptest::prelude::Just("1_a.up.sql".to_string()),
+                proptest::prelude::Just("1_a.down.sql".to_string()),
+                proptest::prelude::Just("20260101_a.sql".to_string()),
+                "[A-Za-z0-9_.]{0,20}(\\.sql)?",
+            ],
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just("-- ROLLBACK: "), proptest::prelude::Just("-- Rollback: true\n"),
+                proptest::prelude::Just("-- migrate:up\n"), proptest::prelude::Just("-- migrate:down\n"),
+                proptest::prelude::Just("-- Version: 2\n"), proptest::prelude::Just("-- Dependencies: 1, x\n"),
+                proptest::prelude::Just("-- Environments: production\n"), proptest::prelude::Just("SELECT 1"),
+                proptest::prelude::Just("CREATE TABLE t (x UInt8) ENGINE = Memory"), proptest::prelude::Just(";"),
+                proptest::prelude::Just("\n"), proptest::prelude::Just("'"), proptest::prelude::Just("/*"),
+                proptest::prelude::Just("$$"), proptest::prelude::Just("${database}"), proptest::prelude::Just("é"),
+                proptest::prelude::Just("\r\n"), proptest::prelude::Just("\u{0}"),
+            ], 0..30),
+        ) {
+            let content: String = parts.concat();
+            let lines = content.lines().count().max(1);
+            match parse_file(&name, &name, &content, 1 << 20) {
+                Ok(Some(FilePart::Forward(d))) => {
+                    proptest::prop_assert!(!d.up.is_empty());
+                    for st in &d.up {
+                        proptest::prop_assert!(!st.sql.trim().is_empty());
+                    }
+                }
+                Ok(Some(FilePart::Down(d))) => proptest::prop_assert!(!d.statements.is_empty()),
+                Ok(None) => {}
+                Err(errs) => {
+                    proptest::prop_assert!(!errs.is_empty());
+                    for e in errs {
+                        proptest::prop_assert_eq!(&*e.location.file, name.as_str());
+                        proptest::prop_assert!(e.location.line >= 1 && e.location.line <= lines + 1, "{:?} of {}", e, lines);
+                    }
+                }
+            }
+        }
     }
 }

@@ -204,6 +204,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: crate::fuzz_cases(256), .. proptest::prelude::ProptestConfig::default() })]
+
         /// Whatever a user writes in a name, quoted it is one identifier
         /// token and a literal one string token: nothing can change the
         /// SQL around it. And validation accepts only the safe alphabet.
