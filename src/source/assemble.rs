@@ -137,6 +137,24 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_down_file_means_no_rollback() {
+        // golang-migrate's convention for an irreversible migration.
+        for down in ["1_a.down.sql", "U1__a.sql"] {
+            let up = if down.starts_with('U') {
+                "V1__a.sql"
+            } else {
+                "1_a.up.sql"
+            };
+            let loaded = assemble(parts(&[
+                (up, "CREATE TABLE a (x UInt8) ENGINE = Memory;"),
+                (down, "-- nothing to undo\n"),
+            ]));
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            assert_eq!(loaded.migrations[0].down, None, "{down}");
+        }
+    }
+
+    #[test]
     fn duplicate_versions_name_both_files() {
         let loaded = assemble(parts(&[
             ("V1__a.sql", "SELECT 1;"),

@@ -43,23 +43,11 @@ impl SourceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceErrorKind {
     BadFileName(String),
-    DuplicateVersion {
-        version: Version,
-        other: Location,
-    },
-    HeaderVersionMismatch {
-        header: Version,
-        file: Version,
-    },
+    DuplicateVersion { version: Version, other: Location },
+    HeaderVersionMismatch { header: Version, file: Version },
     Unterminated(crate::sql::lexer::Unterminated),
     Empty,
-    /// A down or undo file without statements: rolling back would record a
-    /// rollback that undid nothing.
-    EmptyDown,
-    TooLarge {
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { size: u64, limit: u64 },
     InvalidHeader(String),
     NotUtf8,
     Io(String),
@@ -83,10 +71,6 @@ impl fmt::Display for SourceErrorKind {
             ),
             Unterminated(what) => write!(f, "unterminated {what}"),
             Empty => write!(f, "migration has no SQL statements"),
-            EmptyDown => write!(
-                f,
-                "down migration has no SQL statements: write the rollback, or delete the file if this migration cannot be rolled back"
-            ),
             TooLarge { size, limit } => write!(
                 f,
                 "migration is {size} bytes, over the limit of {limit} bytes (max_file_size)"
