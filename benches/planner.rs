@@ -46,6 +46,8 @@ fn migrations() -> Vec<Migration> {
                 format: SourceFormat::Flyway,
                 author: None,
                 created: None,
+                down_derived: false,
+                irreversible: None,
             }
         })
         .collect()

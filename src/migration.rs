@@ -155,8 +155,15 @@ pub struct Migration {
     pub version: Version,
     pub description: String,
     pub up: Vec<Statement>,
-    /// `None` when no rollback was written.
+    /// The rollback: written by the author, or derived from `up` when none
+    /// was written and every statement can be undone (`down_derived`).
+    /// `None` when there is no rollback (`irreversible` says why).
     pub down: Option<Vec<Statement>>,
+    /// `down` was derived by chmigrate (see [`crate::sql::inverse`]); it is
+    /// not part of the checksum, which covers what the author wrote.
+    pub down_derived: bool,
+    /// Why no rollback could be derived, when none was written.
+    pub irreversible: Option<String>,
     pub dependencies: Vec<Version>,
     pub environments: Environments,
     /// Where the migration (its up part) is defined.
@@ -170,9 +177,33 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// Recomputes the checksum from the statements.
+    /// Recomputes the checksum from the statements the author wrote.
     pub fn compute_checksum(&self) -> Checksum {
-        Checksum::of(&self.up, self.down.as_deref())
+        let written = if self.down_derived {
+            None
+        } else {
+            self.down.as_deref()
+        };
+        Checksum::of(&self.up, written)
+    }
+
+    /// Derives the rollback when none was written, or records why it
+    /// cannot be derived.
+    pub fn derive_missing_rollback(&mut self) {
+        if self.down.is_some() {
+            return;
+        }
+        match crate::sql::inverse::derive_rollback(&self.up) {
+            Ok(down) if !down.is_empty() => {
+                self.down = Some(down);
+                self.down_derived = true;
+            }
+            Ok(_) => {
+                self.irreversible =
+                    Some("no statement changes the schema, so there is nothing to derive".into());
+            }
+            Err(e) => self.irreversible = Some(e.to_string()),
+        }
     }
 
     /// `V3 (create events)` for messages.

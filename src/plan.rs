@@ -131,6 +131,8 @@ pub enum Problem {
     NoDownStatements {
         version: Version,
         location: Location,
+        /// Why no rollback could be derived.
+        why: Option<String>,
     },
     RollbackBreaksDependent {
         version: Version,
@@ -244,10 +246,16 @@ impl fmt::Display for Problem {
                 "reaching the target means rolling back {}, but rollback is not allowed in environment {environment:?}",
                 list(versions)
             ),
-            Problem::NoDownStatements { version, .. } => write!(
-                f,
-                "V{version} must be rolled back to reach the target but has no rollback statements"
-            ),
+            Problem::NoDownStatements { version, why, .. } => {
+                write!(
+                    f,
+                    "V{version} must be rolled back to reach the target but has no rollback statements"
+                )?;
+                match why {
+                    Some(why) => write!(f, ", and none can be derived: {why}"),
+                    None => Ok(()),
+                }
+            }
             Problem::RollbackBreaksDependent { version, dependent } => write!(
                 f,
                 "V{version} cannot be rolled back: V{dependent}, which stays applied, depends on it"
@@ -501,6 +509,7 @@ pub fn plan(
                 problems.push(Problem::NoDownStatements {
                     version: (*v).clone(),
                     location: m.location.clone(),
+                    why: m.irreversible.clone(),
                 });
             }
             for dependent in dependents.get(*v).into_iter().flatten() {
@@ -745,6 +754,8 @@ mod tests {
             format: SourceFormat::Flyway,
             author: None,
             created: None,
+            down_derived: false,
+            irreversible: None,
         };
         m.checksum = m.compute_checksum();
         m

@@ -61,6 +61,10 @@ pub struct PreparedStep {
     pub step: Step,
     pub description: String,
     pub checksum: Option<String>,
+    /// A rollback chmigrate derived from the forward statements (none was
+    /// written).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub derived: bool,
     pub statements: Vec<PreparedStatement>,
 }
 
@@ -135,6 +139,7 @@ pub fn prepare(
                     step: step.clone(),
                     description: "baseline".into(),
                     checksum: None,
+                    derived: false,
                     statements: Vec::new(),
                 });
                 continue;
@@ -170,6 +175,7 @@ pub fn prepare(
             step: step.clone(),
             description: migration.description.clone(),
             checksum: Some(migration.checksum.0.clone()),
+            derived: down && migration.down_derived,
             statements,
         });
     }

@@ -107,7 +107,9 @@ pub fn render_resources(
             "description": m.description,
             "up": script(&m.up),
         });
-        if let Some(down) = &m.down {
+        // Only what the author wrote: a derived rollback is derived again
+        // from the manifest, and is not part of the checksum.
+        if let Some(down) = m.down.as_ref().filter(|_| !m.down_derived) {
             spec["down"] = json!(script(down));
         }
         if !m.dependencies.is_empty() {

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use serde_json::Value;
 use support::*;
 
 fn args<'a>(db: &'a str, dir: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
@@ -798,4 +799,123 @@ fn sigterm_stops_before_the_next_statement_and_releases_the_lock() {
     assert_eq!(events_of(&l, "1", "started"), 1);
     assert_eq!(events_of(&l, "1", "statement_done"), 3);
     drop_db(SINGLE, &db, false);
+}
+
+/// `SHOW CREATE` of every object of `db` but chmigrate's own.
+fn schema(db: &str) -> Vec<(String, String)> {
+    tables(SINGLE, db)
+        .into_iter()
+        .filter(|t| !t.starts_with("schema_migrations"))
+        .map(|t| {
+            let create = q(SINGLE, &format!("SHOW CREATE TABLE `{db}`.`{t}`"));
+            (t, create)
+        })
+        .collect()
+}
+
+#[test]
+fn derived_rollbacks_round_trip_to_the_identical_schema() {
+    require(&[SINGLE]);
+    let db = unique_db("derived");
+    let dir = folder(&[
+        (
+            "V1__base.sql",
+            "CREATE TABLE ${database}.base (id UInt64) ENGINE = MergeTree ORDER BY id;\n-- ROLLBACK: DROP TABLE ${database}.base;\n",
+        ),
+        // No rollback written: every statement can be undone.
+        (
+            "V2__grow.sql",
+            "CREATE TABLE ${database}.events (id UInt64, at DateTime) ENGINE = MergeTree ORDER BY id;\n\
+             ALTER TABLE ${database}.base ADD COLUMN note String DEFAULT '', ADD COLUMN score UInt8 DEFAULT 0;\n\
+             CREATE VIEW ${database}.recent AS SELECT id FROM ${database}.events;\n\
+             RENAME TABLE ${database}.events TO ${database}.events_v2;\n\
+             SELECT 1;\n",
+        ),
+        // A data migration: nothing can be derived.
+        (
+            "V3__seed.sql",
+            "INSERT INTO ${database}.base (id) VALUES (1);\n",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate", "--to", "1"])).code, 0);
+    let before = schema(&db);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(schema(&db).len(), 3, "base, events_v2, recent");
+
+    // V3 cannot be rolled back, and the refusal says why.
+    let out = chm(&args(&db, d, &["rollback", "--to", "2"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "none can be derived: statement 1 (line 1) cannot be undone automatically: an INSERT is a data migration"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The round trip, on a second database that stops at V2.
+    let db2 = unique_db("derived2");
+    assert_eq!(chm(&args(&db2, d, &["migrate", "--to", "1"])).code, 0);
+    let before = schema(&db2);
+    assert_eq!(chm(&args(&db2, d, &["migrate", "--to", "2"])).code, 0);
+
+    // The dry run shows the derived statements, marked, in reverse order.
+    let out = chm(&args(&db2, d, &["rollback", "--to", "1", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("rollback derived by chmigrate"),
+        "{}",
+        out.stdout
+    );
+    let at = |needle: String| {
+        out.stdout
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{}", out.stdout))
+    };
+    let order = [
+        at(format!("RENAME TABLE {db2}.events_v2 TO {db2}.events")),
+        at(format!("DROP TABLE IF EXISTS {db2}.recent")),
+        at(format!(
+            "ALTER TABLE {db2}.base DROP COLUMN score, DROP COLUMN note"
+        )),
+        at(format!("DROP TABLE IF EXISTS {db2}.events\n")),
+    ];
+    assert!(
+        order.is_sorted(),
+        "reverse order of the forward statements: {}",
+        out.stdout
+    );
+    let plan = chm(&args(
+        &db2,
+        d,
+        &["rollback", "--to", "1", "--dry-run", "--format", "json"],
+    ))
+    .json();
+    assert_eq!(plan["steps"][0]["derived"], true, "{plan}");
+
+    // Rolled back for real: the schema is the one before V2, byte for byte.
+    let out = chm(&args(&db2, d, &["rollback", "--to", "1"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(schema(&db2), before);
+    let rows = ledger(SINGLE, &db2);
+    let started = rows
+        .iter()
+        .find(|r| r["event"] == "started" && r["direction"] == "down" && r["version"] == "2")
+        .expect("the rollback's start is recorded");
+    let details: Value =
+        serde_json::from_str(started["details"].as_str().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(details["derived"], true, "{details}");
+    assert_eq!(
+        details["sql"].as_array().map(Vec::len),
+        Some(4),
+        "{details}"
+    );
+
+    // And forward again: the same migration re-applies on the restored schema.
+    assert_eq!(chm(&args(&db2, d, &["migrate", "--to", "2"])).code, 0);
+    assert_eq!(schema(&db2).len(), 3);
+    drop_db(SINGLE, &db, false);
+    drop_db(SINGLE, &db2, false);
 }

@@ -139,6 +139,11 @@ pub fn print_plan(
                     print!("  {}", step.description);
                 }
                 println!("  [{file}, checksum {short}]");
+                if step.derived {
+                    println!(
+                        "  (rollback derived by chmigrate: the migration has none written; each line names the statement it undoes)"
+                    );
+                }
                 if resume > 0 {
                     println!("  (resuming at statement {})", resume + 1);
                 }
@@ -284,6 +289,11 @@ pub fn print_online_plan(
                             print!("  (resuming at statement {})", from_statement + 1);
                         }
                         println!();
+                        if step.derived {
+                            println!(
+                                "  (rollback derived by chmigrate: the migration has none written; each line names the statement it undoes)"
+                            );
+                        }
                     }
                 }
                 for s in &step.statements {

@@ -220,6 +220,29 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
                 .map_err(|e| e.to_string())?,
         ),
     ];
+    // Rollbacks chmigrate derives (sql::inverse) are statements it builds
+    // too: each forward statement, then what it derives to undo it.
+    let db = ledger.database.as_str();
+    let forward = [
+        format!("CREATE TABLE {db}.derived_t (id UInt64) ENGINE = MergeTree ORDER BY id"),
+        format!("ALTER TABLE {db}.derived_t ADD COLUMN note String DEFAULT ''"),
+        format!("CREATE VIEW {db}.derived_v AS SELECT id FROM {db}.derived_t"),
+        format!("RENAME TABLE {db}.derived_t TO {db}.derived_t2"),
+    ];
+    let up: Vec<crate::migration::Statement> = forward
+        .iter()
+        .map(|sql| crate::migration::Statement {
+            sql: sql.clone(),
+            line: 1,
+        })
+        .collect();
+    let down = crate::sql::inverse::derive_rollback(&up).map_err(|e| e.to_string())?;
+    for sql in forward {
+        out.push(entry("derived rollback: forward statement", sql));
+    }
+    for st in down {
+        out.push(entry("derived rollback", st.sql));
+    }
     out.push(entry(
         "drop test database",
         format!("DROP DATABASE IF EXISTS {}", ledger.database),

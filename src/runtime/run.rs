@@ -316,8 +316,19 @@ async fn execute_steps(
                 e.direction = dir.into();
                 e.checksum = m.checksum.0.clone();
                 e.description = m.description.clone();
-                e.details = json!({ "statements": total, "source": m.location.file.to_string() })
-                    .to_string();
+                let mut details =
+                    json!({ "statements": total, "source": m.location.file.to_string() });
+                if direction == Direction::Down && m.down_derived {
+                    // What ran is not in any file: keep it on the record.
+                    details["derived"] = json!(true);
+                    details["sql"] = json!(
+                        step.statements
+                            .iter()
+                            .map(|s| s.sql.as_str())
+                            .collect::<Vec<_>>()
+                    );
+                }
+                e.details = details.to_string();
             });
         }
         for ps in &step.statements {

@@ -81,8 +81,9 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
                 _ => {}
             }
         }
+        let declared_none = matches!(draft.header.rollback, Some((false, _)));
         let checksum = Checksum::of(&draft.up, down.as_deref());
-        migrations.push(Migration {
+        let mut migration = Migration {
             version,
             description: draft.description,
             up: draft.up,
@@ -95,7 +96,18 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             author: draft.header.author,
             created: draft.header.created,
             checksum,
-        });
+            down_derived: false,
+            irreversible: None,
+        };
+        if migration.down.is_none() && migration.down_location.is_some() {
+            // An empty down file is the author saying "no rollback".
+            migration.irreversible = Some("its down file is empty".into());
+        } else if migration.down.is_none() && declared_none {
+            migration.irreversible = Some("its header says Rollback: false".into());
+        } else {
+            migration.derive_missing_rollback();
+        }
+        migrations.push(migration);
     }
     for (_, part) in downs {
         errors.push(SourceError::new(
@@ -133,7 +145,12 @@ mod tests {
             m[0].down_location.as_ref().unwrap().to_string(),
             "1_a.down.sql:1"
         );
-        assert_eq!(m[1].down, None);
+        // No down file: derived from the CREATE, and marked so.
+        assert_eq!(m[1].down.as_ref().unwrap()[0].sql, "DROP TABLE IF EXISTS b");
+        assert!(m[1].down_derived && !m[0].down_derived);
+        // The checksum covers what was written only.
+        assert_eq!(m[1].checksum, Checksum::of(&m[1].up, None));
+        assert_eq!(m[1].compute_checksum(), m[1].checksum);
     }
 
     #[test]
@@ -150,7 +167,9 @@ mod tests {
                 (down, "-- nothing to undo\n"),
             ]));
             assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-            assert_eq!(loaded.migrations[0].down, None, "{down}");
+            let m = &loaded.migrations[0];
+            assert_eq!(m.down, None, "{down}");
+            assert_eq!(m.irreversible.as_deref(), Some("its down file is empty"));
         }
     }
 

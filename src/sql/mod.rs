@@ -2,6 +2,7 @@
 //! the `ON CLUSTER` rewriting. Nothing here does I/O.
 
 pub mod ident;
+pub mod inverse;
 pub mod lexer;
 pub mod split;
 pub mod statement;

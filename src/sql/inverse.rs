@@ -1,0 +1,370 @@
+//! Rollback statements derived from forward statements, for migrations whose
+//! author wrote none (pure).
+//!
+//! Only changes that can be undone without losing anything are inverted:
+//!
+//! | forward | derived rollback |
+//! |---|---|
+//! | `CREATE TABLE/VIEW/MATERIALIZED VIEW x` | `DROP TABLE IF EXISTS x` |
+//! | `CREATE DICTIONARY/DATABASE/FUNCTION x` | `DROP DICTIONARY/DATABASE/FUNCTION IF EXISTS x` |
+//! | `ALTER TABLE t ADD COLUMN c …, ADD INDEX i …` | `ALTER TABLE t DROP INDEX i, DROP COLUMN c` |
+//! | `RENAME TABLE a TO b, c TO d` | `RENAME TABLE d TO c, b TO a` |
+//! | `EXCHANGE TABLES a AND b` | the same statement |
+//! | `SELECT …`, `SET …`, `OPTIMIZE …` | nothing to undo |
+//!
+//! Several statements are undone in reverse order. Everything else makes the
+//! migration irreversible unless a rollback is written: dropping or
+//! rewriting data (`DROP`, `TRUNCATE`, `MODIFY`/`DROP COLUMN`, mutations,
+//! `INSERT`), and creations that may not have created anything
+//! (`IF NOT EXISTS`, `OR REPLACE`: the object may have existed before, and
+//! dropping it would lose it). Derived statements keep `${…}` placeholders
+//! and carry no `ON CLUSTER`: they are prepared like written ones.
+
+use super::lexer::{LexError, Token, TokenKind, tokenize};
+use super::statement::{ObjectKind, StatementKind, Verb, analyze};
+use crate::migration::Statement;
+
+/// Why a statement cannot be undone without a written rollback.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("statement {number} (line {line}) cannot be undone automatically: {reason}")]
+pub struct Irreversible {
+    /// 1-based statement number in the migration.
+    pub number: usize,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The rollback of `up`, or the first statement that has none. An empty
+/// result means there is nothing to undo.
+pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible> {
+    let mut down = Vec::new();
+    for (i, st) in up.iter().enumerate().rev() {
+        let irreversible = |reason: String| Irreversible {
+            number: i + 1,
+            line: st.line,
+            reason,
+        };
+        match inverse_of(&st.sql) {
+            Ok(Some(sql)) => down.push(Statement { sql, line: st.line }),
+            Ok(None) => {}
+            Err(Why::Reason(r)) => return Err(irreversible(r)),
+            Err(Why::Lex(e)) => return Err(irreversible(e.to_string())),
+        }
+    }
+    Ok(down)
+}
+
+enum Why {
+    Reason(String),
+    Lex(LexError),
+}
+
+fn no(reason: impl Into<String>) -> Why {
+    Why::Reason(reason.into())
+}
+
+/// The statement that undoes `sql`; `None` when there is nothing to undo.
+fn inverse_of(sql: &str) -> Result<Option<String>, Why> {
+    let info = analyze(sql).map_err(Why::Lex)?;
+    let toks: Vec<Token> = tokenize(sql)
+        .map_err(Why::Lex)?
+        .into_iter()
+        .filter(|t| !t.kind.is_trivia())
+        .collect();
+    match info.kind {
+        StatementKind::Query | StatementKind::Session => Ok(None),
+        StatementKind::Insert => Err(no("an INSERT is a data migration")),
+        StatementKind::Mutation => Err(no("a mutation rewrites data")),
+        StatementKind::Other => Err(no("chmigrate does not know how to undo this statement")),
+        StatementKind::Ddl { verb, object } => match verb {
+            Verb::Create => {
+                if info.rerun_safe {
+                    return Err(no(
+                        "IF NOT EXISTS / OR REPLACE: the object may have existed before, and dropping it would lose it",
+                    ));
+                }
+                let name = info.object_name.ok_or_else(|| no("no object name found"))?;
+                let what = match object {
+                    ObjectKind::Table
+                    | ObjectKind::View
+                    | ObjectKind::MaterializedView
+                    | ObjectKind::LiveView
+                    | ObjectKind::WindowView => "TABLE",
+                    ObjectKind::Dictionary => "DICTIONARY",
+                    ObjectKind::Database => "DATABASE",
+                    ObjectKind::Function => "FUNCTION",
+                };
+                Ok(Some(format!("DROP {what} IF EXISTS {name}")))
+            }
+            Verb::Alter if object == ObjectKind::Table => alter_inverse(sql, &toks).map(Some),
+            Verb::Rename if object == ObjectKind::Table => rename_inverse(sql, &toks).map(Some),
+            Verb::Exchange => Ok(Some(sql.trim().to_string())),
+            Verb::Optimize => Ok(None),
+            Verb::Drop | Verb::Detach | Verb::Truncate => {
+                Err(no("it removes an object or its data"))
+            }
+            Verb::Attach => Err(no("ATTACH is undone by a written DETACH")),
+            Verb::Alter | Verb::Rename => Err(no("only tables are altered or renamed back")),
+        },
+    }
+}
+
+fn word(src: &str, t: Option<&Token>, kw: &str) -> bool {
+    t.is_some_and(|t| t.is_word(src, kw))
+}
+
+fn is_name(t: &Token) -> bool {
+    matches!(
+        t.kind,
+        TokenKind::Word | TokenKind::QuotedIdent | TokenKind::Placeholder
+    )
+}
+
+/// `name` or `db.name` starting at `toks[i]`: its text and the next index.
+fn name_at<'a>(src: &'a str, toks: &[Token], i: usize) -> Option<(&'a str, usize)> {
+    let first = toks.get(i).filter(|t| is_name(t))?;
+    if toks.get(i + 1).is_some_and(|t| t.is_punct(src, '.'))
+        && let Some(second) = toks.get(i + 2).filter(|t| is_name(t))
+    {
+        return Some((&src[first.start..second.end], i + 3));
+    }
+    Some((first.text(src), i + 1))
+}
+
+/// The top-level comma-separated pieces of `toks[from..]`.
+fn clauses(src: &str, toks: &[Token], from: usize) -> Vec<Vec<Token>> {
+    let mut out = vec![Vec::new()];
+    let mut depth = 0i32;
+    for t in toks.iter().skip(from) {
+        if t.kind == TokenKind::Punct {
+            match t.text(src) {
+                "(" | "[" => depth += 1,
+                ")" | "]" => depth -= 1,
+                "," if depth == 0 => {
+                    out.push(Vec::new());
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            last.push(*t);
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
+/// Skips `ON CLUSTER name` at `i`.
+fn skip_on_cluster(src: &str, toks: &[Token], i: usize) -> usize {
+    if word(src, toks.get(i), "ON") && word(src, toks.get(i + 1), "CLUSTER") {
+        i + 3
+    } else {
+        i
+    }
+}
+
+fn alter_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
+    // ALTER TABLE <name> [ON CLUSTER c] <clauses>
+    let (table, i) = name_at(src, toks, 2).ok_or_else(|| no("no table name found"))?;
+    let i = skip_on_cluster(src, toks, i);
+    let mut undo = Vec::new();
+    for c in clauses(src, toks, i) {
+        let w = |k: usize, kw: &str| word(src, c.get(k), kw);
+        let what = if w(0, "ADD") && w(1, "COLUMN") {
+            "COLUMN"
+        } else if w(0, "ADD") && w(1, "INDEX") {
+            "INDEX"
+        } else {
+            let head: Vec<&str> = c.iter().take(2).map(|t| t.text(src)).collect();
+            return Err(no(format!(
+                "ALTER … {} cannot be undone without losing data",
+                head.join(" ").to_ascii_uppercase()
+            )));
+        };
+        if w(2, "IF") {
+            return Err(no(format!(
+                "ADD {what} IF NOT EXISTS: it may have existed before, and dropping it would lose it"
+            )));
+        }
+        let name = c
+            .get(2)
+            .filter(|t| is_name(t))
+            .map(|t| t.text(src))
+            .ok_or_else(|| no(format!("no {} name found", what.to_ascii_lowercase())))?;
+        undo.push(format!("DROP {what} {name}"));
+    }
+    if undo.is_empty() {
+        return Err(no("ALTER without clauses"));
+    }
+    undo.reverse();
+    Ok(format!("ALTER TABLE {table} {}", undo.join(", ")))
+}
+
+fn rename_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
+    // RENAME TABLE a TO b [, c TO d] [ON CLUSTER c]
+    let mut pairs = Vec::new();
+    let mut i = 2;
+    loop {
+        let (from, j) = name_at(src, toks, i).ok_or_else(|| no("no table name found"))?;
+        if !word(src, toks.get(j), "TO") {
+            return Err(no("expected TO in RENAME TABLE"));
+        }
+        let (to, k) = name_at(src, toks, j + 1).ok_or_else(|| no("no new table name found"))?;
+        pairs.push(format!("{to} TO {from}"));
+        if toks.get(k).is_some_and(|t| t.is_punct(src, ',')) {
+            i = k + 1;
+            continue;
+        }
+        let rest = skip_on_cluster(src, toks, k);
+        if rest < toks.len() {
+            return Err(no("unexpected text after RENAME TABLE … TO …"));
+        }
+        break;
+    }
+    pairs.reverse();
+    Ok(format!("RENAME TABLE {}", pairs.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(sql: &str, line: usize) -> Statement {
+        Statement {
+            sql: sql.into(),
+            line,
+        }
+    }
+
+    fn inv(sql: &str) -> Result<Option<String>, String> {
+        inverse_of(sql).map_err(|e| match e {
+            Why::Reason(r) => r,
+            Why::Lex(e) => e.to_string(),
+        })
+    }
+
+    #[test]
+    fn reversible_ddl_gets_its_inverse() {
+        let cases = [
+            (
+                "CREATE TABLE ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id",
+                "DROP TABLE IF EXISTS ${database}.events",
+            ),
+            (
+                "create view `db`.`v` AS SELECT 1",
+                "DROP TABLE IF EXISTS `db`.`v`",
+            ),
+            (
+                "CREATE MATERIALIZED VIEW db.mv TO db.t AS SELECT x FROM db.s",
+                "DROP TABLE IF EXISTS db.mv",
+            ),
+            (
+                "CREATE TABLE db.t ON CLUSTER c (x UInt8) ENGINE = Memory",
+                "DROP TABLE IF EXISTS db.t",
+            ),
+            (
+                "CREATE DICTIONARY db.d (k UInt64, v String) PRIMARY KEY k SOURCE(NULL()) LAYOUT(FLAT()) LIFETIME(0)",
+                "DROP DICTIONARY IF EXISTS db.d",
+            ),
+            (
+                "CREATE DATABASE analytics",
+                "DROP DATABASE IF EXISTS analytics",
+            ),
+            (
+                "CREATE FUNCTION plus_one AS (x) -> x + 1",
+                "DROP FUNCTION IF EXISTS plus_one",
+            ),
+            (
+                "ALTER TABLE db.t ADD COLUMN c UInt8 DEFAULT 0 AFTER x",
+                "ALTER TABLE db.t DROP COLUMN c",
+            ),
+            (
+                "ALTER TABLE db.t ON CLUSTER c ADD COLUMN a UInt8, ADD INDEX ia a TYPE minmax GRANULARITY 1, ADD COLUMN `b c` Array(Tuple(UInt8, String))",
+                "ALTER TABLE db.t DROP COLUMN `b c`, DROP INDEX ia, DROP COLUMN a",
+            ),
+            (
+                "RENAME TABLE db.a TO db.b, db.c TO db.d",
+                "RENAME TABLE db.d TO db.c, db.b TO db.a",
+            ),
+            ("RENAME TABLE a TO b ON CLUSTER c", "RENAME TABLE b TO a"),
+            ("EXCHANGE TABLES a AND b", "EXCHANGE TABLES a AND b"),
+        ];
+        for (forward, want) in cases {
+            assert_eq!(inv(forward), Ok(Some(want.to_string())), "{forward}");
+        }
+        for nothing in [
+            "SELECT sleep(1)",
+            "SET max_threads = 1",
+            "OPTIMIZE TABLE t FINAL",
+        ] {
+            assert_eq!(inv(nothing), Ok(None), "{nothing}");
+        }
+    }
+
+    #[test]
+    fn what_loses_data_or_may_predate_the_migration_is_irreversible() {
+        let cases = [
+            ("DROP TABLE t", "removes an object"),
+            ("TRUNCATE TABLE t", "removes an object"),
+            (
+                "ALTER TABLE t MODIFY COLUMN c UInt64",
+                "ALTER … MODIFY COLUMN",
+            ),
+            ("ALTER TABLE t DROP COLUMN c", "ALTER … DROP COLUMN"),
+            (
+                "ALTER TABLE t ADD COLUMN c UInt8, DROP COLUMN d",
+                "ALTER … DROP COLUMN",
+            ),
+            ("ALTER TABLE t DELETE WHERE x = 1", "mutation"),
+            ("INSERT INTO t VALUES (1)", "data migration"),
+            (
+                "CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory",
+                "may have existed",
+            ),
+            ("CREATE OR REPLACE VIEW v AS SELECT 1", "may have existed"),
+            (
+                "ALTER TABLE t ADD COLUMN IF NOT EXISTS c UInt8",
+                "may have existed",
+            ),
+            ("SYSTEM RELOAD DICTIONARIES", "does not know"),
+            ("RENAME TABLE a TO b extra", "unexpected text"),
+        ];
+        for (forward, why) in cases {
+            let got = inv(forward);
+            assert!(
+                matches!(&got, Err(r) if r.contains(why)),
+                "{forward}: {got:?} should say {why:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_statements_are_undone_in_reverse_order_and_the_first_blocker_is_named() {
+        let up = [
+            st("CREATE TABLE db.a (x UInt8) ENGINE = Memory", 1),
+            st("SELECT 1", 2),
+            st("ALTER TABLE db.a ADD COLUMN y UInt8", 3),
+            st("RENAME TABLE db.a TO db.b", 5),
+        ];
+        let down = derive_rollback(&up).unwrap();
+        let sql: Vec<(&str, usize)> = down.iter().map(|s| (s.sql.as_str(), s.line)).collect();
+        assert_eq!(
+            sql,
+            [
+                ("RENAME TABLE db.b TO db.a", 5),
+                ("ALTER TABLE db.a DROP COLUMN y", 3),
+                ("DROP TABLE IF EXISTS db.a", 1),
+            ]
+        );
+        let up = [
+            st("CREATE TABLE db.a (x UInt8) ENGINE = Memory", 1),
+            st("INSERT INTO db.a VALUES (1)", 4),
+        ];
+        let err = derive_rollback(&up).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "statement 2 (line 4) cannot be undone automatically: an INSERT is a data migration"
+        );
+    }
+}
