@@ -163,8 +163,19 @@ class Tool:
     key = "?"
     needs_written_on_cluster = True  # statements must carry ON CLUSTER themselves
 
-    def write_folder(self, folder, db, n, shape, cluster):
+    def file_name(self, i):
         raise NotImplementedError
+
+    def write_folder(self, folder, db, n, shape, cluster):
+        """Writes migrations 1..n; tools that need ON CLUSTER written get it
+        (and the database name) in the SQL, chmigrate gets ${database}."""
+        for i in range(1, n + 1):
+            if self.needs_written_on_cluster:
+                stmts = migration_sql(db, i, shape, cluster)
+            else:
+                stmts = migration_sql(None, i, shape)
+            with open(os.path.join(folder, self.file_name(i)), "w") as f:
+                f.write(file_text(stmts))
 
     def command(self, target, db, folder):
         raise NotImplementedError
@@ -194,10 +205,8 @@ class Chmigrate(Tool):
         self.binary = binary
         self.version = version
 
-    def write_folder(self, folder, db, n, shape, cluster):
-        for i in range(1, n + 1):
-            with open(os.path.join(folder, f"V{i}__m{i}.sql"), "w") as f:
-                f.write(file_text(migration_sql(None, i, shape)))
+    def file_name(self, i):
+        return f"V{i}__m{i}.sql"
 
     def command(self, target, db, folder, extra=()):
         cmd = [self.binary, "--url", target.url, "--database", db, "--dir", folder]
@@ -222,10 +231,8 @@ class PyPeer(Tool):
         if key:
             self.key = key
 
-    def write_folder(self, folder, db, n, shape, cluster):
-        for i in range(1, n + 1):
-            with open(os.path.join(folder, f"{i:04d}_m{i}.sql"), "w") as f:
-                f.write(file_text(migration_sql(db, i, shape, cluster)))
+    def file_name(self, i):
+        return f"{i:04d}_m{i}.sql"
 
     def command(self, target, db, folder):
         # The PyPI tool speaks the native TCP protocol (clickhouse-driver).
@@ -254,10 +261,8 @@ class NodePeer(Tool):
         self.cli = cli
         self.version = version
 
-    def write_folder(self, folder, db, n, shape, cluster):
-        for i in range(1, n + 1):
-            with open(os.path.join(folder, f"{i}_m{i}.sql"), "w") as f:
-                f.write(file_text(migration_sql(db, i, shape, cluster)))
+    def file_name(self, i):
+        return f"{i}_m{i}.sql"
 
     def command(self, target, db, folder):
         cmd = [
