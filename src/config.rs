@@ -20,6 +20,7 @@
 //!   on_cluster: auto           # auto | always | never
 //!   max_file_size: 1048576
 //!   allow_rollback: true
+//!   require_rollback: false    # validate: every migration needs a rollback
 //!   out_of_order: false
 //!   variables: { ttl_days: "30" }
 //! environments:
@@ -132,6 +133,8 @@ pub struct MigrationsSection {
     pub on_cluster: Option<OnClusterMode>,
     pub max_file_size: Option<u64>,
     pub allow_rollback: Option<bool>,
+    /// `validate` fails on migrations with no rollback, written or derived.
+    pub require_rollback: Option<bool>,
     pub out_of_order: Option<bool>,
     pub baseline: Option<Version>,
     pub variables: Option<BTreeMap<String, String>>,
@@ -200,6 +203,7 @@ impl MigrationsSection {
                 on_cluster,
                 max_file_size,
                 allow_rollback,
+                require_rollback,
                 out_of_order,
                 baseline
             ]
@@ -270,6 +274,7 @@ pub struct Settings {
     pub on_cluster: OnClusterMode,
     pub max_file_size: u64,
     pub allow_rollback: bool,
+    pub require_rollback: bool,
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
@@ -381,6 +386,7 @@ impl Settings {
         )?;
         Ok(Settings {
             allow_rollback: migs.allow_rollback.unwrap_or(environment != "production"),
+            require_rollback: migs.require_rollback.unwrap_or(false),
             environment,
             url,
             user: conn.user.unwrap_or_else(|| "default".to_string()),

@@ -55,6 +55,26 @@ pub fn validate_offline(
     out
 }
 
+/// The `require_rollback` policy (`validate --require-rollback`): every
+/// migration with neither a written nor a derivable rollback, and why none
+/// can be derived.
+pub fn require_rollback(migrations: &[Migration]) -> Vec<Diagnostic> {
+    migrations
+        .iter()
+        .filter(|m| m.down.is_none())
+        .map(|m| {
+            Diagnostic::error(
+                Some(m.location.clone()),
+                format!(
+                    "V{} has no rollback, written or derivable ({}): write one (-- ROLLBACK: lines, a down file or a down section)",
+                    m.version,
+                    m.irreversible.as_deref().unwrap_or("none written")
+                ),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +82,36 @@ mod tests {
     use crate::sql::statement::OnClusterMode;
     use crate::vars::Variables;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn require_rollback_names_what_has_none_and_why() {
+        let files: Vec<(String, String, String)> = [
+            ("V1__a.sql", "CREATE TABLE a (x UInt8) ENGINE = Memory;"),
+            (
+                "V2__b.sql",
+                "CREATE TABLE b (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE b;",
+            ),
+            ("V3__c.sql", "INSERT INTO a VALUES (1);"),
+            ("4_d.up.sql", "CREATE TABLE d (x UInt8) ENGINE = Memory;"),
+            ("4_d.down.sql", "-- irreversible"),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+        .collect();
+        let loaded = from_files(&files, 1 << 20);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let text: Vec<String> = require_rollback(&loaded.migrations)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "V3__c.sql:1: V3 has no rollback, written or derivable (statement 1 (line 1) cannot be undone automatically: an INSERT is a data migration): write one (-- ROLLBACK: lines, a down file or a down section)",
+                "4_d.up.sql:1: V4 has no rollback, written or derivable (its down file is empty): write one (-- ROLLBACK: lines, a down file or a down section)",
+            ]
+        );
+    }
 
     #[test]
     fn reports_every_problem_with_file_and_line() {

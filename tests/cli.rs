@@ -319,6 +319,52 @@ fn validate_json_lists_diagnostics() {
 }
 
 #[test]
+fn require_rollback_flags_migrations_with_no_written_or_derivable_rollback() {
+    let dir = folder(&[
+        // Derivable: passes.
+        (
+            "V1__a.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        // A data migration with no rollback written: flagged.
+        ("V2__b.sql", "INSERT INTO ${database}.a VALUES (1);"),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(run(&["validate", "--dir", d]).code, 0, "off by default");
+    let out = run(&["validate", "--dir", d, "--require-rollback"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "V2__b.sql:1: V2 has no rollback, written or derivable (statement 1 (line 1) cannot be undone automatically: an INSERT is a data migration)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("V1 has no rollback"), "{}", out.stdout);
+    // The same as an environment's policy in chmigrate.yaml.
+    std::fs::write(
+        dir.path().join("chmigrate.yaml"),
+        "environments:\n  staging: {}\n  production:\n    migrations: { require_rollback: true }\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("chmigrate.yaml");
+    let cfg = cfg.to_str().unwrap();
+    let out = run(&[
+        "--config",
+        cfg,
+        "--env",
+        "production",
+        "validate",
+        "--dir",
+        d,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("V2 has no rollback"), "{}", out.stdout);
+    let out = run(&["--config", cfg, "--env", "staging", "validate", "--dir", d]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+#[test]
 fn always_mode_refuses_statements_it_cannot_place_on_the_cluster() {
     let dir = folder(&[("V1__a.sql", "SYSTEM FLUSH LOGS;")]);
     let d = dir.path().to_str().unwrap();

@@ -244,6 +244,10 @@ pub enum Command {
         /// Also compare the sources with the target's ledger (checksums, missing files)
         #[arg(long)]
         online: bool,
+        /// Fail on every migration with no rollback, written or derivable
+        /// (also `migrations.require_rollback` in chmigrate.yaml)
+        #[arg(long)]
+        require_rollback: bool,
     },
     /// Print what would run, statement by statement, after variable
     /// substitution and ON CLUSTER rewriting (= migrate --dry-run)
@@ -431,7 +435,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             template,
             timestamp,
         } => cmd_new(&settings, &name, template, timestamp, format),
-        Command::Validate { online } => {
+        Command::Validate {
+            online,
+            require_rollback,
+        } => {
+            let mut settings = settings.clone();
+            settings.require_rollback |= require_rollback;
             if online {
                 block_on(online::validate_online(&settings, format))
             } else {
@@ -585,12 +594,16 @@ pub(crate) fn load(settings: &Settings) -> Loaded {
 
 fn cmd_validate(settings: &Settings, format: Format) -> Result<(), CliError> {
     let loaded = load(settings);
-    let diags = validate_offline(
+    let mut diags = validate_offline(
         &loaded.migrations,
         &loaded.errors,
         &settings.prepare_settings(),
         &settings.policy(),
     );
+    if settings.require_rollback {
+        diags.extend(chmigrate::validate::require_rollback(&loaded.migrations));
+        diagnostic::sort(&mut diags);
+    }
     output::print_validation(format, settings, loaded.migrations.len(), &diags);
     if diags.iter().any(Diagnostic::is_error) {
         Err(CliError::Reported)

@@ -867,6 +867,9 @@ pub async fn validate_online(settings: &Settings, format: Format) -> Result<(), 
         &settings.prepare_settings(),
         &settings.policy(),
     );
+    if settings.require_rollback {
+        diags.extend(chmigrate::validate::require_rollback(&loaded.migrations));
+    }
     let session = connect(settings).await?;
     let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
         .await
