@@ -919,3 +919,87 @@ fn derived_rollbacks_round_trip_to_the_identical_schema() {
     drop_db(SINGLE, &db, false);
     drop_db(SINGLE, &db2, false);
 }
+
+#[test]
+fn a_rollback_done_by_hand_is_recorded_audited_and_reapplied_later() {
+    require(&[SINGLE]);
+    let db = unique_db("manual");
+    let dir = folder(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        (
+            "V2__b.sql",
+            "-- Dependencies: 1\nCREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+        ),
+        ("V3__c.sql", "INSERT INTO ${database}.a VALUES (3);"),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+
+    // Bad requests change nothing.
+    let before = ledger(SINGLE, &db).len();
+    let out = chm(&args(&db, d, &["rollback", "--manual", "--version", "1"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("V2, which stays applied, depends on it"),
+        "{}",
+        out.stderr
+    );
+    let out = chm(&args(&db, d, &["rollback", "--manual", "--version", "9"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("V9 is not applied"), "{}", out.stderr);
+    assert_eq!(
+        chm(&args(&db, d, &["rollback", "--manual"])).code,
+        2,
+        "needs --version"
+    );
+    assert_eq!(ledger(SINGLE, &db).len(), before, "nothing recorded");
+
+    // A person deleted V3's row by hand (V3 cannot be rolled back by chmigrate).
+    q(SINGLE, &format!("TRUNCATE TABLE `{db}`.a"));
+    let out = chm(&args(
+        &db,
+        d,
+        &[
+            "rollback",
+            "--manual",
+            "--version",
+            "3",
+            "--reason",
+            "incident 42: seed row removed",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("V3 recorded as rolled back by hand"),
+        "{}",
+        out.stdout
+    );
+    let rows = ledger(SINGLE, &db);
+    let manual = rows
+        .iter()
+        .find(|r| r["event"] == "manual_rollback")
+        .expect("recorded");
+    assert_eq!(manual["version"], "3");
+    assert!(
+        !manual["actor"].as_str().unwrap_or_default().is_empty(),
+        "who"
+    );
+    assert!(
+        manual["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("incident 42"),
+        "why: {manual}"
+    );
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    assert_eq!(st["applied_version"], "2", "{st}");
+
+    // The next migrate applies V3 again.
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    assert_eq!(count(SINGLE, &format!("SELECT count() FROM `{db}`.a")), 1);
+    drop_db(SINGLE, &db, false);
+}

@@ -269,6 +269,7 @@ pub enum Command {
         dry_run: bool,
     },
     /// Roll back applied migrations (refused where the environment forbids it)
+    #[command(disable_version_flag = true)]
     Rollback {
         /// Roll back everything above this version
         #[arg(long, value_name = "VERSION", conflicts_with = "steps")]
@@ -279,6 +280,16 @@ pub enum Command {
         /// Print the plan; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Record that a person already undid --version by hand (audited;
+        /// nothing runs)
+        #[arg(long, requires = "version", conflicts_with_all = ["to", "steps", "dry_run"])]
+        manual: bool,
+        /// The migration --manual records
+        #[arg(long, value_name = "VERSION", requires = "manual")]
+        version: Option<String>,
+        /// Why, for the record (with --manual)
+        #[arg(long, value_name = "TEXT", requires = "manual")]
+        reason: Option<String>,
     },
     /// Applied version, pending migrations, per-host state and the lock
     Status,
@@ -456,7 +467,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let spec = spec(to.as_deref())?;
             block_on(online::migrate(&settings, spec, dry_run, format))
         }
-        Command::Rollback { to, steps, dry_run } => {
+        Command::Rollback {
+            manual: true,
+            version: Some(version),
+            reason,
+            ..
+        } => {
+            let v = parse_version("--version", &version)?;
+            block_on(online::manual_rollback(&settings, v, reason, format))
+        }
+        Command::Rollback {
+            to, steps, dry_run, ..
+        } => {
             let spec = match (to, steps) {
                 (Some(v), _) => online::TargetSpec::Version(parse_version("--to", &v)?),
                 (None, n) => online::TargetSpec::StepsBack(n.unwrap_or(1)),

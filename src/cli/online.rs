@@ -1012,6 +1012,76 @@ pub async fn repair(
     Ok(())
 }
 
+/// `rollback --manual --version V`: records that a person already undid V
+/// by hand (nothing runs). Audited like any event: who, when, why. Refused
+/// when V is not applied, or when an applied migration that stays applied
+/// depends on it.
+pub async fn manual_rollback(
+    settings: &Settings,
+    version: Version,
+    reason: Option<String>,
+    format: Format,
+) -> Result<(), CliError> {
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let check = |history: &[LedgerEntry]| -> Result<(), CliError> {
+        let state = TargetState::fold(&events(history)?);
+        let applied = |v: &Version| matches!(state.get(v), Some(VersionState::Applied { .. }));
+        if !applied(&version) {
+            return Err(CliError::Invalid(format!(
+                "V{version} is not applied on this target; there is nothing to record"
+            )));
+        }
+        if let Some(dependent) = migrations
+            .iter()
+            .find(|m| m.dependencies.contains(&version) && applied(&m.version))
+        {
+            return Err(CliError::Invalid(format!(
+                "V{version} cannot be recorded as rolled back: V{}, which stays applied, depends on it",
+                dependent.version
+            )));
+        }
+        Ok(())
+    };
+    let session = connect(settings).await?;
+    // A refused request writes nothing, not even lock events; the same
+    // check runs again under the lock.
+    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(ledger_err)?;
+    check(&history)?;
+    let checksum = migrations
+        .iter()
+        .find(|m| m.version == version)
+        .map(|m| m.checksum.0.clone())
+        .unwrap_or_default();
+    locked(
+        &session,
+        settings,
+        format,
+        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+            check(&history)?;
+            writer
+                .write(|e| {
+                    e.event = "manual_rollback".into();
+                    e.version = version.to_string();
+                    e.direction = "down".into();
+                    e.checksum = checksum.clone();
+                    e.details = json!({ "reason": reason }).to_string();
+                })
+                .await
+                .map_err(ledger_err)?;
+            Ok(())
+        },
+    )
+    .await?;
+    output::print_message(
+        format,
+        &format!("V{version} recorded as rolled back by hand (nothing was run)"),
+        json!({ "ok": true, "manual_rollback": version.to_string() }),
+    );
+    Ok(())
+}
+
 pub async fn unlock(settings: &Settings, format: Format) -> Result<(), CliError> {
     let session = connect(settings).await?;
     let ledger = session.cfg.ledger.clone();
