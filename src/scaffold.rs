@@ -136,6 +136,13 @@ pub fn render(
         .replace("{{created}}", created)
 }
 
+/// The commented `chmigrate.yaml` that `init` writes.
+pub fn config_template(database: &str, dir: &str) -> String {
+    include_str!("templates/chmigrate.yaml")
+        .replace("${DATABASE}", database)
+        .replace("${DIR}", dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,6 +365,56 @@ fn require_rollback_flags_migrations_with_no_written_or_derivable_rollback() {
 }
 
 #[test]
+fn init_writes_a_config_that_loads_and_a_migrations_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(dir.path(), &["init", "--database", "analytics"], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(dir.path().join("migrations").is_dir());
+    let cfg = std::fs::read_to_string(dir.path().join("chmigrate.yaml")).unwrap();
+    for env in ["development:", "staging:", "production:"] {
+        assert!(cfg.contains(env), "{cfg}");
+    }
+    // It loads, per environment, and the next commands work with it.
+    assert_eq!(run_in(dir.path(), &["new", "create events"], &[]).code, 0);
+    for env in ["development", "staging", "production"] {
+        let out = run_in(dir.path(), &["--env", env, "validate"], &[]);
+        assert_eq!(out.code, 0, "{env}: {}{}", out.stdout, out.stderr);
+    }
+    let plan = run_in(
+        dir.path(),
+        &["--env", "production", "plan", "--offline"],
+        &[],
+    );
+    assert!(
+        plan.stdout.contains("database analytics"),
+        "{}",
+        plan.stdout
+    );
+    // Never overwritten by accident; hostile names refused.
+    let out = run_in(dir.path(), &["init"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("pass --force"), "{}", out.stderr);
+    assert_eq!(run_in(dir.path(), &["init", "--force"], &[]).code, 0);
+    let out = run_in(
+        dir.path(),
+        &["init", "--force", "--database", "x`; DROP"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    // --config elsewhere: the folder sits beside the file it is named in.
+    let other = dir.path().join("deploy");
+    std::fs::create_dir_all(&other).unwrap();
+    let cfg = other.join("chmigrate.yaml");
+    let out = run_in(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap(), "init"],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(other.join("migrations").is_dir());
+}
+
+#[test]
 fn always_mode_refuses_statements_it_cannot_place_on_the_cluster() {
     let dir = folder(&[("V1__a.sql", "SYSTEM FLUSH LOGS;")]);
     let d = dir.path().to_str().unwrap();

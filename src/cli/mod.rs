@@ -228,6 +228,16 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: a migrations folder and a commented chmigrate.yaml
+    /// with development, staging and production environments
+    Init {
+        /// Database the migrations are for
+        #[arg(long, default_value = "default")]
+        database: String,
+        /// Overwrite an existing chmigrate.yaml
+        #[arg(long)]
+        force: bool,
+    },
     /// Write the next migration file from a built-in template
     New {
         /// What the migration does, e.g. "create events" (becomes create_events)
@@ -386,9 +396,11 @@ pub enum Command {
     },
 }
 
-/// Loads configuration: the file, then flags and `CHMIGRATE_*` variables.
-pub fn settings(g: &Global) -> Result<Settings, CliError> {
+/// Loads configuration: the file (unless `read_file` is false: `init`
+/// writes it), then flags and `CHMIGRATE_*` variables.
+pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
     let path = match &g.config {
+        _ if !read_file => None,
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
     };
@@ -430,7 +442,7 @@ pub fn settings(g: &Global) -> Result<Settings, CliError> {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = settings(&cli.global)?;
+    let settings = settings(&cli.global, !matches!(cli.command, Command::Init { .. }))?;
     tracing::debug!(environment = %settings.environment, dir = %settings.dir.display(), "configuration resolved");
     let format = cli.global.format;
     if matches!(format, Format::Html | Format::Markdown)
@@ -441,6 +453,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ));
     }
     match cli.command {
+        Command::Init { database, force } => cmd_init(
+            cli.global.config.as_deref(),
+            &settings,
+            &database,
+            force,
+            format,
+        ),
         Command::New {
             name,
             template,
@@ -657,6 +676,45 @@ fn cmd_plan_offline(settings: &Settings, to: Option<&str>, format: Format) -> Re
             CliError::Reported
         })?;
     output::print_plan(format, settings, &planned, &steps, &migrations);
+    Ok(())
+}
+
+/// `init`: the migrations folder and a commented `chmigrate.yaml` (at
+/// `--config`, or `chmigrate.yaml` here). Refuses to overwrite a file.
+fn cmd_init(
+    config: Option<&Path>,
+    settings: &Settings,
+    database: &str,
+    force: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    let database = chmigrate::sql::Ident::new("database name", database)
+        .map_err(|e| CliError::Invalid(format!("--database: {e}")))?;
+    let path = config.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE), Path::to_path_buf);
+    if path.exists() && !force {
+        return Err(CliError::Invalid(format!(
+            "{} exists; pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    let fail = |what: &str, p: &Path, e: std::io::Error| {
+        CliError::Failed(anyhow::anyhow!("{}: cannot {what}: {e}", p.display()))
+    };
+    // The file names the folder relative to itself.
+    let base = path.parent().unwrap_or(Path::new(""));
+    let dir = &base.join(&settings.dir);
+    std::fs::create_dir_all(dir).map_err(|e| fail("create folder", dir, e))?;
+    let text = scaffold::config_template(database.as_str(), &settings.dir.display().to_string());
+    std::fs::write(&path, text).map_err(|e| fail("write", &path, e))?;
+    output::print_message(
+        format,
+        &format!(
+            "wrote {} and {}/ — next: chmigrate new \"create events\"",
+            path.display(),
+            dir.display()
+        ),
+        serde_json::json!({ "ok": true, "config": path.display().to_string(), "dir": dir.display().to_string() }),
+    );
     Ok(())
 }
 
