@@ -56,13 +56,6 @@ fn ready(status: &Value) -> (String, String) {
     )
 }
 
-fn user_tables(url: &str, db: &str) -> Vec<String> {
-    tables(url, db)
-        .into_iter()
-        .filter(|t| !t.starts_with("schema_migrations"))
-        .collect()
-}
-
 #[test]
 fn the_cluster_example_applies_on_every_replica() {
     require(&NODES);

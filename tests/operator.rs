@@ -94,14 +94,6 @@ fn events(api: &FakeApiServer, ns: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The database's tables without chmigrate's own (ledger, lock).
-fn user_tables(url: &str, db: &str) -> Vec<String> {
-    tables(url, db)
-        .into_iter()
-        .filter(|t| !t.starts_with("schema_migrations"))
-        .collect()
-}
-
 fn completed(url: &str, db: &str, version: &str) -> usize {
     events_of(&ledger(url, db), version, "completed")
 }

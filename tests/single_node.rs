@@ -803,9 +803,8 @@ fn sigterm_stops_before_the_next_statement_and_releases_the_lock() {
 
 /// `SHOW CREATE` of every object of `db` but chmigrate's own.
 fn schema(db: &str) -> Vec<(String, String)> {
-    tables(SINGLE, db)
+    user_tables(SINGLE, db)
         .into_iter()
-        .filter(|t| !t.starts_with("schema_migrations"))
         .map(|t| {
             let create = q(SINGLE, &format!("SHOW CREATE TABLE `{db}`.`{t}`"));
             (t, create)

@@ -338,10 +338,10 @@ pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
     current
 }
 
-/// Drops the lock wherever it is, and repairs a lock whose table an
-/// earlier drop removed from the catalogue but not from the disk of the
-/// node `conn` talks to (18.16 with ZooKeeper gone): it is attached again
-/// from its files and dropped properly.
+/// Drops the lock wherever it is and, on a cluster, repairs a lock whose
+/// table an earlier drop removed from the catalogue but not from the disk of
+/// the node `conn` talks to (18.16 with ZooKeeper gone): it is attached
+/// again from its files and dropped properly.
 pub async fn force(
     conn: &Connection,
     ledger: &LedgerTable,
@@ -356,6 +356,10 @@ pub async fn force(
         &[("distributed_ddl_task_timeout", ddl_timeout_s.to_string())],
     )
     .await?;
+    if ledger.cluster.is_none() {
+        // A plain MergeTree drop needs no ZooKeeper: nothing is left behind.
+        return Ok(());
+    }
     // Files left behind on this node? Creating the lock says so.
     match conn.execute(&create_lock_sql(ledger)?).await {
         Ok(()) => {}

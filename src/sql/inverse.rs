@@ -20,8 +20,8 @@
 //! dropping it would lose it). Derived statements keep `${…}` placeholders
 //! and carry no `ON CLUSTER`: they are prepared like written ones.
 
-use super::lexer::{LexError, Token, TokenKind, tokenize};
-use super::statement::{ObjectKind, StatementKind, Verb, analyze};
+use super::lexer::LexError;
+use super::statement::{Head, ObjectKind, StatementKind, Verb, analyze, top_level_clauses};
 use crate::migration::Statement;
 
 /// Why a statement cannot be undone without a written rollback.
@@ -66,11 +66,7 @@ fn no(reason: impl Into<String>) -> Why {
 /// The statement that undoes `sql`; `None` when there is nothing to undo.
 fn inverse_of(sql: &str) -> Result<Option<String>, Why> {
     let info = analyze(sql).map_err(Why::Lex)?;
-    let toks: Vec<Token> = tokenize(sql)
-        .map_err(Why::Lex)?
-        .into_iter()
-        .filter(|t| !t.kind.is_trivia())
-        .collect();
+    let h = || Head::new(sql).map_err(Why::Lex);
     match info.kind {
         StatementKind::Query | StatementKind::Session => Ok(None),
         StatementKind::Insert => Err(no("an INSERT is a data migration")),
@@ -96,8 +92,8 @@ fn inverse_of(sql: &str) -> Result<Option<String>, Why> {
                 };
                 Ok(Some(format!("DROP {what} IF EXISTS {name}")))
             }
-            Verb::Alter if object == ObjectKind::Table => alter_inverse(sql, &toks).map(Some),
-            Verb::Rename if object == ObjectKind::Table => rename_inverse(sql, &toks).map(Some),
+            Verb::Alter if object == ObjectKind::Table => alter_inverse(h()?).map(Some),
+            Verb::Rename if object == ObjectKind::Table => rename_inverse(h()?).map(Some),
             Verb::Exchange => Ok(Some(sql.trim().to_string())),
             Verb::Optimize => Ok(None),
             Verb::Drop | Verb::Detach | Verb::Truncate => {
@@ -109,74 +105,28 @@ fn inverse_of(sql: &str) -> Result<Option<String>, Why> {
     }
 }
 
-fn word(src: &str, t: Option<&Token>, kw: &str) -> bool {
-    t.is_some_and(|t| t.is_word(src, kw))
+/// The text of `name` or `db.name` at the cursor, which moves past it.
+fn name<'a>(h: &mut Head<'a>) -> Option<&'a str> {
+    let (start, end) = h.eat_name()?;
+    Some(&h.src[start..end])
 }
 
-fn is_name(t: &Token) -> bool {
-    matches!(
-        t.kind,
-        TokenKind::Word | TokenKind::QuotedIdent | TokenKind::Placeholder
-    )
-}
-
-/// `name` or `db.name` starting at `toks[i]`: its text and the next index.
-fn name_at<'a>(src: &'a str, toks: &[Token], i: usize) -> Option<(&'a str, usize)> {
-    let first = toks.get(i).filter(|t| is_name(t))?;
-    if toks.get(i + 1).is_some_and(|t| t.is_punct(src, '.'))
-        && let Some(second) = toks.get(i + 2).filter(|t| is_name(t))
-    {
-        return Some((&src[first.start..second.end], i + 3));
-    }
-    Some((first.text(src), i + 1))
-}
-
-/// The top-level comma-separated pieces of `toks[from..]`.
-fn clauses(src: &str, toks: &[Token], from: usize) -> Vec<Vec<Token>> {
-    let mut out = vec![Vec::new()];
-    let mut depth = 0i32;
-    for t in toks.iter().skip(from) {
-        if t.kind == TokenKind::Punct {
-            match t.text(src) {
-                "(" | "[" => depth += 1,
-                ")" | "]" => depth -= 1,
-                "," if depth == 0 => {
-                    out.push(Vec::new());
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if let Some(last) = out.last_mut() {
-            last.push(*t);
-        }
-    }
-    out.retain(|c| !c.is_empty());
-    out
-}
-
-/// Skips `ON CLUSTER name` at `i`.
-fn skip_on_cluster(src: &str, toks: &[Token], i: usize) -> usize {
-    if word(src, toks.get(i), "ON") && word(src, toks.get(i + 1), "CLUSTER") {
-        i + 3
-    } else {
-        i
-    }
-}
-
-fn alter_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
+fn alter_inverse(mut h: Head<'_>) -> Result<String, Why> {
     // ALTER TABLE <name> [ON CLUSTER c] <clauses>
-    let (table, i) = name_at(src, toks, 2).ok_or_else(|| no("no table name found"))?;
-    let i = skip_on_cluster(src, toks, i);
+    h.i = 2;
+    let table = name(&mut h).ok_or_else(|| no("no table name found"))?;
+    if h.eat_words(&["ON", "CLUSTER"]) {
+        h.i += 1;
+    }
     let mut undo = Vec::new();
-    for c in clauses(src, toks, i) {
-        let w = |k: usize, kw: &str| word(src, c.get(k), kw);
+    for c in top_level_clauses(h.src, &h.toks, h.i) {
+        let w = |k: usize, kw: &str| c.get(k).is_some_and(|t| t.is_word(h.src, kw));
         let what = if w(0, "ADD") && w(1, "COLUMN") {
             "COLUMN"
         } else if w(0, "ADD") && w(1, "INDEX") {
             "INDEX"
         } else {
-            let head: Vec<&str> = c.iter().take(2).map(|t| t.text(src)).collect();
+            let head: Vec<&str> = c.iter().take(2).map(|t| t.text(h.src)).collect();
             return Err(no(format!(
                 "ALTER … {} cannot be undone without losing data",
                 head.join(" ").to_ascii_uppercase()
@@ -187,10 +137,13 @@ fn alter_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
                 "ADD {what} IF NOT EXISTS: it may have existed before, and dropping it would lose it"
             )));
         }
-        let name = c
-            .get(2)
-            .filter(|t| is_name(t))
-            .map(|t| t.text(src))
+        // The column or index name: one (possibly quoted) identifier.
+        let mut at = Head {
+            src: h.src,
+            toks: c[2.min(c.len())..].to_vec(),
+            i: 0,
+        };
+        let name = name(&mut at)
             .ok_or_else(|| no(format!("no {} name found", what.to_ascii_lowercase())))?;
         undo.push(format!("DROP {what} {name}"));
     }
@@ -201,23 +154,24 @@ fn alter_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
     Ok(format!("ALTER TABLE {table} {}", undo.join(", ")))
 }
 
-fn rename_inverse(src: &str, toks: &[Token]) -> Result<String, Why> {
+fn rename_inverse(mut h: Head<'_>) -> Result<String, Why> {
     // RENAME TABLE a TO b [, c TO d] [ON CLUSTER c]
+    h.i = 2;
     let mut pairs = Vec::new();
-    let mut i = 2;
     loop {
-        let (from, j) = name_at(src, toks, i).ok_or_else(|| no("no table name found"))?;
-        if !word(src, toks.get(j), "TO") {
+        let from = name(&mut h).ok_or_else(|| no("no table name found"))?;
+        if !h.eat_words(&["TO"]) {
             return Err(no("expected TO in RENAME TABLE"));
         }
-        let (to, k) = name_at(src, toks, j + 1).ok_or_else(|| no("no new table name found"))?;
+        let to = name(&mut h).ok_or_else(|| no("no new table name found"))?;
         pairs.push(format!("{to} TO {from}"));
-        if toks.get(k).is_some_and(|t| t.is_punct(src, ',')) {
-            i = k + 1;
+        if h.eat_punct(',') {
             continue;
         }
-        let rest = skip_on_cluster(src, toks, k);
-        if rest < toks.len() {
+        if h.eat_words(&["ON", "CLUSTER"]) {
+            h.i += 1;
+        }
+        if h.i < h.toks.len() {
             return Err(no("unexpected text after RENAME TABLE … TO …"));
         }
         break;

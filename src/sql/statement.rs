@@ -175,14 +175,23 @@ pub fn add_on_cluster(
     })
 }
 
-/// Cursor over the significant tokens of one statement.
-struct Head<'a> {
-    src: &'a str,
-    toks: Vec<Token>,
-    i: usize,
+/// Cursor over the significant tokens of one statement (also used by
+/// [`super::inverse`]).
+pub(super) struct Head<'a> {
+    pub(super) src: &'a str,
+    pub(super) toks: Vec<Token>,
+    pub(super) i: usize,
 }
 
 impl<'a> Head<'a> {
+    /// The statement's tokens without whitespace and comments, at token 0.
+    pub(super) fn new(src: &'a str) -> Result<Self, LexError> {
+        let toks = tokenize(src)?
+            .into_iter()
+            .filter(|t| !t.kind.is_trivia())
+            .collect();
+        Ok(Head { src, toks, i: 0 })
+    }
     fn peek_word(&self, kw: &str) -> bool {
         self.toks
             .get(self.i)
@@ -196,7 +205,7 @@ impl<'a> Head<'a> {
         })
     }
     /// Consumes the keywords when all of them follow.
-    fn eat_words(&mut self, kws: &[&str]) -> bool {
+    pub(super) fn eat_words(&mut self, kws: &[&str]) -> bool {
         if self.peek_words(kws) {
             self.i += kws.len();
             true
@@ -204,7 +213,7 @@ impl<'a> Head<'a> {
             false
         }
     }
-    fn eat_punct(&mut self, c: char) -> bool {
+    pub(super) fn eat_punct(&mut self, c: char) -> bool {
         if self
             .toks
             .get(self.i)
@@ -231,7 +240,7 @@ impl<'a> Head<'a> {
         })
     }
     /// Parses `name` or `db.name`; returns (start, end) byte range.
-    fn eat_name(&mut self) -> Option<(usize, usize)> {
+    pub(super) fn eat_name(&mut self) -> Option<(usize, usize)> {
         if !self.is_name_part(self.i) {
             return None;
         }
@@ -271,18 +280,11 @@ impl<'a> Head<'a> {
 
 /// Reads the head of a statement.
 pub fn analyze(statement: &str) -> Result<StatementInfo, LexError> {
-    let toks: Vec<Token> = tokenize(statement)?
-        .into_iter()
-        .filter(|t| !t.kind.is_trivia())
-        .collect();
-    let has_on_cluster = toks
+    let mut h = Head::new(statement)?;
+    let has_on_cluster = h
+        .toks
         .windows(2)
         .any(|w| w[0].is_word(statement, "ON") && w[1].is_word(statement, "CLUSTER"));
-    let mut h = Head {
-        src: statement,
-        toks,
-        i: 0,
-    };
     let verb = h.word_upper(0).unwrap_or_default();
     h.i = 1;
     let mut info = StatementInfo {
@@ -526,37 +528,61 @@ fn place_after_name(h: &mut Head<'_>, info: &mut StatementInfo, statement: &str,
 
 /// The clauses of an ALTER statement after the name, each as upper-cased
 /// leading words (up to six), split on top-level commas.
-fn alter_clauses(h: &Head<'_>) -> Vec<Vec<String>> {
-    let mut clauses = Vec::new();
-    let mut current: Vec<String> = Vec::new();
+/// The comma-separated clauses of `toks[from..]`, split at commas outside
+/// parentheses and brackets (an empty last clause is dropped).
+pub(super) fn top_level_clauses(src: &str, toks: &[Token], from: usize) -> Vec<Vec<Token>> {
+    let mut out = vec![Vec::new()];
     let mut depth = 0i32;
-    let mut started = false;
-    for t in &h.toks[h.i.min(h.toks.len())..] {
-        let text = t.text(h.src);
-        match (t.kind, text) {
-            (TokenKind::Punct, "(" | "[") => depth += 1,
-            (TokenKind::Punct, ")" | "]") => depth -= 1,
-            (TokenKind::Punct, ",") if depth == 0 => {
-                clauses.push(std::mem::take(&mut current));
-                started = false;
-                continue;
-            }
-            _ => {}
-        }
-        if depth == 0 && current.len() < 6 {
-            if t.kind == TokenKind::Word {
-                current.push(text.to_ascii_uppercase());
-            } else if started {
-                // Stop collecting words at the first non-word (a name).
-                current.push(String::new());
+    for t in toks.iter().skip(from) {
+        if t.kind == TokenKind::Punct {
+            match t.text(src) {
+                "(" | "[" => depth += 1,
+                ")" | "]" => depth -= 1,
+                "," if depth == 0 => {
+                    out.push(Vec::new());
+                    continue;
+                }
+                _ => {}
             }
         }
-        started = true;
+        if let Some(last) = out.last_mut() {
+            last.push(*t);
+        }
     }
-    if !current.is_empty() {
-        clauses.push(current);
+    if out.last().is_some_and(Vec::is_empty) {
+        out.pop();
     }
-    clauses
+    out
+}
+
+/// The leading words of each ALTER clause, upper-cased (a name or other
+/// non-word stops them as an empty string); words inside parentheses are
+/// skipped.
+fn alter_clauses(h: &Head<'_>) -> Vec<Vec<String>> {
+    top_level_clauses(h.src, &h.toks, h.i)
+        .into_iter()
+        .map(|clause| {
+            let mut current: Vec<String> = Vec::new();
+            let mut depth = 0i32;
+            for (k, t) in clause.iter().enumerate() {
+                let text = t.text(h.src);
+                match (t.kind, text) {
+                    (TokenKind::Punct, "(" | "[") => depth += 1,
+                    (TokenKind::Punct, ")" | "]") => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 && current.len() < 6 {
+                    if t.kind == TokenKind::Word {
+                        current.push(text.to_ascii_uppercase());
+                    } else if k > 0 {
+                        // Stop collecting words at the first non-word (a name).
+                        current.push(String::new());
+                    }
+                }
+            }
+            current
+        })
+        .collect()
 }
 
 /// An ALTER clause is safe to repeat when it checks for existence or sets a

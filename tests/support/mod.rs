@@ -149,6 +149,14 @@ pub fn tables(url: &str, db: &str) -> Vec<String> {
     t
 }
 
+/// The database's tables without chmigrate's own (ledger, lock).
+pub fn user_tables(url: &str, db: &str) -> Vec<String> {
+    tables(url, db)
+        .into_iter()
+        .filter(|t| !t.starts_with("schema_migrations"))
+        .collect()
+}
+
 /// Ledger rows of `db` (read on `url`).
 pub fn ledger(url: &str, db: &str) -> Vec<Value> {
     rows(
