@@ -75,6 +75,68 @@ pub fn require_rollback(migrations: &[Migration]) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// `validate --check-conflicts`, against the target's ledger: migrations
+/// that look renumbered across branches. A version the ledger applied that
+/// no file defines any more, while a pending file carries the same
+/// description under another version, is almost always one migration moved
+/// to a new number after a merge: applying it again would run it twice.
+/// Also flags pending files numbered below the applied version (a branch
+/// merged after newer migrations went out).
+pub fn conflicts(
+    migrations: &[Migration],
+    state: &TargetState,
+    history: &[crate::ledger::LedgerEntry],
+) -> Vec<Diagnostic> {
+    use crate::history::VersionState;
+    use std::collections::BTreeMap;
+    let norm = |d: &str| d.trim().to_lowercase().replace(['_', '-'], " ");
+    let mut applied_desc: BTreeMap<&str, String> = BTreeMap::new();
+    for e in history {
+        if e.event == "started" && !e.description.is_empty() {
+            applied_desc.insert(e.version.as_str(), norm(&e.description));
+        }
+    }
+    let defined: std::collections::BTreeSet<&crate::version::Version> =
+        migrations.iter().map(|m| &m.version).collect();
+    let mut out = Vec::new();
+    for (version, st) in &state.versions {
+        if !matches!(st, VersionState::Applied { .. }) || defined.contains(version) {
+            continue;
+        }
+        let Some(desc) = applied_desc.get(version.to_string().as_str()) else {
+            continue;
+        };
+        for m in migrations {
+            if norm(&m.description) == *desc && !state.is_applied(&m.version) {
+                out.push(Diagnostic::error(
+                    Some(m.location.clone()),
+                    format!(
+                        "V{} {:?} looks renumbered: the target applied it as version {version}, which no file defines now; \
+                         applying it again would run it twice (give it back version {version}, or baseline it)",
+                        m.version, m.description
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(top) = state.applied_version() {
+        for m in migrations {
+            if &m.version < top && state.get(&m.version).is_none() {
+                out.push(Diagnostic::warning(
+                    Some(m.location.clone()),
+                    format!(
+                        "V{} is pending below the applied version {top}: a branch merged after newer migrations went out \
+                         (it runs only with out_of_order; or renumber it: chmigrate resolve --migration {})",
+                        m.version, m.location.file
+                    ),
+                ));
+            }
+        }
+    }
+    diagnostic::sort(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +144,44 @@ mod tests {
     use crate::sql::statement::OnClusterMode;
     use crate::vars::Variables;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn conflicts_find_renumbered_and_merged_below_applied() {
+        use crate::history::tests::Log;
+        use crate::ledger::LedgerEntry;
+        let files: Vec<(String, String, String)> = [
+            ("V1__users.sql", "SELECT 1;"),
+            ("V2__late_branch.sql", "SELECT 1;"),
+            ("V4__create_orders.sql", "SELECT 1;"),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+        .collect();
+        let loaded = from_files(&files, 1 << 20);
+        let mut log = Log(Vec::new());
+        log.applied("1", "x", 1).applied("3", "y", 1);
+        let started = |v: &str, d: &str| LedgerEntry {
+            version: v.into(),
+            event: "started".into(),
+            description: d.into(),
+            ..Default::default()
+        };
+        let history = [started("1", "users"), started("3", "create orders")];
+        let text: Vec<String> = conflicts(&loaded.migrations, &log.state(), &history)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(text.len(), 2, "{text:#?}");
+        assert!(
+            text[0].starts_with(
+                "V2__late_branch.sql:1: warning: V2 is pending below the applied version 3"
+            ),
+            "{text:#?}"
+        );
+        assert!(text[1].starts_with("V4__create_orders.sql:1: V4 \"create orders\" looks renumbered: the target applied it as version 3"), "{text:#?}");
+        // Nothing applied: nothing conflicts.
+        assert!(conflicts(&loaded.migrations, &TargetState::default(), &[]).is_empty());
+    }
 
     #[test]
     fn require_rollback_names_what_has_none_and_why() {

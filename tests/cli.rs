@@ -653,3 +653,93 @@ fn hostile_names_are_refused_before_anything_is_sent() {
         }
     }
 }
+
+#[test]
+fn resolve_renumbers_a_colliding_file_with_its_down_half_and_header() {
+    let dir = folder(&[
+        (
+            "m/V1__users.sql",
+            "CREATE TABLE users (id UInt64) ENGINE = Memory;",
+        ),
+        (
+            "m/V2__orders.sql",
+            "-- Version: 2\nCREATE TABLE orders (id UInt64) ENGINE = Memory;",
+        ),
+        (
+            "m/2_payments.up.sql",
+            "-- Migration: payments\n-- Version: 2\n-- Dependencies: 1\nCREATE TABLE payments (id UInt64) ENGINE = Memory;",
+        ),
+        ("m/2_payments.down.sql", "DROP TABLE payments;"),
+        (
+            "m/V3__refunds.sql",
+            "-- Dependencies: 2\nCREATE TABLE refunds (id UInt64) ENGINE = Memory;",
+        ),
+    ]);
+    let p = dir.path();
+    let out = run_in(p, &["validate", "--dir", "m"], &[]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("version 2 is defined twice"),
+        "{}",
+        out.stdout
+    );
+
+    // A file that collides with nothing is not renumbered.
+    let out = run_in(
+        p,
+        &["resolve", "--dir", "m", "--migration", "m/V1__users.sql"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("collides with no other file"),
+        "{}",
+        out.stderr
+    );
+    assert!(p.join("m/V1__users.sql").is_file());
+
+    let out = run_in(
+        p,
+        &[
+            "resolve",
+            "--dir",
+            "m",
+            "--migration",
+            "m/2_payments.up.sql",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v = json(&out);
+    assert_eq!(v["from"], "2");
+    assert_eq!(v["to"], "4", "{v}");
+    assert_eq!(v["files"].as_array().unwrap().len(), 2, "{v}");
+    assert!(
+        v["dependents"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("V3__refunds.sql"),
+        "{v}"
+    );
+    assert!(!p.join("m/2_payments.up.sql").exists());
+    assert!(!p.join("m/2_payments.down.sql").exists());
+    let up = std::fs::read_to_string(p.join("m/4_payments.up.sql")).unwrap();
+    assert!(up.contains("-- Version: 4\n-- Dependencies: 1\n"), "{up}");
+    assert_eq!(
+        std::fs::read_to_string(p.join("m/4_payments.down.sql")).unwrap(),
+        "DROP TABLE payments;"
+    );
+    // The other branch's file is untouched, and the folder is valid again.
+    assert!(p.join("m/V2__orders.sql").is_file());
+    let out = run_in(p, &["validate", "--dir", "m"], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = run_in(
+        p,
+        &["plan", "--offline", "--dir", "m", "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("payments"), "{}", out.stdout);
+}

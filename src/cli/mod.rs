@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod online;
 mod output;
+mod rehearse;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -258,6 +259,18 @@ pub enum Command {
         /// (also `migrations.require_rollback` in chmigrate.yaml)
         #[arg(long)]
         require_rollback: bool,
+        /// Also look for versions renumbered across branches and pending
+        /// files below the applied version (reads the target's ledger)
+        #[arg(long)]
+        check_conflicts: bool,
+    },
+    /// Renumber a migration file whose version collides with another file's
+    /// (two branches each added "the next" one) to the next free version,
+    /// with its down half and its `-- Version:` header
+    Resolve {
+        /// The colliding file to renumber (the one not applied anywhere yet)
+        #[arg(long = "migration", value_name = "FILE")]
+        migration: PathBuf,
     },
     /// Print what would run, statement by statement, after variable
     /// substitution and ON CLUSTER rewriting (= migrate --dry-run)
@@ -303,6 +316,22 @@ pub enum Command {
     },
     /// Applied version, pending migrations, per-host state and the lock
     Status,
+    /// Rehearse migrations in a throw-away database on the target server
+    /// (created and dropped by the command, on every host of the cluster):
+    /// apply each one, and with --rollback roll it back and check the
+    /// schema is identical to before
+    Test {
+        /// Test only this migration (everything before it is applied first)
+        #[arg(long = "migration", value_name = "VERSION")]
+        migration: Option<String>,
+        /// Roll each tested migration back, compare the schema with the
+        /// snapshot taken before it, and apply it again
+        #[arg(long)]
+        rollback: bool,
+        /// Leave the throw-away database in place for inspection
+        #[arg(long)]
+        keep: bool,
+    },
     /// Every ledger event
     History,
     /// Record VERSION as the baseline of an existing schema (empty ledger only)
@@ -468,15 +497,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate {
             online,
             require_rollback,
+            check_conflicts,
         } => {
             let mut settings = settings.clone();
             settings.require_rollback |= require_rollback;
-            if online {
-                block_on(online::validate_online(&settings, format))
+            if online || check_conflicts {
+                block_on(online::validate_online(&settings, check_conflicts, format))
             } else {
                 cmd_validate(&settings, format)
             }
         }
+        Command::Resolve { migration } => cmd_resolve(&settings, &migration, format),
         Command::Plan { offline: true, to } => cmd_plan_offline(&settings, to.as_deref(), format),
         Command::Plan { offline: false, to } => {
             let spec = spec(to.as_deref())?;
@@ -505,6 +536,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             block_on(online::migrate(&settings, spec, dry_run, format))
         }
         Command::Status => block_on(online::status(&settings, format)),
+        Command::Test {
+            migration,
+            rollback,
+            keep,
+        } => {
+            let only = match migration {
+                Some(v) => Some(parse_version("--migration", &v)?),
+                None => None,
+            };
+            block_on(rehearse::test(&settings, only, rollback, keep, format))
+        }
         Command::History => block_on(online::history(&settings, format)),
         Command::Baseline { version } => {
             let v = parse_version("--version", &version)?;
@@ -830,8 +872,129 @@ fn cmd_render(
     Ok(())
 }
 
-/// Versions named by migration files under `dir`, whatever their content.
-fn existing_versions(dir: &Path) -> Vec<Version> {
+/// `resolve --migration FILE`: FILE (and its down half) renamed to the next
+/// free version, its header updated. Refused when FILE collides with no
+/// other file.
+fn cmd_resolve(settings: &Settings, file: &Path, format: Format) -> Result<(), CliError> {
+    use chmigrate::renumber::{name_version, pair_key, renamed, rewrite_header};
+    let base = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let name = base(file);
+    let (version, _) = name_version(&name).ok_or_else(|| {
+        CliError::Invalid(format!(
+            "{}: not a migration file name (V<version>__<description>.sql, <version>_<name>.up.sql, …)",
+            file.display()
+        ))
+    })?;
+    if !file.is_file() {
+        return Err(CliError::Invalid(format!(
+            "{}: no such file",
+            file.display()
+        )));
+    }
+    let key = pair_key(&name);
+    let files = migration_files(&settings.dir);
+    let same_version: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| name_version(&base(p)).is_some_and(|(v, _)| v == version))
+        .collect();
+    let (mine, others): (Vec<&PathBuf>, Vec<&PathBuf>) = same_version
+        .into_iter()
+        .partition(|p| pair_key(&base(p)) == key && p.parent() == file.parent());
+    if others.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "{}: version {version} collides with no other file in {}; nothing to renumber",
+            file.display(),
+            settings.dir.display()
+        )));
+    }
+    let mine: Vec<PathBuf> = if mine.is_empty() {
+        vec![file.to_path_buf()]
+    } else {
+        mine.into_iter().cloned().collect()
+    };
+    let existing: Vec<Version> = files
+        .iter()
+        .filter_map(|p| name_version(&base(p)).map(|(v, _)| v))
+        .collect();
+    let timestamps = version
+        .segments()
+        .first()
+        .is_some_and(|m| *m >= 10_000_000_000);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let to = scaffold::next_version(&existing, timestamps, now)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    let mut moves = Vec::new();
+    for from in &mine {
+        let new_name = renamed(&base(from), &to)
+            .ok_or_else(|| CliError::Invalid(format!("{}: cannot rename", from.display())))?;
+        let dest = from.with_file_name(new_name);
+        let text = std::fs::read_to_string(from)
+            .map_err(|e| CliError::Invalid(format!("{}: cannot read: {e}", from.display())))?;
+        moves.push((from.clone(), dest, rewrite_header(&text, &to)));
+    }
+    // Write every new file before removing any old one: a failure leaves
+    // the old files in place.
+    for (_, dest, text) in &moves {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .map_err(|e| CliError::Invalid(format!("{}: cannot create: {e}", dest.display())))?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|e| {
+            CliError::Failed(anyhow::anyhow!("{}: cannot write: {e}", dest.display()))
+        })?;
+    }
+    for (from, _, _) in &moves {
+        std::fs::remove_file(from).map_err(|e| {
+            CliError::Failed(anyhow::anyhow!("{}: cannot remove: {e}", from.display()))
+        })?;
+    }
+    // Migrations that name the old version as a dependency now have two
+    // candidates in mind; say which ones to check.
+    let dependents: Vec<String> = load(settings)
+        .migrations
+        .iter()
+        .filter(|m| m.dependencies.contains(&version) && m.version != to)
+        .map(|m| m.location.file.to_string())
+        .collect();
+    let renamed_txt: Vec<String> = moves
+        .iter()
+        .map(|(f, d, _)| format!("{} -> {}", f.display(), d.display()))
+        .collect();
+    let mut text = format!(
+        "renumbered version {version} to {to}: {}",
+        renamed_txt.join(", ")
+    );
+    if !dependents.is_empty() {
+        text.push_str(&format!(
+            "\ncheck these, which depend on version {version}: {}",
+            dependents.join(", ")
+        ));
+    }
+    output::print_message(
+        format,
+        &text,
+        serde_json::json!({
+            "ok": true,
+            "from": version.to_string(),
+            "to": to.to_string(),
+            "files": moves.iter().map(|(f, d, _)| serde_json::json!({"from": f.display().to_string(), "to": d.display().to_string()})).collect::<Vec<_>>(),
+            "dependents": dependents,
+        }),
+    );
+    Ok(())
+}
+
+/// Every `.sql` file under `dir`.
+fn migration_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -842,20 +1005,22 @@ fn existing_versions(dir: &Path) -> Vec<Version> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Some(name) = path.file_name().and_then(|n| n.to_str())
-                && let Ok(Some(kind)) = source::file::classify_name(name)
-            {
-                use source::file::FileName::*;
-                let (Flyway { version, .. }
-                | FlywayUndo { version, .. }
-                | Up { version, .. }
-                | Down { version, .. }
-                | Dbmate { version, .. }) = kind;
-                out.push(version);
+            } else if path.extension().is_some_and(|e| e == "sql") {
+                out.push(path);
             }
         }
     }
+    out.sort();
     out
+}
+
+/// Versions named by migration files under `dir`, whatever their content.
+fn existing_versions(dir: &Path) -> Vec<Version> {
+    migration_files(dir)
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+        .filter_map(|n| chmigrate::renumber::name_version(n).map(|(v, _)| v))
+        .collect()
 }
 
 #[cfg(test)]

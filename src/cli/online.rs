@@ -859,7 +859,11 @@ pub async fn history(settings: &Settings, format: Format) -> Result<(), CliError
     Ok(())
 }
 
-pub async fn validate_online(settings: &Settings, format: Format) -> Result<(), CliError> {
+pub async fn validate_online(
+    settings: &Settings,
+    check_conflicts: bool,
+    format: Format,
+) -> Result<(), CliError> {
     let loaded = load(settings);
     let mut diags = validate_offline(
         &loaded.migrations,
@@ -875,6 +879,13 @@ pub async fn validate_online(settings: &Settings, format: Format) -> Result<(), 
         .await
         .map_err(ledger_err)?;
     let state = TargetState::fold(&events(&history)?);
+    if check_conflicts {
+        diags.extend(chmigrate::validate::conflicts(
+            &loaded.migrations,
+            &state,
+            &history,
+        ));
+    }
     if let Err(problems) = plan(
         &loaded.migrations,
         &state,
