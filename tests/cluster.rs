@@ -362,3 +362,34 @@ fn runners_through_different_nodes_exclude_each_other() {
     assert_eq!(events_of(&ledger(NODES[1], &db), "1", "started"), 1);
     drop_db(NODES[0], &db, true);
 }
+
+#[test]
+fn test_rehearses_on_every_host_and_drops_its_database_everywhere() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("cl_rehearse");
+    let out = chm(&args(
+        1,
+        &db,
+        "migrations",
+        &["test", "--rollback", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = out.json();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{v}");
+    for r in results {
+        assert_eq!(r["rollback"], "identical", "{v}");
+    }
+    // Created and dropped cluster-wide; the real target never existed.
+    let sandbox = v["database"].as_str().unwrap();
+    for node in NODES {
+        for name in [sandbox, db.as_str()] {
+            let n = count(
+                node,
+                &format!("SELECT count() AS n FROM system.databases WHERE name = '{name}'"),
+            );
+            assert_eq!(n, 0, "{name} on {node}");
+        }
+    }
+}

@@ -1002,3 +1002,148 @@ fn a_rollback_done_by_hand_is_recorded_audited_and_reapplied_later() {
     assert_eq!(count(SINGLE, &format!("SELECT count() FROM `{db}`.a")), 1);
     drop_db(SINGLE, &db, false);
 }
+
+fn database_exists(name: &str) -> bool {
+    count(
+        SINGLE,
+        &format!("SELECT count() AS n FROM system.databases WHERE name = '{name}'"),
+    ) > 0
+}
+
+/// The throw-away database a `test` run names on stderr.
+fn sandbox_of(out: &Out) -> String {
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("testing in throw-away database "))
+        .unwrap_or_else(|| panic!("no throw-away database named: {}", out.all()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn test_rollback_catches_a_rollback_that_leaves_a_column_behind() {
+    require(&[SINGLE]);
+    let db = unique_db("rehearse");
+    let dir = folder(&[
+        (
+            "V1__events.sql",
+            "CREATE TABLE ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id;",
+        ),
+        (
+            "V2__add_note.sql",
+            "ALTER TABLE ${database}.events ADD COLUMN note String DEFAULT '';\n\
+             ALTER TABLE ${database}.events ADD COLUMN tag String DEFAULT '';\n\
+             -- ROLLBACK: ALTER TABLE ${database}.events DROP COLUMN tag;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(&db, d, &["test", "--rollback", "--format", "json"]));
+    assert_eq!(out.code, 1, "{}", out.all());
+    let v = out.json();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["results"][0]["rollback"], "identical", "{v}");
+    assert_eq!(v["results"][1]["version"], "2");
+    assert_eq!(v["results"][1]["rollback"], "differs", "{v}");
+    let problems = v["results"][1]["problems"].to_string();
+    assert!(
+        problems.contains("`events`: column `note` (String) was left behind"),
+        "{problems}"
+    );
+    // The throw-away database is gone, and the real target was never touched.
+    let sandbox = v["database"].as_str().unwrap().to_string();
+    assert!(sandbox.starts_with("chm_test_"), "{sandbox}");
+    assert!(!database_exists(&sandbox));
+    assert!(!database_exists(&db));
+
+    // Fixed rollback: every migration round-trips.
+    std::fs::write(
+        dir.path().join("V2__add_note.sql"),
+        "ALTER TABLE ${database}.events ADD COLUMN note String DEFAULT '';\n\
+         ALTER TABLE ${database}.events ADD COLUMN tag String DEFAULT '';",
+    )
+    .unwrap();
+    let out = chm(&args(&db, d, &["test", "--rollback", "--migration", "2"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("V2 add note: applied, rolled back to the identical schema, applied again"),
+        "{}",
+        out.stdout
+    );
+    assert!(!database_exists(&sandbox_of(&out)));
+}
+
+#[test]
+fn test_reports_server_errors_with_file_and_line_and_refuses_escapes() {
+    require(&[SINGLE]);
+    let db = unique_db("rehearse_err");
+    let dir = folder(&[(
+        "V1__t.sql",
+        "CREATE TABLE ${database}.t (id UInt64) ENGINE = MergeTree ORDER BY id;\n\n\
+             ALTER TABLE ${database}.t ADD COLUMN x NoSuchType;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(&db, d, &["test"]));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("V1__t.sql:3"), "{}", out.stdout);
+    assert!(out.stdout.contains("NoSuchType"), "{}", out.stdout);
+    assert!(!database_exists(&sandbox_of(&out)));
+
+    // A statement that would write outside the throw-away database is
+    // refused before anything is created.
+    let other = unique_db("rehearse_other");
+    let dir = folder(&[(
+        "V1__t.sql",
+        &format!("CREATE TABLE {other}.t (id UInt64) ENGINE = Memory;"),
+    )]);
+    let out = chm(&args(&db, dir.path().to_str().unwrap(), &["test"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("V1__t.sql:1")
+            && out
+                .stderr
+                .contains(&format!("writes to database `{other}`")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("testing in throw-away database"),
+        "{}",
+        out.stderr
+    );
+    assert!(!database_exists(&other));
+}
+
+#[test]
+fn check_conflicts_finds_a_migration_renumbered_after_it_was_applied() {
+    require(&[SINGLE]);
+    let db = unique_db("renumbered");
+    let dir = folder(&[
+        (
+            "V1__users.sql",
+            "CREATE TABLE ${database}.users (id UInt64) ENGINE = Memory;",
+        ),
+        (
+            "V2__orders.sql",
+            "CREATE TABLE ${database}.orders (id UInt64) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    // Another branch took version 2; this one was renumbered to 3 after it
+    // had already been applied here.
+    std::fs::rename(
+        dir.path().join("V2__orders.sql"),
+        dir.path().join("V3__orders.sql"),
+    )
+    .unwrap();
+    let out = chm(&args(&db, d, &["validate", "--check-conflicts"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "V3__orders.sql:1: V3 \"orders\" looks renumbered: the target applied it as version 2"
+        ),
+        "{}",
+        out.stdout
+    );
+}

@@ -56,6 +56,40 @@ pub fn database_engine_sql(database: &str) -> String {
     )
 }
 
+/// The objects of a database (`chmigrate test`'s snapshot), chmigrate's
+/// own ledger and lock tables left out.
+pub fn schema_objects_sql(database: &str, ledger_table: &str) -> String {
+    format!(
+        "SELECT name FROM system.tables WHERE database = {} AND name != {} AND name != {} ORDER BY name",
+        string_literal(database),
+        string_literal(ledger_table),
+        string_literal(&format!("{ledger_table}_lock"))
+    )
+}
+
+/// Every column of a database, in table order.
+pub fn schema_columns_sql(database: &str) -> String {
+    format!(
+        "SELECT table, name, type FROM system.columns WHERE database = {}",
+        string_literal(database)
+    )
+}
+
+pub fn show_create_sql(database: &Ident, table: &str) -> String {
+    format!(
+        "SHOW CREATE TABLE {database}.{}",
+        crate::sql::ident::quote(table)
+    )
+}
+
+/// `DROP DATABASE IF EXISTS`, on every host of `cluster` when there is one.
+pub fn drop_database_sql(database: &Ident, cluster: Option<&Ident>) -> String {
+    match cluster {
+        Some(c) => format!("DROP DATABASE IF EXISTS {database} ON CLUSTER {c}"),
+        None => format!("DROP DATABASE IF EXISTS {database}"),
+    }
+}
+
 /// Unfinished mutations of a table: on one replica of every shard of
 /// `cluster`, or on this server.
 pub fn mutations_pending_sql(cluster: Option<&str>, database: &str, table: &str) -> String {
@@ -244,8 +278,20 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         out.push(entry("derived rollback", st.sql));
     }
     out.push(entry(
+        "test: schema objects",
+        schema_objects_sql(db, ledger.table.as_str()),
+    ));
+    out.push(entry("test: schema columns", schema_columns_sql(db)));
+    out.push(CatalogEntry {
+        contains: Some("derived_v".into()),
+        ..entry(
+            "test: show create",
+            show_create_sql(&ledger.database, "derived_v"),
+        )
+    });
+    out.push(entry(
         "drop test database",
-        format!("DROP DATABASE IF EXISTS {}", ledger.database),
+        drop_database_sql(&ledger.database, None),
     ));
     Ok(out)
 }
