@@ -138,6 +138,9 @@ pub struct MigrationsSection {
     pub out_of_order: Option<bool>,
     pub baseline: Option<Version>,
     pub variables: Option<BTreeMap<String, String>>,
+    /// `freeze`: freeze every table a statement drops or rewrites, on
+    /// every host, before the statement runs.
+    pub backup: Option<crate::backup::BackupPolicy>,
 }
 
 /// `environments.<name>:`.
@@ -205,7 +208,8 @@ impl MigrationsSection {
                 allow_rollback,
                 require_rollback,
                 out_of_order,
-                baseline
+                baseline,
+                backup
             ]
         );
         if let Some(vars) = &o.variables {
@@ -278,6 +282,7 @@ pub struct Settings {
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
+    pub backup: crate::backup::BackupPolicy,
 }
 
 impl Settings {
@@ -404,6 +409,7 @@ impl Settings {
             out_of_order: migs.out_of_order.unwrap_or(false),
             baseline: migs.baseline,
             variables,
+            backup: migs.backup.unwrap_or_default(),
         })
     }
 

@@ -72,7 +72,7 @@ pub const COLUMNS: [(&str, &str); 16] = [
 ];
 
 /// Every event name a ledger row may carry.
-pub const EVENT_NAMES: [&str; 16] = [
+pub const EVENT_NAMES: [&str; 18] = [
     "started",
     "statement_done",
     "failed",
@@ -89,6 +89,8 @@ pub const EVENT_NAMES: [&str; 16] = [
     "lock_forced",
     "imported",
     "note",
+    "backup",
+    "backup_pruned",
 ];
 
 /// One host's answer to an `ON CLUSTER` statement.

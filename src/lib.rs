@@ -8,6 +8,7 @@
 //! ledger, the lock, execution) and in the file-system edges
 //! ([`source::dir`], [`config`]). See `docs/design.md`.
 
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod crd;

@@ -393,3 +393,125 @@ fn test_rehearses_on_every_host_and_drops_its_database_everywhere() {
         }
     }
 }
+
+/// Where the dev cluster keeps node N's data (scripts/dev-cluster.sh).
+fn node_data_dir(n: usize) -> std::path::PathBuf {
+    let base = std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into());
+    std::path::PathBuf::from(base)
+        .join(format!("node{n}"))
+        .join("data")
+}
+
+#[test]
+fn backup_freeze_exists_on_every_replica_before_a_drop() {
+    let _g = serial();
+    healthy();
+    let (db, dir) = replicated_target("cl_backup");
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(0, &db, d, &["migrate"])).code, 0);
+    // Rows on both shards (each replica holds its shard's part).
+    for node in [NODES[0], NODES[2]] {
+        q(node, &format!("INSERT INTO `{db}`.t VALUES (1), (2), (3)"));
+    }
+    write_files(
+        dir.path(),
+        &[
+            (
+                "V2__add_note.sql",
+                "ALTER TABLE ${database}.t ADD COLUMN note String DEFAULT '';",
+            ),
+            (
+                "V3__drop_t.sql",
+                "-- Rollback: false\nDROP TABLE ${database}.t;",
+            ),
+        ],
+    );
+    let out = chm(&args(1, &db, d, &["--backup", "freeze", "migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let ledger = ledger(NODES[1], &db);
+    // Adding a column puts no data at risk: one backup, for the DROP.
+    let backups: Vec<&serde_json::Value> =
+        ledger.iter().filter(|e| e["event"] == "backup").collect();
+    assert_eq!(backups.len(), 1, "{ledger:#?}");
+    let b = backups[0];
+    assert_eq!(b["version"], "3");
+    let details: serde_json::Value = serde_json::from_str(b["details"].as_str().unwrap()).unwrap();
+    let name = details["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("V3_") && name.ends_with("_s1"), "{name}");
+    assert_eq!(details["table"], "t");
+    assert_eq!(details["hosts"].as_array().unwrap().len(), 4, "{details}");
+    // Recorded before the DROP ran.
+    let seq = |e: &serde_json::Value| e["seq"].as_u64().unwrap();
+    let drop_done = ledger
+        .iter()
+        .find(|e| e["event"] == "statement_done" && e["version"] == "3")
+        .expect("the drop ran");
+    assert!(seq(b) < seq(drop_done));
+    // The frozen parts exist on every replica, and the table is gone.
+    for n in 1..=4 {
+        let shadow = node_data_dir(n).join("shadow").join(&name);
+        let files = walk(&shadow);
+        assert!(
+            files.iter().any(|f| f.ends_with("checksums.txt")),
+            "node{n}: no frozen part under {}: {files:?}",
+            shadow.display()
+        );
+    }
+    assert!(user_tables(NODES[0], &db).is_empty());
+
+    // Listed; pruning on 18.16 (no UNFREEZE) says so and records nothing,
+    // --forget records the removal a person did.
+    let out = chm(&args(2, &db, d, &["backups", "list", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.json()["backups"][0]["name"], name.as_str());
+    assert_eq!(out.json()["backups"][0]["pruned"], false);
+    let out = chm(&args(
+        2,
+        &db,
+        d,
+        &["backups", "prune", "--older-than", "0s"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!("NOT removed {name}")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--forget"), "{}", out.stdout);
+    let out = chm(&args(
+        2,
+        &db,
+        d,
+        &["backups", "prune", "--older-than", "0s", "--forget"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = chm(&args(2, &db, d, &["backups", "list", "--format", "json"]));
+    assert_eq!(out.json()["backups"][0]["pruned"], true, "{}", out.stdout);
+    let out = chm(&args(
+        2,
+        &db,
+        d,
+        &["backups", "prune", "--older-than", "bad"],
+    ));
+    assert_eq!(out.code, 2, "{}", out.all());
+    drop_db(NODES[0], &db, true);
+    for n in 1..=4 {
+        let _ = std::fs::remove_dir_all(node_data_dir(n).join("shadow").join(&name));
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}

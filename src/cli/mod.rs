@@ -2,6 +2,7 @@
 //! This is the binary's edge; the engine lives in the library.
 
 pub mod apply;
+mod backups;
 pub mod online;
 mod output;
 mod rehearse;
@@ -184,6 +185,9 @@ pub struct Global {
         value_name = "BYTES"
     )]
     pub max_file_size: Option<u64>,
+    /// Backups before statements that drop or rewrite data [default: none]
+    #[arg(long, global = true, env = "CHMIGRATE_BACKUP", value_enum)]
+    pub backup: Option<BackupArg>,
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -203,6 +207,12 @@ pub enum OnClusterArg {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackupArg {
+    None,
+    Freeze,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,6 +235,23 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, got {s:?}")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsAction {
+    /// Every backup the ledger records (name, migration, table, time, hosts)
+    List,
+    /// Remove backups older than --older-than on every host that has them
+    /// (ALTER TABLE … UNFREEZE, ClickHouse 22+); each removal is recorded
+    Prune {
+        /// Age, e.g. 7d, 12h, 30m
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Record the backups as removed without touching the hosts (after
+        /// deleting shadow/<name>/ by hand on servers without UNFREEZE)
+        #[arg(long)]
+        forget: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +386,12 @@ pub enum Command {
     },
     /// Release a lock left by a runner that died (recorded in the ledger)
     Unlock,
+    /// The freeze backups taken before destructive statements (backup:
+    /// freeze): list them, or remove old ones on every host
+    Backups {
+        #[command(subcommand)]
+        action: BackupsAction,
+    },
     /// Check connection, server version, cluster topology, ZooKeeper, privileges, ledger and lock
     Doctor,
     /// Write the ledger to a JSON file
@@ -462,6 +495,10 @@ pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
             }),
             max_file_size: g.max_file_size,
             variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
+            backup: g.backup.map(|b| match b {
+                BackupArg::None => chmigrate::backup::BackupPolicy::None,
+                BackupArg::Freeze => chmigrate::backup::BackupPolicy::Freeze,
+            }),
             ..Default::default()
         },
     };
@@ -575,6 +612,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             block_on(online::repair(&settings, resolve, format))
         }
         Command::Unlock => block_on(online::unlock(&settings, format)),
+        Command::Backups {
+            action: BackupsAction::List,
+        } => block_on(backups::list(&settings, format)),
+        Command::Backups {
+            action: BackupsAction::Prune { older_than, forget },
+        } => {
+            let age = chmigrate::backup::parse_age(&older_than)
+                .map_err(|e| CliError::Invalid(format!("--older-than: {e}")))?;
+            block_on(backups::prune(&settings, age, forget, format))
+        }
         Command::Doctor => block_on(online::doctor(&settings, format)),
         Command::Export { file } => block_on(online::export(&settings, &file, format)),
         Command::Import { file } => block_on(online::import(&settings, &file, format)),

@@ -79,6 +79,7 @@ fn target_config(settings: &Settings) -> Result<TargetConfig, CliError> {
         ledger: ledger_table(settings),
         ddl_timeout: Duration::from_secs(settings.ddl_timeout_s),
         mutation_timeout: Duration::from_secs(settings.mutation_timeout_s),
+        backup: settings.backup,
     })
 }
 
@@ -93,7 +94,7 @@ fn lock_err(e: LockError) -> CliError {
     }
 }
 
-fn ledger_err(e: LedgerError) -> CliError {
+pub(crate) fn ledger_err(e: LedgerError) -> CliError {
     match e {
         LedgerError::Shape { .. } | LedgerError::Row { .. } => CliError::Invalid(e.to_string()),
         LedgerError::Ch(c) => ch(c),
@@ -192,7 +193,7 @@ fn template(settings: &Settings, run: &str) -> LedgerEntry {
     }
 }
 
-fn events(history: &[LedgerEntry]) -> Result<Vec<Event>, CliError> {
+pub(crate) fn events(history: &[LedgerEntry]) -> Result<Vec<Event>, CliError> {
     history
         .iter()
         .map(|e| {
@@ -372,7 +373,7 @@ async fn record_lock_forced(
 }
 
 /// Holds the lock for `f`, records lock events, and always releases.
-async fn locked<T>(
+pub(crate) async fn locked<T>(
     session: &Session,
     settings: &Settings,
     format: Format,

@@ -3,6 +3,7 @@
 //! results checked host by host) and records every step before the next one
 //! starts. The CLI and the operator both drive it through [`Session`].
 
+pub mod backup;
 pub mod client;
 pub mod ddl;
 pub mod error;
@@ -30,6 +31,8 @@ pub struct TargetConfig {
     pub ddl_timeout: Duration,
     /// How long to wait for a mutation to finish.
     pub mutation_timeout: Duration,
+    /// Backups taken before statements that drop or rewrite data.
+    pub backup: crate::backup::BackupPolicy,
 }
 
 /// What the server is.

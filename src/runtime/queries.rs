@@ -90,6 +90,38 @@ pub fn drop_database_sql(database: &Ident, cluster: Option<&Ident>) -> String {
     }
 }
 
+/// `*MergeTree` tables of `database` (only `table`, when given): the ones
+/// a freeze can back up.
+pub fn mergetree_tables_sql(database: &str, table: Option<&str>) -> String {
+    let only = table
+        .map(|t| format!(" AND name = {}", string_literal(t)))
+        .unwrap_or_default();
+    format!(
+        "SELECT name FROM system.tables WHERE database = {}{only} AND endsWith(engine, 'MergeTree') ORDER BY name",
+        string_literal(database)
+    )
+}
+
+/// Hard-links the table's parts into `shadow/<name>/` on this host.
+pub fn freeze_sql(database: &str, table: &str, name: &str) -> String {
+    format!(
+        "ALTER TABLE {}.{} FREEZE WITH NAME {}",
+        crate::sql::ident::quote(database),
+        crate::sql::ident::quote(table),
+        string_literal(name)
+    )
+}
+
+/// Removes `shadow/<name>/` of the table on this host (ClickHouse 22+).
+pub fn unfreeze_sql(database: &str, table: &str, name: &str) -> String {
+    format!(
+        "ALTER TABLE {}.{} UNFREEZE WITH NAME {}",
+        crate::sql::ident::quote(database),
+        crate::sql::ident::quote(table),
+        string_literal(name)
+    )
+}
+
 /// Unfinished mutations of a table: on one replica of every shard of
 /// `cluster`, or on this server.
 pub fn mutations_pending_sql(cluster: Option<&str>, database: &str, table: &str) -> String {
@@ -277,16 +309,42 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
     for st in down {
         out.push(entry("derived rollback", st.sql));
     }
+    // backup: freeze, and backups prune where the server has UNFREEZE.
+    out.push(entry(
+        "backup: table to freeze",
+        format!("CREATE TABLE {db}.backup_t (id UInt64) ENGINE = MergeTree ORDER BY id"),
+    ));
+    out.push(entry(
+        "backup: a row",
+        format!("INSERT INTO {db}.backup_t VALUES (1)"),
+    ));
+    out.push(CatalogEntry {
+        contains: Some("backup_t".into()),
+        ..entry(
+            "backup: tables at risk",
+            mergetree_tables_sql(db, Some("backup_t")),
+        )
+    });
+    out.push(entry(
+        "backup: freeze",
+        freeze_sql(db, "backup_t", "V1_20250101000000_s1"),
+    ));
+    if server_major >= 22 {
+        out.push(entry(
+            "backups prune: unfreeze",
+            unfreeze_sql(db, "backup_t", "V1_20250101000000_s1"),
+        ));
+    }
     out.push(entry(
         "test: schema objects",
         schema_objects_sql(db, ledger.table.as_str()),
     ));
     out.push(entry("test: schema columns", schema_columns_sql(db)));
     out.push(CatalogEntry {
-        contains: Some("derived_v".into()),
+        contains: Some("backup_t".into()),
         ..entry(
             "test: show create",
-            show_create_sql(&ledger.database, "derived_v"),
+            show_create_sql(&ledger.database, "backup_t"),
         )
     });
     out.push(entry(

@@ -13,7 +13,8 @@ use super::ddl::{self, TimedOutTask};
 use super::error::{ChError, codes};
 use super::pending::{PendingDetails, PendingTask};
 use super::queries;
-use super::store::{LedgerError, Writer};
+use super::store::{LedgerError, Writer, now_us};
+use crate::backup::BackupPolicy;
 use crate::history::Direction;
 use crate::ledger::HostResult;
 use crate::migration::{Location, Migration};
@@ -247,6 +248,46 @@ async fn wait_for_mutations(session: &Session, sql: &str) -> Result<(), String> 
     }
 }
 
+/// With `backup: freeze`: freezes what `ps` would lose, on every host, and
+/// records each backup before the statement runs. A failed backup fails the
+/// statement before it runs (the next run retries both).
+async fn backup_before(
+    session: &Session,
+    writer: &mut Writer,
+    version: &crate::version::Version,
+    dir: &str,
+    ps: &PreparedStatement,
+) -> Result<Result<(), (Option<String>, String)>, RunError> {
+    let name = crate::backup::backup_name(&version.to_string(), now_us() / 1_000_000, ps.index + 1);
+    match super::backup::freeze_before(session, &ps.sql, &name, ps.index).await {
+        Ok(frozen) => {
+            for b in frozen {
+                writer
+                    .write(|e| {
+                        e.event = "backup".into();
+                        e.version = version.to_string();
+                        e.direction = dir.into();
+                        e.statement = ps.index as i64;
+                        e.details = serde_json::to_string(&b).unwrap_or_default();
+                    })
+                    .await?;
+            }
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            let host = match &e {
+                super::backup::BackupError::Freeze { host, .. }
+                | super::backup::BackupError::Connect { host, .. } => Some(host.clone()),
+                super::backup::BackupError::Unreadable(_) => None,
+            };
+            Ok(Err((
+                host,
+                format!("the backup before the statement failed, so it did not run: {e}"),
+            )))
+        }
+    }
+}
+
 /// Runs `steps` (prepared from a plan over `migrations`), recording each event.
 pub async fn execute(
     session: &Session,
@@ -350,7 +391,16 @@ async fn execute_steps(
             }
             progress.statement_started(step, ps, total);
             let t0 = Instant::now();
-            match run_statement(session, ps).await {
+            let backed_up = if session.cfg.backup == BackupPolicy::Freeze {
+                backup_before(session, writer, version, dir, ps).await?
+            } else {
+                Ok(())
+            };
+            let result = match backed_up {
+                Ok(()) => run_statement(session, ps).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(r) => {
                     let elapsed = t0.elapsed();
                     let pending_hosts = r

@@ -1,6 +1,7 @@
 //! Pure SQL text handling: lexing, statement splitting, identifier quoting and
 //! the `ON CLUSTER` rewriting. Nothing here does I/O.
 
+pub mod destructive;
 pub mod ident;
 pub mod inverse;
 pub mod lexer;
