@@ -48,6 +48,8 @@ fn migrations() -> Vec<Migration> {
                 created: None,
                 down_derived: false,
                 irreversible: None,
+                rollback_strategy: None,
+                strategy: Default::default(),
             }
         })
         .collect()

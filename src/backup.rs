@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::LedgerEntry;
 
 /// The `backup` policy of an environment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackupPolicy {
     #[default]

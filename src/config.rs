@@ -141,6 +141,8 @@ pub struct MigrationsSection {
     /// `freeze`: freeze every table a statement drops or rewrites, on
     /// every host, before the statement runs.
     pub backup: Option<crate::backup::BackupPolicy>,
+    /// Default rollback strategy of migrations that name none.
+    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
 }
 
 /// `environments.<name>:`.
@@ -209,7 +211,8 @@ impl MigrationsSection {
                 require_rollback,
                 out_of_order,
                 baseline,
-                backup
+                backup,
+                rollback_strategy
             ]
         );
         if let Some(vars) = &o.variables {
@@ -283,6 +286,7 @@ pub struct Settings {
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
     pub backup: crate::backup::BackupPolicy,
+    pub rollback_strategy: crate::strategy::RollbackStrategy,
 }
 
 impl Settings {
@@ -410,6 +414,7 @@ impl Settings {
             baseline: migs.baseline,
             variables,
             backup: migs.backup.unwrap_or_default(),
+            rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
         })
     }
 

@@ -110,6 +110,14 @@ pub struct PolicySpec {
     pub suspend: bool,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// How migrations without their own strategy are rolled back:
+    /// `script` (default), `freeze-and-drop`, `forward-only`.
+    #[serde(default)]
+    pub rollback_strategy: crate::strategy::RollbackStrategy,
+    /// `freeze`: freeze every table a statement drops or rewrites, on every
+    /// host, before the statement runs.
+    #[serde(default)]
+    pub backup: crate::backup::BackupPolicy,
 }
 
 /// A ClickHouse target, its migrations and its policy.
@@ -260,6 +268,9 @@ pub struct ClickHouseMigrationSpec {
     /// Environments it runs in (empty: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// How it is rolled back; default: the set's `policy.rollbackStrategy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
 }
 
 /// Phase of a migration in one set.

@@ -29,6 +29,7 @@ pub mod scaffold;
 pub mod set_status;
 pub mod source;
 pub mod sql;
+pub mod strategy;
 pub mod validate;
 pub mod vars;
 pub mod version;

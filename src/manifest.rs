@@ -156,6 +156,7 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
             down: m.spec.down.clone(),
             depends_on: m.spec.depends_on.clone(),
             environments: m.spec.environments.clone(),
+            rollback_strategy: m.spec.rollback_strategy.map(|s| s.name().to_string()),
         })
         .collect();
     let mut loaded = from_memory(&items, DEFAULT_MAX_FILE_BYTES);

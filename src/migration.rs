@@ -174,6 +174,12 @@ pub struct Migration {
     pub author: Option<String>,
     pub created: Option<String>,
     pub checksum: Checksum,
+    /// The rollback strategy the migration asks for (`-- Rollback-Strategy:`).
+    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
+    /// The strategy in effect once the environment's default is applied
+    /// ([`crate::strategy::resolve`]); `FreezeAndDrop` freezes what its
+    /// rollback drops.
+    pub strategy: crate::strategy::RollbackStrategy,
 }
 
 impl Migration {

@@ -138,6 +138,24 @@ pub enum Problem {
         version: Version,
         dependent: Version,
     },
+    /// `migrate --version V`: V is not a pending migration of this
+    /// environment.
+    NotPending {
+        version: Version,
+        why: String,
+    },
+    /// `migrate --version V`: a dependency of V is not applied yet.
+    DependencyNotApplied {
+        version: Version,
+        dependency: Version,
+        location: Location,
+    },
+    /// The migration's rollback strategy (or its environment's) is
+    /// forward-only.
+    ForwardOnly {
+        version: Version,
+        location: Location,
+    },
     BaselinedRollback {
         version: Version,
     },
@@ -163,6 +181,8 @@ impl Problem {
             | Problem::MissingDependency { location, .. }
             | Problem::DependencyInOtherEnvironment { location, .. }
             | Problem::NoDownStatements { location, .. }
+            | Problem::ForwardOnly { location, .. }
+            | Problem::DependencyNotApplied { location, .. }
             | Problem::InFlightUnsafe { location, .. } => Some(location),
             _ => None,
         }
@@ -256,6 +276,21 @@ impl fmt::Display for Problem {
                     None => Ok(()),
                 }
             }
+            Problem::NotPending { version, why } => {
+                write!(f, "V{version} cannot be applied on its own: {why}")
+            }
+            Problem::DependencyNotApplied {
+                version,
+                dependency,
+                ..
+            } => write!(
+                f,
+                "V{version} depends on V{dependency}, which is not applied: apply it first (or migrate without --version)"
+            ),
+            Problem::ForwardOnly { version, .. } => write!(
+                f,
+                "V{version} must be rolled back to reach the target, but its rollback strategy is forward-only: the way back is a new migration"
+            ),
             Problem::RollbackBreaksDependent { version, dependent } => write!(
                 f,
                 "V{version} cannot be rolled back: V{dependent}, which stays applied, depends on it"
@@ -301,6 +336,53 @@ pub enum Target {
     #[default]
     Latest,
     Version(Version),
+}
+
+/// `migrate --version V`: the plan that applies V alone (or finishes it,
+/// when a run stopped half way), when every dependency of V is applied.
+/// Everything that blocks the full plan blocks this one too.
+pub fn plan_only(
+    migrations: &[Migration],
+    state: &TargetState,
+    version: &Version,
+    policy: &Policy,
+) -> Result<Plan, Vec<Problem>> {
+    let Some(m) = migrations.iter().find(|m| &m.version == version) else {
+        return Err(vec![Problem::NotPending {
+            version: version.clone(),
+            why: "no such migration".into(),
+        }]);
+    };
+    let missing: Vec<Problem> = m
+        .dependencies
+        .iter()
+        .filter(|d| !state.is_applied(d))
+        .map(|d| Problem::DependencyNotApplied {
+            version: version.clone(),
+            dependency: d.clone(),
+            location: m.location.clone(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let mut full = plan(migrations, state, &Target::Latest, policy)?;
+    full.steps.retain(|s| s.version() == version);
+    if full.steps.is_empty() {
+        let why = if state.is_applied(version) {
+            "it is already applied".to_string()
+        } else if !m.environments.includes(&policy.environment) {
+            format!("it does not run in environment {}", policy.environment)
+        } else {
+            "it is not pending".to_string()
+        };
+        return Err(vec![Problem::NotPending {
+            version: version.clone(),
+            why,
+        }]);
+    }
+    full.target_version = Some(version.clone());
+    Ok(full)
 }
 
 /// Computes the plan. Pure and deterministic.
@@ -505,7 +587,12 @@ pub fn plan(
                 _ => {}
             }
             let Some(m) = by_version.get(v) else { continue };
-            if m.down.is_none() {
+            if m.strategy == crate::strategy::RollbackStrategy::ForwardOnly {
+                problems.push(Problem::ForwardOnly {
+                    version: (*v).clone(),
+                    location: m.location.clone(),
+                });
+            } else if m.down.is_none() {
                 problems.push(Problem::NoDownStatements {
                     version: (*v).clone(),
                     location: m.location.clone(),
@@ -756,6 +843,8 @@ mod tests {
             created: None,
             down_derived: false,
             irreversible: None,
+            rollback_strategy: None,
+            strategy: Default::default(),
         };
         m.checksum = m.compute_checksum();
         m
@@ -967,6 +1056,33 @@ mod tests {
             &err[..],
             [Problem::DependencyInOtherEnvironment { .. }]
         ));
+    }
+
+    #[test]
+    fn only_applies_one_migration_once_its_dependencies_are_applied() {
+        let ms = vec![mig("1", &[]), mig("2", &[]), mig("3", &["1"])];
+        let mut log = Log::default();
+        let p = plan_only(&ms, &log.state(), &v("3"), &policy()).unwrap_err();
+        assert_eq!(
+            p.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "V3 depends on V1, which is not applied: apply it first (or migrate without --version)"
+            ]
+        );
+        applied(&mut log, &ms[0]);
+        let p = plan_only(&ms, &log.state(), &v("3"), &policy()).unwrap();
+        assert_eq!(steps(&p), ["+3"], "V2 stays pending");
+        assert_eq!(p.target_version, Some(v("3")));
+        let err = plan_only(&ms, &log.state(), &v("1"), &policy()).unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "V1 cannot be applied on its own: it is already applied"
+        );
+        let err = plan_only(&ms, &log.state(), &v("9"), &policy()).unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "V9 cannot be applied on its own: no such migration"
+        );
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct PreparedStep {
     /// written).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub derived: bool,
+    /// Freeze what each statement drops before it runs, whatever the
+    /// backup policy (a `freeze-and-drop` rollback).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub freeze: bool,
     pub statements: Vec<PreparedStatement>,
 }
 
@@ -140,6 +144,7 @@ pub fn prepare(
                     description: "baseline".into(),
                     checksum: None,
                     derived: false,
+                    freeze: false,
                     statements: Vec::new(),
                 });
                 continue;
@@ -176,6 +181,7 @@ pub fn prepare(
             description: migration.description.clone(),
             checksum: Some(migration.checksum.0.clone()),
             derived: down && migration.down_derived,
+            freeze: down && migration.strategy == crate::strategy::RollbackStrategy::FreezeAndDrop,
             statements,
         });
     }

@@ -126,6 +126,11 @@ fn production_forbids_rollback_and_every_environment_elects_a_leader() {
             env == "production",
             "{env}: {args:?}"
         );
+        assert_eq!(
+            args.contains(&"--backup=freeze"),
+            env == "production",
+            "{env}: {args:?}"
+        );
         assert!(args.contains(&"--leader-election"), "{env}: {args:?}");
         // Restricted pod security.
         let sc = &c["securityContext"];

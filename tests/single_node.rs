@@ -1147,3 +1147,119 @@ fn check_conflicts_finds_a_migration_renumbered_after_it_was_applied() {
         out.stdout
     );
 }
+
+#[test]
+fn rollback_strategies_version_only_and_show_rollback() {
+    require(&[SINGLE]);
+    let db = unique_db("strategy");
+    let dir = folder(&[
+        (
+            "V1__events.sql",
+            "-- Rollback-Strategy: freeze-and-drop\n\
+             CREATE TABLE IF NOT EXISTS ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id;\n\
+             INSERT INTO ${database}.events VALUES (1), (2);",
+        ),
+        (
+            "V2__note.sql",
+            "-- Dependencies: 1\nALTER TABLE ${database}.events ADD COLUMN note String DEFAULT '';",
+        ),
+        (
+            "V3__audit.sql",
+            "-- Rollback-Strategy: forward-only\n\
+             CREATE TABLE ${database}.audit (id UInt64) ENGINE = MergeTree ORDER BY id;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    // --version applies one migration once its dependencies are applied.
+    let out = chm(&args(&db, d, &["migrate", "--version", "2"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.all().contains("V2 depends on V1, which is not applied"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(chm(&args(&db, d, &["migrate", "--version", "1"])).code, 0);
+    assert_eq!(user_tables(SINGLE, &db), ["events"]);
+    let out = chm(&args(&db, d, &["migrate", "--version", "1"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.all()
+            .contains("V1 cannot be applied on its own: it is already applied"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(chm(&args(&db, d, &["migrate", "--version", "2"])).code, 0);
+    assert_eq!(user_tables(SINGLE, &db), ["events"], "V3 stays pending");
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+
+    let out = chm(&args(
+        &db,
+        d,
+        &["status", "--show-rollback", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = out.json();
+    let rb: Vec<&str> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["rollback"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rb,
+        [
+            format!("freeze-and-drop: freezes, then drops {db}.events").as_str(),
+            "script (derived): 1 statement(s)",
+            "no: forward-only (the way back is a new migration)",
+        ]
+    );
+
+    // Forward-only blocks every rollback past it, and nothing runs.
+    let out = chm(&args(&db, d, &["rollback", "--to", "0"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.all().contains(
+            "V3 must be rolled back to reach the target, but its rollback strategy is forward-only"
+        ),
+        "{}",
+        out.all()
+    );
+    assert_eq!(user_tables(SINGLE, &db), ["audit", "events"]);
+    // A forward-only environment makes every migration forward-only.
+    let out = chm(&args(
+        &db,
+        d,
+        &[
+            "--rollback-strategy",
+            "forward-only",
+            "rollback",
+            "--to",
+            "2",
+            "--dry-run",
+        ],
+    ));
+    assert_eq!(out.code, 2, "{}", out.all());
+
+    // With V3's own strategy lifted (the header is outside the checksum),
+    // the way back runs: freeze-and-drop freezes events, then drops it.
+    std::fs::write(
+        dir.path().join("V3__audit.sql"),
+        "CREATE TABLE ${database}.audit (id UInt64) ENGINE = MergeTree ORDER BY id;",
+    )
+    .unwrap();
+    let out = chm(&args(&db, d, &["rollback", "--to", "0"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(user_tables(SINGLE, &db).is_empty());
+    let out = chm(&args(&db, d, &["backups", "list", "--format", "json"]));
+    let backups = out.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(backups[0]["table"], "events");
+    assert_eq!(backups[0]["version"], "1");
+    let shadow = std::path::PathBuf::from(
+        std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into()),
+    )
+    .join("single/data/shadow")
+    .join(backups[0]["name"].as_str().unwrap());
+    assert!(shadow.is_dir(), "{}", shadow.display());
+    let _ = std::fs::remove_dir_all(&shadow);
+}

@@ -118,6 +118,12 @@ fn settings_for(set: &MigrationSet, all: &Manifests, policy: &Policy) -> Result<
             allow_rollback: Some(spec.policy.allow_rollback && !policy.forbid_rollback),
             out_of_order: Some(spec.policy.out_of_order),
             variables: Some(spec.variables.clone()),
+            rollback_strategy: Some(spec.policy.rollback_strategy),
+            backup: Some(if policy.always_freeze {
+                chmigrate::backup::BackupPolicy::Freeze
+            } else {
+                spec.policy.backup
+            }),
             ..Default::default()
         },
     };
@@ -131,6 +137,9 @@ pub struct Policy {
     pub forbid_rollback: bool,
     /// The environment this runner serves; sets naming another are refused.
     pub environment: Option<String>,
+    /// Every set freezes before destructive statements, whatever its own
+    /// `policy.backup` says (`--backup freeze`; production).
+    pub always_freeze: bool,
 }
 
 /// The outcome of one set: its status and the exit code it calls for.

@@ -188,6 +188,9 @@ pub struct Global {
     /// Backups before statements that drop or rewrite data [default: none]
     #[arg(long, global = true, env = "CHMIGRATE_BACKUP", value_enum)]
     pub backup: Option<BackupArg>,
+    /// How migrations without their own strategy are rolled back [default: script]
+    #[arg(long, global = true, env = "CHMIGRATE_ROLLBACK_STRATEGY", value_parser = parse_strategy, value_name = "script|freeze-and-drop|forward-only")]
+    pub rollback_strategy: Option<chmigrate::strategy::RollbackStrategy>,
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -228,6 +231,10 @@ pub enum TemplateArg {
     Index,
     Data,
     View,
+}
+
+fn parse_strategy(s: &str) -> Result<chmigrate::strategy::RollbackStrategy, String> {
+    chmigrate::strategy::RollbackStrategy::parse(s)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -309,11 +316,15 @@ pub enum Command {
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
     },
-    /// Apply pending migrations (up to --to)
+    /// Apply pending migrations (up to --to, or just --version)
+    #[command(disable_version_flag = true)]
     Migrate {
         /// Stop at this version (default: latest)
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", conflicts_with = "version")]
         to: Option<String>,
+        /// Apply only this migration (its dependencies must be applied)
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
         /// Print the plan; change nothing
         #[arg(long)]
         dry_run: bool,
@@ -342,7 +353,11 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Applied version, pending migrations, per-host state and the lock
-    Status,
+    Status {
+        /// For each applied migration, whether and how it can be rolled back
+        #[arg(long)]
+        show_rollback: bool,
+    },
     /// Rehearse migrations in a throw-away database on the target server
     /// (created and dropped by the command, on every host of the cluster):
     /// apply each one, and with --rollback roll it back and check the
@@ -495,6 +510,7 @@ pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
             }),
             max_file_size: g.max_file_size,
             variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
+            rollback_strategy: g.rollback_strategy,
             backup: g.backup.map(|b| match b {
                 BackupArg::None => chmigrate::backup::BackupPolicy::None,
                 BackupArg::Freeze => chmigrate::backup::BackupPolicy::Freeze,
@@ -550,8 +566,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let spec = spec(to.as_deref())?;
             block_on(online::migrate(&settings, spec, true, format))
         }
-        Command::Migrate { to, dry_run } => {
-            let spec = spec(to.as_deref())?;
+        Command::Migrate {
+            to,
+            version,
+            dry_run,
+        } => {
+            let spec = match version {
+                Some(v) => online::TargetSpec::Only(parse_version("--version", &v)?),
+                None => spec(to.as_deref())?,
+            };
             block_on(online::migrate(&settings, spec, dry_run, format))
         }
         Command::Rollback {
@@ -572,7 +595,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             block_on(online::migrate(&settings, spec, dry_run, format))
         }
-        Command::Status => block_on(online::status(&settings, format)),
+        Command::Status { show_rollback } => {
+            block_on(online::status(&settings, show_rollback, format))
+        }
         Command::Test {
             migration,
             rollback,
@@ -634,6 +659,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             &apply::Policy {
                 forbid_rollback,
                 environment: None,
+                always_freeze: matches!(cli.global.backup, Some(BackupArg::Freeze)),
             },
         )),
         Command::Render {
@@ -645,6 +671,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         } => cmd_render(&settings, set, namespace, labels, out, configmap, format),
         Command::Operator(mut args) => {
             args.environment = cli.global.environment.clone();
+            args.always_freeze = matches!(cli.global.backup, Some(BackupArg::Freeze));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -712,7 +739,9 @@ pub(crate) fn loaded_or_fail(
 }
 
 pub(crate) fn load(settings: &Settings) -> Loaded {
-    let loaded = source::load_dir(&settings.dir, settings.max_file_size);
+    let mut loaded = source::load_dir(&settings.dir, settings.max_file_size);
+    loaded.migrations =
+        chmigrate::strategy::resolve(&loaded.migrations, settings.rollback_strategy);
     tracing::info!(
         dir = %settings.dir.display(),
         migrations = loaded.migrations.len(),

@@ -35,6 +35,8 @@ pub enum TargetSpec {
     Latest,
     Version(Version),
     StepsBack(usize),
+    /// `migrate --version V`: V alone.
+    Only(Version),
 }
 
 fn password(settings: &Settings) -> Result<Option<Secret>, CliError> {
@@ -206,7 +208,7 @@ pub(crate) fn events(history: &[LedgerEntry]) -> Result<Vec<Event>, CliError> {
 fn resolve_target(spec: &TargetSpec, state: &TargetState) -> Target {
     match spec {
         TargetSpec::Latest => Target::Latest,
-        TargetSpec::Version(v) => Target::Version(v.clone()),
+        TargetSpec::Version(v) | TargetSpec::Only(v) => Target::Version(v.clone()),
         TargetSpec::StepsBack(n) => {
             let applied: Vec<&Version> = state
                 .versions
@@ -228,10 +230,19 @@ fn plan_and_prepare(
     settings: &Settings,
     migrations: &[Migration],
     state: &TargetState,
-    target: &Target,
+    spec: &TargetSpec,
     database_engine: &str,
 ) -> Result<(Plan, Vec<PreparedStep>), CliError> {
-    let planned = plan(migrations, state, target, &settings.policy()).map_err(|problems| {
+    let planned = match spec {
+        TargetSpec::Only(v) => chmigrate::plan::plan_only(migrations, state, v, &settings.policy()),
+        _ => plan(
+            migrations,
+            state,
+            &resolve_target(spec, state),
+            &settings.policy(),
+        ),
+    }
+    .map_err(|problems| {
         let mut diags: Vec<Diagnostic> = problems.into_iter().map(Diagnostic::from).collect();
         diagnostic::sort(&mut diags);
         CliError::Blocked(diags)
@@ -553,6 +564,8 @@ pub async fn migrate_loaded(
     format: Format,
     progress: &dyn Progress,
 ) -> Result<MigrateReport, CliError> {
+    let resolved = chmigrate::strategy::resolve(migrations, settings.rollback_strategy);
+    let migrations = resolved.as_slice();
     let session = connect(settings).await?;
     let ledger = session.cfg.ledger.clone();
     if dry_run {
@@ -560,9 +573,8 @@ pub async fn migrate_loaded(
             .await
             .map_err(ledger_err)?;
         let state = TargetState::fold(&events(&history)?);
-        let target = resolve_target(spec, &state);
         let engine = session.database_engine().await.map_err(ch)?;
-        let (planned, steps) = plan_and_prepare(settings, migrations, &state, &target, &engine)?;
+        let (planned, steps) = plan_and_prepare(settings, migrations, &state, spec, &engine)?;
         let hosts = session.cluster_hosts().await.map_err(ch)?;
         return Ok(MigrateReport {
             planned: Some((planned, steps, hosts)),
@@ -580,24 +592,23 @@ pub async fn migrate_loaded(
     let host_count = session.cluster_hosts().await.map_err(ch)?.len().max(1);
     let state = TargetState::fold(&events(&history)?);
     let engine = session.database_engine().await.map_err(ch)?;
-    let target = resolve_target(spec, &state);
-    let skipped: Vec<Version> =
-        match plan_and_prepare(settings, migrations, &state, &target, &engine) {
-            Ok((planned, _))
-                if pending::open_tasks(&history).is_empty() && planned.steps.is_empty() =>
-            {
-                return Ok(MigrateReport {
-                    outcome: Some(Outcome::default()),
-                    applied_version: state.applied_version().cloned(),
-                    skipped: planned.skipped.iter().map(|s| s.version.clone()).collect(),
-                    history,
-                    host_count,
-                    ..Default::default()
-                });
-            }
-            Ok((planned, _)) => planned.skipped.iter().map(|s| s.version.clone()).collect(),
-            Err(_) => Vec::new(),
-        };
+    let skipped: Vec<Version> = match plan_and_prepare(settings, migrations, &state, spec, &engine)
+    {
+        Ok((planned, _))
+            if pending::open_tasks(&history).is_empty() && planned.steps.is_empty() =>
+        {
+            return Ok(MigrateReport {
+                outcome: Some(Outcome::default()),
+                applied_version: state.applied_version().cloned(),
+                skipped: planned.skipped.iter().map(|s| s.version.clone()).collect(),
+                history,
+                host_count,
+                ..Default::default()
+            });
+        }
+        Ok((planned, _)) => planned.skipped.iter().map(|s| s.version.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
     let (outcome, still, failed) = locked(
         &session,
         settings,
@@ -608,9 +619,8 @@ pub async fn migrate_loaded(
                 .await
                 .map_err(run_err)?;
             let state = TargetState::fold(&events(&history)?);
-            let target = resolve_target(spec, &state);
             let engine = session.database_engine().await.map_err(ch)?;
-            let (_, steps) = plan_and_prepare(settings, migrations, &state, &target, &engine)?;
+            let (_, steps) = plan_and_prepare(settings, migrations, &state, spec, &engine)?;
             let outcome = run::execute(&session, writer, &steps, migrations, progress, &STOP)
                 .await
                 .map_err(run_err)?;
@@ -724,9 +734,17 @@ pub struct MigrationStatus {
     pub version: Version,
     pub description: String,
     pub state: String,
+    /// With `--show-rollback`, for applied migrations: whether and how it
+    /// can be rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
-pub async fn status(settings: &Settings, format: Format) -> Result<(), CliError> {
+pub async fn status(
+    settings: &Settings,
+    show_rollback: bool,
+    format: Format,
+) -> Result<(), CliError> {
     let loaded = load(settings);
     let session = connect(settings).await?;
     let ledger = session.cfg.ledger.clone();
@@ -785,6 +803,7 @@ pub async fn status(settings: &Settings, format: Format) -> Result<(), CliError>
             }
         })
         .collect();
+    let vars = settings.prepare_settings().variables;
     let mut migrations: Vec<MigrationStatus> = loaded
         .migrations
         .iter()
@@ -795,6 +814,14 @@ pub async fn status(settings: &Settings, format: Format) -> Result<(), CliError>
                 state.get(&m.version),
                 m.environments.includes(&settings.environment),
             ),
+            rollback: (show_rollback && state.is_applied(&m.version)).then(|| {
+                let s = chmigrate::strategy::rollback_summary(
+                    m,
+                    settings.allow_rollback,
+                    &settings.environment,
+                );
+                vars.substitute(&s).unwrap_or(s)
+            }),
         })
         .collect();
     for (v, s) in &state.versions {
@@ -803,6 +830,8 @@ pub async fn status(settings: &Settings, format: Format) -> Result<(), CliError>
                 version: v.clone(),
                 description: "(no source)".into(),
                 state: describe_state(Some(s), true),
+                rollback: (show_rollback && state.is_applied(v))
+                    .then(|| "no: its source is missing".to_string()),
             });
         }
     }

@@ -401,6 +401,9 @@ pub fn print_status(format: Format, st: &super::online::Status) {
                     m.state,
                     m.description
                 );
+                if let Some(r) = &m.rollback {
+                    println!("{:<16} rollback: {r}", "");
+                }
             }
             for p in &st.problems {
                 println!("problem: {p}");

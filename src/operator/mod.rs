@@ -56,6 +56,10 @@ pub struct OperatorArgs {
     /// without one get it, sets naming another are refused
     #[arg(skip)]
     pub environment: Option<String>,
+    /// Every set freezes before destructive statements (the global
+    /// `--backup freeze`)
+    #[arg(skip)]
+    pub always_freeze: bool,
     /// Refuse every rollback, whatever a set allows (production)
     #[arg(long, env = "CHMIGRATE_FORBID_ROLLBACK")]
     pub forbid_rollback: bool,
@@ -197,6 +201,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             policy: Policy {
                 forbid_rollback: args.forbid_rollback,
                 environment: args.environment.clone(),
+                always_freeze: args.always_freeze,
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),

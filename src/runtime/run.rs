@@ -391,7 +391,7 @@ async fn execute_steps(
             }
             progress.statement_started(step, ps, total);
             let t0 = Instant::now();
-            let backed_up = if session.cfg.backup == BackupPolicy::Freeze {
+            let backed_up = if session.cfg.backup == BackupPolicy::Freeze || step.freeze {
                 backup_before(session, writer, version, dir, ps).await?
             } else {
                 Ok(())

@@ -98,6 +98,8 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             checksum,
             down_derived: false,
             irreversible: None,
+            rollback_strategy: draft.header.rollback_strategy,
+            strategy: Default::default(),
         };
         if migration.down.is_none() && migration.down_location.is_some() {
             // An empty down file is the author saying "no rollback".

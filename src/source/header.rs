@@ -31,6 +31,8 @@ pub struct Header {
     pub environments: Environments,
     /// `-- Rollback: true|false` and its line.
     pub rollback: Option<(bool, usize)>,
+    /// `-- Rollback-Strategy: script|freeze-and-drop|forward-only`.
+    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
 }
 
 /// A header line that could not be read: its 1-based line and why.
@@ -144,6 +146,12 @@ pub fn parse_header(text: &str) -> (Header, Vec<HeaderError>) {
                     "invalid Rollback header {value:?} (expected true or false; rollback SQL goes on '-- ROLLBACK:' lines)"
                 )),
             },
+            "rollback-strategy" | "rollback_strategy" | "rollbackstrategy" => {
+                match crate::strategy::RollbackStrategy::parse(value) {
+                    Ok(s) => h.rollback_strategy = Some(s),
+                    Err(e) => err(format!("invalid Rollback-Strategy header: {e}")),
+                }
+            }
             _ => {}
         }
     }

@@ -21,6 +21,8 @@ pub struct MemoryMigration {
     pub down: Option<String>,
     pub depends_on: Vec<String>,
     pub environments: Vec<String>,
+    /// `script`, `freeze-and-drop` or `forward-only`.
+    pub rollback_strategy: Option<String>,
 }
 
 /// Parses files held in memory: `(display name, file name, content)`, as a
@@ -118,6 +120,16 @@ fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceErro
         match parse_environments(&item.environments.join(",")) {
             Ok(e) => header.environments = e,
             Err(e) => errors.push(err("environments", 1, SourceErrorKind::InvalidResource(e))),
+        }
+    }
+    if let Some(s) = &item.rollback_strategy {
+        match crate::strategy::RollbackStrategy::parse(s) {
+            Ok(s) => header.rollback_strategy = Some(s),
+            Err(e) => errors.push(err(
+                "rollbackStrategy",
+                1,
+                SourceErrorKind::InvalidResource(e),
+            )),
         }
     }
     let version = match version {

@@ -54,6 +54,65 @@ pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
     Ok(down)
 }
 
+/// The `freeze-and-drop` rollback of `up`: `DROP … IF EXISTS` of every
+/// table, view and database it creates (`IF NOT EXISTS` included: the
+/// runtime freezes each table before dropping it, so nothing is lost), in
+/// reverse order. Inserts into objects it creates need no undo; any other
+/// statement does not fit the strategy.
+pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible> {
+    let mut created: Vec<String> = Vec::new();
+    let mut down = Vec::new();
+    for (i, st) in up.iter().enumerate() {
+        let no = |reason: String| Irreversible {
+            number: i + 1,
+            line: st.line,
+            reason,
+        };
+        let info = analyze(&st.sql).map_err(|e| no(e.to_string()))?;
+        match info.kind {
+            StatementKind::Query | StatementKind::Session => {}
+            StatementKind::Insert
+                if info
+                    .object_name
+                    .as_ref()
+                    .is_some_and(|n| created.contains(n)) => {}
+            StatementKind::Ddl {
+                verb: Verb::Create,
+                object,
+            } => {
+                let what = match object {
+                    ObjectKind::Table
+                    | ObjectKind::View
+                    | ObjectKind::MaterializedView
+                    | ObjectKind::LiveView
+                    | ObjectKind::WindowView => "TABLE",
+                    ObjectKind::Database => "DATABASE",
+                    _ => {
+                        return Err(no(
+                            "freeze-and-drop only drops tables, views and databases".into()
+                        ));
+                    }
+                };
+                let name = info
+                    .object_name
+                    .ok_or_else(|| no("no object name found".into()))?;
+                down.push(Statement {
+                    sql: format!("DROP {what} IF EXISTS {name}"),
+                    line: st.line,
+                });
+                created.push(name);
+            }
+            _ => {
+                return Err(no(
+                    "it changes something the migration did not create (freeze-and-drop only undoes creations)".into(),
+                ));
+            }
+        }
+    }
+    down.reverse();
+    Ok(down)
+}
+
 enum Why {
     Reason(String),
     Lex(LexError),

@@ -1,0 +1,227 @@
+//! Rollback strategies (pure): how a migration is undone, chosen per
+//! migration (`-- Rollback-Strategy:` header, `spec.rollbackStrategy`) or
+//! per environment (`migrations.rollback_strategy`, a MigrationSet's
+//! `spec.policy.rollbackStrategy`).
+//!
+//! - `script` (default): the author's rollback, or the one derived from
+//!   reversible DDL ([`crate::sql::inverse`]).
+//! - `freeze-and-drop`: for migrations that create tables: each created
+//!   table is frozen on every host, then dropped (its data stays in
+//!   `shadow/<backup>/` for `backups list`).
+//! - `forward-only`: rollback refused; the way back is a new migration.
+//!   An environment that is forward-only makes every migration so.
+
+use serde::{Deserialize, Serialize};
+
+use crate::migration::Migration;
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackStrategy {
+    #[default]
+    Script,
+    FreezeAndDrop,
+    ForwardOnly,
+}
+
+impl RollbackStrategy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "script" => Ok(Self::Script),
+            "freeze-and-drop" | "freeze_and_drop" => Ok(Self::FreezeAndDrop),
+            "forward-only" | "forward_only" => Ok(Self::ForwardOnly),
+            other => Err(format!(
+                "unknown rollback strategy {other:?} (expected script, freeze-and-drop or forward-only)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Script => "script",
+            Self::FreezeAndDrop => "freeze-and-drop",
+            Self::ForwardOnly => "forward-only",
+        }
+    }
+}
+
+/// The migrations with their effective strategy applied: the rollback each
+/// one would run in an environment whose default is `env`.
+///
+/// A migration's own strategy wins over the environment's, except that a
+/// forward-only environment makes every migration forward-only. A
+/// `freeze-and-drop` environment default only changes migrations it fits
+/// (they only create objects); a migration that asks for it and does not
+/// fit has no rollback, and says why.
+pub fn resolve(migrations: &[Migration], env: RollbackStrategy) -> Vec<Migration> {
+    migrations
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            let chosen = match (env, m.rollback_strategy) {
+                (RollbackStrategy::ForwardOnly, _) => RollbackStrategy::ForwardOnly,
+                (_, Some(own)) => own,
+                (env, None) => env,
+            };
+            match chosen {
+                RollbackStrategy::Script => {}
+                RollbackStrategy::ForwardOnly => {
+                    m.strategy = RollbackStrategy::ForwardOnly;
+                    m.down = None;
+                    m.down_derived = false;
+                    m.irreversible = Some(
+                        "its rollback strategy is forward-only: the way back is a new migration"
+                            .into(),
+                    );
+                }
+                RollbackStrategy::FreezeAndDrop => {
+                    match crate::sql::inverse::freeze_and_drop(&m.up) {
+                        Ok(down) => {
+                            m.strategy = RollbackStrategy::FreezeAndDrop;
+                            m.down = Some(down);
+                            m.down_derived = true;
+                            m.irreversible = None;
+                        }
+                        Err(why) if m.rollback_strategy.is_some() => {
+                            m.strategy = RollbackStrategy::FreezeAndDrop;
+                            m.down = None;
+                            m.down_derived = false;
+                            m.irreversible = Some(format!("freeze-and-drop does not fit: {why}"));
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// How `m` (strategy resolved) would be rolled back, for `status
+/// --show-rollback`: `script (written): 2 statement(s)`, `freeze-and-drop:
+/// …`, or `no: <why>`.
+pub fn rollback_summary(m: &Migration, allow_rollback: bool, environment: &str) -> String {
+    if !allow_rollback {
+        return format!("no: rollback is not allowed in environment {environment}");
+    }
+    if m.strategy == RollbackStrategy::ForwardOnly {
+        return "no: forward-only (the way back is a new migration)".into();
+    }
+    let Some(down) = &m.down else {
+        return format!("no: {}", m.irreversible.as_deref().unwrap_or("no rollback"));
+    };
+    match (m.strategy, m.down_derived) {
+        (RollbackStrategy::FreezeAndDrop, _) => {
+            let drops: Vec<&str> = down
+                .iter()
+                .filter_map(|s| s.sql.rsplit(' ').next())
+                .collect();
+            format!("freeze-and-drop: freezes, then drops {}", drops.join(", "))
+        }
+        (_, true) => format!("script (derived): {} statement(s)", down.len()),
+        (_, false) => format!("script (written): {} statement(s)", down.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::memory::from_files;
+
+    fn load(files: &[(&str, &str)]) -> Vec<Migration> {
+        let files: Vec<(String, String, String)> = files
+            .iter()
+            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+            .collect();
+        let l = from_files(&files, 1 << 20);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        l.migrations
+    }
+
+    #[test]
+    fn strategies_per_migration_and_environment() {
+        let ms = load(&[
+            (
+                "V1__a.sql",
+                "CREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO a VALUES (1);",
+            ),
+            (
+                "V2__b.sql",
+                "-- Rollback-Strategy: forward-only\nCREATE TABLE b (x UInt8) ENGINE = Memory;",
+            ),
+            (
+                "V3__c.sql",
+                "-- Rollback-Strategy: freeze-and-drop\nALTER TABLE a ADD COLUMN y UInt8;",
+            ),
+            ("V4__d.sql", "ALTER TABLE a ADD COLUMN z UInt8;"),
+        ]);
+        assert_eq!(ms[1].rollback_strategy, Some(RollbackStrategy::ForwardOnly));
+        let script = resolve(&ms, RollbackStrategy::Script);
+        assert!(script[0].down.is_none(), "IF NOT EXISTS is not derivable");
+        assert!(script[1].down.is_none());
+        assert_eq!(script[1].strategy, RollbackStrategy::ForwardOnly);
+        assert!(script[2].down.is_none());
+        assert!(
+            script[2]
+                .irreversible
+                .as_deref()
+                .unwrap()
+                .starts_with("freeze-and-drop does not fit"),
+            "{:?}",
+            script[2].irreversible
+        );
+        assert!(script[3].down.is_some());
+
+        let fad = resolve(&ms, RollbackStrategy::FreezeAndDrop);
+        let sql: Vec<&str> = fad[0]
+            .down
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| s.sql.as_str())
+            .collect();
+        assert_eq!(sql, ["DROP TABLE IF EXISTS a"]);
+        assert_eq!(fad[0].strategy, RollbackStrategy::FreezeAndDrop);
+        // Does not fit V4: V4 keeps its script.
+        assert_eq!(fad[3].strategy, RollbackStrategy::Script);
+        assert!(fad[3].down.is_some());
+
+        assert_eq!(
+            rollback_summary(&fad[0], true, "dev"),
+            "freeze-and-drop: freezes, then drops a"
+        );
+        assert_eq!(
+            rollback_summary(&script[3], true, "dev"),
+            "script (derived): 1 statement(s)"
+        );
+        assert_eq!(
+            rollback_summary(&script[1], true, "dev"),
+            "no: forward-only (the way back is a new migration)"
+        );
+        assert_eq!(
+            rollback_summary(&script[3], false, "production"),
+            "no: rollback is not allowed in environment production"
+        );
+        let fwd = resolve(&ms, RollbackStrategy::ForwardOnly);
+        assert!(
+            fwd.iter()
+                .all(|m| m.down.is_none() && m.strategy == RollbackStrategy::ForwardOnly)
+        );
+        // Checksums are what the author wrote, whatever the strategy.
+        assert!(ms.iter().zip(&fwd).all(|(a, b)| a.checksum == b.checksum));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in [
+            RollbackStrategy::Script,
+            RollbackStrategy::FreezeAndDrop,
+            RollbackStrategy::ForwardOnly,
+        ] {
+            assert_eq!(RollbackStrategy::parse(s.name()), Ok(s));
+        }
+        assert!(RollbackStrategy::parse("undo").is_err());
+    }
+}
