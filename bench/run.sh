@@ -9,7 +9,9 @@
 #   3. builds chmigrate and the bench targets (cargo build --release),
 #   4. runs benches/planner.rs (what `cargo bench --bench planner` runs) and
 #      benches/operator_scale.rs (the operator binary against the in-repo
-#      FAKE API server: 2,000 ClickHouseMigrations in 20 sets),
+#      FAKE API server: 2,000 ClickHouseMigrations in 20 sets) and
+#      benches/parallel.rs (parallel waves against serial mode: independent
+#      data migrations on the single node, ON CLUSTER DDL on the cluster),
 #   5. bench/compare.py: apply throughput on the single node and on the 2x2
 #      cluster next to the floor and the peers, ledger row cost, the no-op
 #      run, and where chmigrate's time goes; prints Markdown tables.
@@ -25,6 +27,7 @@
 #   PLANNER_BENCH=1   0 skips the planner bench
 #   OPERATOR_BENCH=1  0 skips the operator bench (its knobs: SETS, PER_SET,
 #                     IDLE_SECONDS, RECHECK, OPERATOR_ROUNDS)
+#   PARALLEL_BENCH=1  0 skips the parallel-waves bench (PARALLEL_ROUNDS=3)
 #   APPLY_BENCH=0     1 also runs cargo bench --bench apply (the same
 #                     single-statement comparison as compare.py, with a
 #                     floor written in Rust: a cross-check of the Python floor)
@@ -92,6 +95,7 @@ benches=()
 [[ ${PLANNER_BENCH:-1} == 1 ]] && benches+=(--bench planner)
 [[ ${APPLY_BENCH:-0} == 1 ]] && benches+=(--bench apply)
 [[ ${OPERATOR_BENCH:-1} == 1 ]] && benches+=(--bench operator_scale)
+[[ ${PARALLEL_BENCH:-1} == 1 ]] && benches+=(--bench parallel)
 log "cargo build --release --bin chmigrate ${benches[*]}"
 cargo build --release --bin chmigrate "${benches[@]}" --message-format=json-render-diagnostics \
     >"$BENCH_DIR/cargo-build.json"
@@ -121,6 +125,12 @@ if [[ -n ${bench_exe[operator_scale]:-} ]]; then
     log "operator bench (benches/operator_scale.rs, = cargo bench --bench operator_scale)"
     ROUNDS="${OPERATOR_ROUNDS:-5}" "${bench_exe[operator_scale]}" --bench | tee "$operator_out"
 fi
+parallel_out="$BENCH_DIR/parallel.txt"
+: >"$parallel_out"
+if [[ -n ${bench_exe[parallel]:-} ]]; then
+    log "parallel waves bench (benches/parallel.rs, = cargo bench --bench parallel)"
+    ROUNDS="${PARALLEL_ROUNDS:-3}" "${bench_exe[parallel]}" --bench 2>&1 | tee "$parallel_out"
+fi
 apply_out="$BENCH_DIR/apply-bench.txt"
 : >"$apply_out"
 if [[ -n ${bench_exe[apply]:-} ]]; then
@@ -143,6 +153,11 @@ python3 bench/compare.py --chmigrate target/release/chmigrate --scratch "$BENCH_
     if [[ -s $operator_out ]]; then
         printf '\n### Operator at scale (benches/operator_scale.rs, release build)\n\n'
         cat "$operator_out"
+    fi
+    if [[ -s $parallel_out ]]; then
+        printf '\n### Parallel waves (benches/parallel.rs, release build)\n\n```\n'
+        cat "$parallel_out"
+        printf '```\n'
     fi
     if [[ -s $apply_out ]]; then
         printf '\n### benches/apply.rs (the floor written in Rust, a cross-check)\n\n```\n'

@@ -143,6 +143,9 @@ pub struct MigrationsSection {
     pub backup: Option<crate::backup::BackupPolicy>,
     /// Default rollback strategy of migrations that name none.
     pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
+    /// Migrations run at once within the target (independent ones only;
+    /// default 1: serial).
+    pub parallel: Option<usize>,
 }
 
 /// `environments.<name>:`.
@@ -212,7 +215,8 @@ impl MigrationsSection {
                 out_of_order,
                 baseline,
                 backup,
-                rollback_strategy
+                rollback_strategy,
+                parallel
             ]
         );
         if let Some(vars) = &o.variables {
@@ -287,6 +291,7 @@ pub struct Settings {
     pub variables: BTreeMap<String, String>,
     pub backup: crate::backup::BackupPolicy,
     pub rollback_strategy: crate::strategy::RollbackStrategy,
+    pub parallel: usize,
 }
 
 impl Settings {
@@ -364,6 +369,13 @@ impl Settings {
                 message: format!("{url:?} must start with http:// or https://"),
             });
         }
+        let parallel = migs.parallel.unwrap_or(1);
+        if !(1..=64).contains(&parallel) {
+            return Err(ConfigError::Invalid {
+                field: "parallel",
+                message: format!("{parallel}: must be between 1 and 64"),
+            });
+        }
         let max_file_size = migs.max_file_size.unwrap_or(DEFAULT_MAX_FILE_BYTES);
         if max_file_size == 0 {
             return Err(ConfigError::Invalid {
@@ -415,6 +427,7 @@ impl Settings {
             variables,
             backup: migs.backup.unwrap_or_default(),
             rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
+            parallel,
         })
     }
 

@@ -118,6 +118,10 @@ pub struct PolicySpec {
     /// host, before the statement runs.
     #[serde(default)]
     pub backup: crate::backup::BackupPolicy,
+    /// Migrations run at once (independent ones, in waves; 1: serial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub parallel: Option<u16>,
 }
 
 /// A ClickHouse target, its migrations and its policy.

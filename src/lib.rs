@@ -33,6 +33,7 @@ pub mod strategy;
 pub mod validate;
 pub mod vars;
 pub mod version;
+pub mod waves;
 
 /// Cases per property test: `CHMIGRATE_FUZZ_CASES` raises them for a longer
 /// bounded fuzzing run (`scripts/fuzz.sh`); the suite uses `default`.

@@ -265,3 +265,95 @@ fn the_server_killed_and_restarted_during_a_run_loses_and_repeats_nothing() {
     assert_converged(&db, &reference, &format!("server killed, then {actions:?}"));
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn a_parallel_wave_killed_with_sigkill_resumes_like_serial_mode() {
+    let _g = serial();
+    require(&[SINGLE]);
+    let db = unique_db("par_kill");
+    let files: Vec<(String, String)> = (1..=4)
+        .map(|k| {
+            (
+                format!("V{k}__t{k}.sql"),
+                format!(
+                    "CREATE TABLE ${{database}}.t{k} (x UInt64) ENGINE = MergeTree ORDER BY x;\n\
+                     SELECT sleep(3);\n\
+                     INSERT INTO ${{database}}.t{k} VALUES ({k});\n"
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let dir = folder(&refs);
+    let d = dir.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "--url",
+            SINGLE,
+            "--database",
+            &db,
+            "--dir",
+            d,
+            "--parallel",
+            "4",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = run(&["migrate"]);
+    let mut child = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Every migration's CREATE is recorded: all four are in their sleep.
+    wait_until("four CREATEs recorded", Duration::from_secs(30), || {
+        query(
+            SINGLE,
+            &format!("SELECT 1 FROM `{db}`.schema_migrations LIMIT 1"),
+        )
+        .is_ok()
+            && (1..=4)
+                .all(|k| events_of(&ledger(SINGLE, &db), &k.to_string(), "statement_done") >= 1)
+    });
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let l = ledger(SINGLE, &db);
+    assert_eq!(
+        l.iter().filter(|e| e["event"] == "completed").count(),
+        0,
+        "killed mid-wave"
+    );
+    let unlock = run(&["unlock"]);
+    assert_eq!(
+        chm(&unlock.iter().map(String::as_str).collect::<Vec<_>>()).code,
+        0
+    );
+    // The next run resumes each migration at its first unrecorded statement
+    // (the SELECT, safe to repeat), again in parallel.
+    let out = chm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.code, 0, "{}", out.all());
+    let l = ledger(SINGLE, &db);
+    for k in 1..=4 {
+        let v = k.to_string();
+        assert_eq!(events_of(&l, &v, "started"), 1, "V{k}");
+        assert_eq!(events_of(&l, &v, "completed"), 1, "V{k}");
+        let done: Vec<i64> = l
+            .iter()
+            .filter(|r| r["version"] == v.as_str() && r["event"] == "statement_done")
+            .map(|r| r["statement"].as_i64().unwrap())
+            .collect();
+        assert_eq!(done, [0, 1, 2], "V{k}: each statement once, none skipped");
+        assert_eq!(
+            count(
+                SINGLE,
+                &format!("SELECT count() AS n FROM `{db}`.t{k} WHERE x = {k}")
+            ),
+            1,
+            "V{k}'s INSERT landed once"
+        );
+    }
+    // seq stays strictly increasing with four writers.
+    let seqs: Vec<u64> = l.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    drop_db(SINGLE, &db, false);
+}

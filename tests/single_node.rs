@@ -1263,3 +1263,58 @@ fn rollback_strategies_version_only_and_show_rollback() {
     assert!(shadow.is_dir(), "{}", shadow.display());
     let _ = std::fs::remove_dir_all(&shadow);
 }
+
+#[test]
+fn a_failure_in_a_parallel_wave_stops_its_siblings_before_their_next_statement() {
+    require(&[SINGLE]);
+    let db = unique_db("par_fail");
+    let dir = folder(&[
+        (
+            "V1__slow.sql",
+            "SELECT sleep(2);\nCREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        (
+            "V2__bad.sql",
+            "CREATE TABLE ${database}.b (x NoSuchType) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(
+        &db,
+        d,
+        &["--parallel", "2", "plan", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let waves: Vec<u64> = out.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["wave"].as_u64().unwrap())
+        .collect();
+    assert_eq!(waves, [1, 1], "one wave");
+    let out = chm(&args(&db, d, &["--parallel", "2", "migrate"]));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("V2__bad.sql:1"), "{}", out.stderr);
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "2", "failed"), 1);
+    assert_eq!(
+        events_of(&l, "1", "stopped"),
+        1,
+        "V1 stopped before its CREATE"
+    );
+    assert!(user_tables(SINGLE, &db).is_empty());
+    // Fixed (and the fix accepted, as in serial mode), the next run resumes
+    // V1 at its CREATE and applies V2.
+    std::fs::write(
+        dir.path().join("V2__bad.sql"),
+        "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+    )
+    .unwrap();
+    assert_eq!(chm(&args(&db, d, &["repair"])).code, 0);
+    let out = chm(&args(&db, d, &["--parallel", "2", "migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(user_tables(SINGLE, &db), ["a", "b"]);
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "1", "started"), 1);
+    assert_eq!(events_of(&l, "1", "statement_done"), 2);
+}

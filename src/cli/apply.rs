@@ -119,6 +119,7 @@ fn settings_for(set: &MigrationSet, all: &Manifests, policy: &Policy) -> Result<
             out_of_order: Some(spec.policy.out_of_order),
             variables: Some(spec.variables.clone()),
             rollback_strategy: Some(spec.policy.rollback_strategy),
+            parallel: spec.policy.parallel.map(usize::from),
             backup: Some(if policy.always_freeze {
                 chmigrate::backup::BackupPolicy::Freeze
             } else {

@@ -191,6 +191,10 @@ pub struct Global {
     /// How migrations without their own strategy are rolled back [default: script]
     #[arg(long, global = true, env = "CHMIGRATE_ROLLBACK_STRATEGY", value_parser = parse_strategy, value_name = "script|freeze-and-drop|forward-only")]
     pub rollback_strategy: Option<chmigrate::strategy::RollbackStrategy>,
+    /// Migrations run at once within the target: independent ones (no
+    /// dependency between them, no table in common), in waves [default: 1]
+    #[arg(long, global = true, env = "CHMIGRATE_PARALLEL", value_name = "N")]
+    pub parallel: Option<usize>,
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -511,6 +515,7 @@ pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
             max_file_size: g.max_file_size,
             variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
             rollback_strategy: g.rollback_strategy,
+            parallel: g.parallel,
             backup: g.backup.map(|b| match b {
                 BackupArg::None => chmigrate::backup::BackupPolicy::None,
                 BackupArg::Freeze => chmigrate::backup::BackupPolicy::Freeze,

@@ -82,6 +82,7 @@ fn target_config(settings: &Settings) -> Result<TargetConfig, CliError> {
         ddl_timeout: Duration::from_secs(settings.ddl_timeout_s),
         mutation_timeout: Duration::from_secs(settings.mutation_timeout_s),
         backup: settings.backup,
+        parallel: settings.parallel,
     })
 }
 
@@ -673,7 +674,7 @@ pub async fn migrate(
         .await
         .map_err(|e| reported(e, format))?;
     if let Some((planned, steps, hosts)) = &report.planned {
-        output::print_online_plan(format, settings, planned, steps, hosts);
+        output::print_online_plan(format, settings, planned, steps, hosts, &migrations);
         return Ok(());
     }
     let outcome = report.outcome.unwrap_or_default();

@@ -79,6 +79,47 @@ fn opt_version(v: &Option<Version>) -> String {
         .map_or_else(|| "none".to_string(), |v| format!("V{v}"))
 }
 
+/// Each step's wave (1-based) when the run is parallel; `None` serially.
+fn waves(
+    settings: &Settings,
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+) -> Option<Vec<usize>> {
+    (settings.parallel > 1).then(|| {
+        chmigrate::waves::assign(
+            steps,
+            migrations,
+            settings.parallel,
+            settings.database.as_str(),
+        )
+        .into_iter()
+        .map(|w| w + 1)
+        .collect()
+    })
+}
+
+/// The steps as JSON, each with its wave when the run is parallel.
+fn steps_json(steps: &[PreparedStep], waves: Option<&[usize]>) -> Vec<serde_json::Value> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let Some(w) = waves.and_then(|w| w.get(i)) {
+                v["wave"] = json!(w);
+            }
+            v
+        })
+        .collect()
+}
+
+fn wave_note(waves: Option<&[usize]>, i: usize) -> String {
+    waves
+        .and_then(|w| w.get(i))
+        .map(|w| format!("  (wave {w})"))
+        .unwrap_or_default()
+}
+
 pub fn print_plan(
     format: Format,
     settings: &Settings,
@@ -87,6 +128,8 @@ pub fn print_plan(
     migrations: &[Migration],
 ) {
     let cluster = settings.cluster.as_ref().map(|c| c.as_str().to_string());
+    let waves = waves(settings, steps, migrations);
+    let waves = waves.as_deref();
     match format {
         Format::Json => print_json(&json!({
             "ok": true,
@@ -96,7 +139,8 @@ pub fn print_plan(
             "on_cluster": settings.on_cluster,
             "applied_version": plan.applied_version,
             "target_version": plan.target_version,
-            "steps": steps,
+            "parallel": settings.parallel,
+            "steps": steps_json(steps, waves),
             "skipped": plan.skipped,
         })),
         Format::Table | Format::Html | Format::Markdown => {
@@ -115,7 +159,7 @@ pub fn print_plan(
                 opt_version(&plan.target_version)
             );
             let mut statements = 0;
-            for step in steps {
+            for (i, step) in steps.iter().enumerate() {
                 let (verb, resume) = match &step.step {
                     Step::Baseline { version } => {
                         println!("Baseline V{version} (recorded as applied; nothing runs)\n");
@@ -138,7 +182,7 @@ pub fn print_plan(
                 if !step.description.is_empty() {
                     print!("  {}", step.description);
                 }
-                println!("  [{file}, checksum {short}]");
+                println!("  [{file}, checksum {short}]{}", wave_note(waves, i));
                 if step.derived {
                     println!(
                         "  (rollback derived by chmigrate: the migration has none written; each line names the statement it undoes)"
@@ -224,14 +268,17 @@ pub fn print_online_plan(
     plan: &Plan,
     steps: &[PreparedStep],
     hosts: &[chmigrate::runtime::ClusterHost],
+    migrations: &[Migration],
 ) {
     let cluster = settings.cluster.as_ref().map(|c| c.as_str().to_string());
+    let waves = waves(settings, steps, migrations);
+    let waves = waves.as_deref();
     match format {
         Format::Json => {
-            let steps_json: Vec<serde_json::Value> = steps
-                .iter()
-                .map(|s| {
-                    let mut v = serde_json::to_value(s).unwrap_or_default();
+            let steps_json: Vec<serde_json::Value> = steps_json(steps, waves)
+                .into_iter()
+                .zip(steps)
+                .map(|(mut v, s)| {
                     if let Some(stmts) = v.get_mut("statements").and_then(|x| x.as_array_mut()) {
                         for (st, p) in stmts.iter_mut().zip(&s.statements) {
                             st["runs_on"] = json!(super::online::host_group(
@@ -252,6 +299,7 @@ pub fn print_online_plan(
                 "hosts": hosts.iter().map(|h| h.id()).collect::<Vec<_>>(),
                 "applied_version": plan.applied_version,
                 "target_version": plan.target_version,
+                "parallel": settings.parallel,
                 "steps": steps_json,
                 "skipped": plan.skipped,
             }))
@@ -272,7 +320,7 @@ pub fn print_online_plan(
                 opt_version(&plan.applied_version),
                 opt_version(&plan.target_version)
             );
-            for step in steps {
+            for (i, step) in steps.iter().enumerate() {
                 match &step.step {
                     Step::Baseline { version } => {
                         println!("Baseline V{version}\n");
@@ -288,7 +336,7 @@ pub fn print_online_plan(
                         if *from_statement > 0 {
                             print!("  (resuming at statement {})", from_statement + 1);
                         }
-                        println!();
+                        println!("{}", wave_note(waves, i));
                         if step.derived {
                             println!(
                                 "  (rollback derived by chmigrate: the migration has none written; each line names the statement it undoes)"

@@ -33,6 +33,9 @@ pub struct TargetConfig {
     pub mutation_timeout: Duration,
     /// Backups taken before statements that drop or rewrite data.
     pub backup: crate::backup::BackupPolicy,
+    /// Migrations run at once within the target ([`crate::waves`]; 1:
+    /// serial).
+    pub parallel: usize,
 }
 
 /// What the server is.

@@ -306,6 +306,19 @@ pub async fn execute(
     Ok(out)
 }
 
+/// What one step did.
+#[derive(Default)]
+struct StepDone {
+    statements: usize,
+    pending: Vec<PendingTask>,
+    finished: bool,
+}
+
+/// Runs the steps wave by wave ([`crate::waves`]): the steps of one wave
+/// at once, each recording its own events through the one writer (which
+/// keeps `seq` strictly increasing). A failure in a wave stops the other
+/// members before their next statement (recorded as `stopped`, resumed by
+/// the next run); the failure is what the run reports.
 async fn execute_steps(
     session: &Session,
     writer: &mut Writer,
@@ -315,174 +328,259 @@ async fn execute_steps(
     stop: &AtomicBool,
     out: &mut Outcome,
 ) -> Result<(), RunError> {
-    for step in steps {
-        let (version, from, direction) = match &step.step {
-            Step::Baseline { version } => {
-                writer
-                    .write(|e| {
-                        e.event = "baselined".into();
-                        e.version = version.to_string();
-                        e.description = "baseline".into();
-                    })
-                    .await?;
-                out.baselined.push(version.clone());
-                continue;
-            }
-            Step::Apply {
-                version,
-                from_statement,
-            } => (version, *from_statement, Direction::Up),
-            Step::Rollback {
-                version,
-                from_statement,
-            } => (version, *from_statement, Direction::Down),
-        };
-        let Some(m) = migrations.iter().find(|m| &m.version == version) else {
-            continue;
-        };
-        let dir = match direction {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        };
-        let total = match direction {
-            Direction::Up => m.up.len(),
-            Direction::Down => m.down.as_ref().map_or(0, Vec::len),
-        };
-        let started = Instant::now();
-        progress.step_started(step, total);
-        if from == 0 {
-            writer.stage(|e| {
-                e.event = "started".into();
-                e.version = version.to_string();
-                e.direction = dir.into();
-                e.checksum = m.checksum.0.clone();
-                e.description = m.description.clone();
-                let mut details =
-                    json!({ "statements": total, "source": m.location.file.to_string() });
-                if direction == Direction::Down && m.down_derived {
-                    // What ran is not in any file: keep it on the record.
-                    details["derived"] = json!(true);
-                    details["sql"] = json!(
-                        step.statements
-                            .iter()
-                            .map(|s| s.sql.as_str())
-                            .collect::<Vec<_>>()
-                    );
+    let waves = crate::waves::assign(
+        steps,
+        migrations,
+        session.cfg.parallel,
+        session.cfg.ledger.database.as_str(),
+    );
+    let writer = tokio::sync::Mutex::new(writer);
+    let mut start = 0;
+    while start < steps.len() {
+        let end = (start..steps.len())
+            .find(|&k| waves[k] != waves[start])
+            .unwrap_or(steps.len());
+        let wave = &steps[start..end];
+        if wave.len() > 1 {
+            tracing::info!(
+                wave = waves[start] + 1,
+                migrations = %wave.iter().map(|s| format!("V{}", s.step.version())).collect::<Vec<_>>().join(", "),
+                "running a wave in parallel"
+            );
+        }
+        let abort = AtomicBool::new(false);
+        let results = futures::future::join_all(wave.iter().map(|step| {
+            run_step(
+                session,
+                &writer,
+                step,
+                migrations,
+                progress,
+                stop,
+                &abort,
+                wave.len() > 1,
+            )
+        }))
+        .await;
+        let mut first_err = None;
+        for (step, r) in wave.iter().zip(results) {
+            match r {
+                Ok(done) => {
+                    out.statements += done.statements;
+                    out.pending.extend(done.pending);
+                    if done.finished {
+                        let v = step.step.version().clone();
+                        match step.step {
+                            Step::Baseline { .. } => out.baselined.push(v),
+                            Step::Apply { .. } => out.applied.push(v),
+                            Step::Rollback { .. } => out.rolled_back.push(v),
+                        }
+                    }
                 }
-                e.details = details.to_string();
+                // A member stopped because another failed: the failure is
+                // the news.
+                Err(RunError::Interrupted { .. })
+                    if abort.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    session: &Session,
+    writer: &tokio::sync::Mutex<&mut Writer>,
+    step: &PreparedStep,
+    migrations: &[Migration],
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+    in_wave: bool,
+) -> Result<StepDone, RunError> {
+    let mut done = StepDone::default();
+    let (version, from, direction) = match &step.step {
+        Step::Baseline { version } => {
+            writer
+                .lock()
+                .await
+                .write(|e| {
+                    e.event = "baselined".into();
+                    e.version = version.to_string();
+                    e.description = "baseline".into();
+                })
+                .await?;
+            done.finished = true;
+            return Ok(done);
+        }
+        Step::Apply {
+            version,
+            from_statement,
+        } => (version, *from_statement, Direction::Up),
+        Step::Rollback {
+            version,
+            from_statement,
+        } => (version, *from_statement, Direction::Down),
+    };
+    let Some(m) = migrations.iter().find(|m| &m.version == version) else {
+        return Ok(done);
+    };
+    let dir = match direction {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    };
+    let total = match direction {
+        Direction::Up => m.up.len(),
+        Direction::Down => m.down.as_ref().map_or(0, Vec::len),
+    };
+    let started = Instant::now();
+    progress.step_started(step, total);
+    if from == 0 {
+        writer.lock().await.stage(|e| {
+            e.event = "started".into();
+            e.version = version.to_string();
+            e.direction = dir.into();
+            e.checksum = m.checksum.0.clone();
+            e.description = m.description.clone();
+            let mut details = json!({ "statements": total, "source": m.location.file.to_string() });
+            if direction == Direction::Down && m.down_derived {
+                // What ran is not in any file: keep it on the record.
+                details["derived"] = json!(true);
+                details["sql"] = json!(
+                    step.statements
+                        .iter()
+                        .map(|s| s.sql.as_str())
+                        .collect::<Vec<_>>()
+                );
+            }
+            if in_wave {
+                details["parallel"] = json!(true);
+            }
+            e.details = details.to_string();
+        });
+    }
+    for ps in &step.statements {
+        // Everything staged so far is durable before the statement runs.
+        writer.lock().await.flush().await?;
+        if stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst) {
+            writer
+                .lock()
+                .await
+                .write(|e| {
+                    e.event = "stopped".into();
+                    e.version = version.to_string();
+                    e.direction = dir.into();
+                    e.statement = ps.index as i64;
+                })
+                .await?;
+            return Err(RunError::Interrupted {
+                migration: m.label(),
+                number: ps.index + 1,
             });
         }
-        for ps in &step.statements {
-            // Everything staged so far is durable before the statement runs.
-            writer.flush().await?;
-            if stop.load(Ordering::SeqCst) {
-                writer
-                    .write(|e| {
-                        e.event = "stopped".into();
+        progress.statement_started(step, ps, total);
+        let t0 = Instant::now();
+        let backed_up = if session.cfg.backup == BackupPolicy::Freeze || step.freeze {
+            let mut w = writer.lock().await;
+            backup_before(session, &mut w, version, dir, ps).await?
+        } else {
+            Ok(())
+        };
+        let result = match backed_up {
+            Ok(()) => run_statement(session, ps).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(r) => {
+                let elapsed = t0.elapsed();
+                let pending_hosts = r
+                    .pending
+                    .as_ref()
+                    .map(|(_, h)| h.clone())
+                    .unwrap_or_default();
+                let mut w = writer.lock().await;
+                w.stage(|e| {
+                    e.event = "statement_done".into();
+                    e.version = version.to_string();
+                    e.direction = dir.into();
+                    e.statement = ps.index as i64;
+                    e.checksum = m.checksum.0.clone();
+                    e.duration_ms = elapsed.as_millis() as u64;
+                    e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
+                });
+                if let Some((task, hosts)) = r.pending {
+                    let details = PendingDetails {
+                        task: task.task_path.clone(),
+                        hosts: hosts.clone(),
+                    };
+                    w.stage(|e| {
+                        e.event = "hosts_pending".into();
                         e.version = version.to_string();
                         e.direction = dir.into();
                         e.statement = ps.index as i64;
-                    })
-                    .await?;
-                return Err(RunError::Interrupted {
-                    migration: m.label(),
-                    number: ps.index + 1,
-                });
+                        e.details = serde_json::to_string(&details).unwrap_or_default();
+                    });
+                    done.pending.push(PendingTask {
+                        version: version.to_string(),
+                        direction: dir.into(),
+                        statement: ps.index as i64,
+                        task: task.task_path,
+                        hosts,
+                    });
+                }
+                drop(w);
+                done.statements += 1;
+                progress.statement_done(step, ps, &r.hosts, &pending_hosts, elapsed);
             }
-            progress.statement_started(step, ps, total);
-            let t0 = Instant::now();
-            let backed_up = if session.cfg.backup == BackupPolicy::Freeze || step.freeze {
-                backup_before(session, writer, version, dir, ps).await?
-            } else {
-                Ok(())
-            };
-            let result = match backed_up {
-                Ok(()) => run_statement(session, ps).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(r) => {
-                    let elapsed = t0.elapsed();
-                    let pending_hosts = r
-                        .pending
-                        .as_ref()
-                        .map(|(_, h)| h.clone())
-                        .unwrap_or_default();
-                    writer.stage(|e| {
-                        e.event = "statement_done".into();
+            Err((host, message)) => {
+                abort.store(true, Ordering::SeqCst);
+                let elapsed = t0.elapsed();
+                writer
+                    .lock()
+                    .await
+                    .write(|e| {
+                        e.event = "failed".into();
                         e.version = version.to_string();
                         e.direction = dir.into();
                         e.statement = ps.index as i64;
                         e.checksum = m.checksum.0.clone();
                         e.duration_ms = elapsed.as_millis() as u64;
-                        e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
-                    });
-                    if let Some((task, hosts)) = r.pending {
-                        let details = PendingDetails {
-                            task: task.task_path.clone(),
-                            hosts: hosts.clone(),
+                        e.error = match &host {
+                            Some(h) => format!("on {h}: {message}"),
+                            None => message.clone(),
                         };
-                        writer.stage(|e| {
-                            e.event = "hosts_pending".into();
-                            e.version = version.to_string();
-                            e.direction = dir.into();
-                            e.statement = ps.index as i64;
-                            e.details = serde_json::to_string(&details).unwrap_or_default();
-                        });
-                        out.pending.push(PendingTask {
-                            version: version.to_string(),
-                            direction: dir.into(),
-                            statement: ps.index as i64,
-                            task: task.task_path,
-                            hosts,
-                        });
-                    }
-                    out.statements += 1;
-                    progress.statement_done(step, ps, &r.hosts, &pending_hosts, elapsed);
-                }
-                Err((host, message)) => {
-                    let elapsed = t0.elapsed();
-                    writer
-                        .write(|e| {
-                            e.event = "failed".into();
-                            e.version = version.to_string();
-                            e.direction = dir.into();
-                            e.statement = ps.index as i64;
-                            e.checksum = m.checksum.0.clone();
-                            e.duration_ms = elapsed.as_millis() as u64;
-                            e.error = match &host {
-                                Some(h) => format!("on {h}: {message}"),
-                                None => message.clone(),
-                            };
-                        })
-                        .await?;
-                    return Err(RunError::Statement {
-                        migration: m.label(),
-                        version: m.version.clone(),
-                        location: ps.location.clone(),
-                        number: ps.index + 1,
-                        host,
-                        message,
-                    });
-                }
+                    })
+                    .await?;
+                return Err(RunError::Statement {
+                    migration: m.label(),
+                    version: m.version.clone(),
+                    location: ps.location.clone(),
+                    number: ps.index + 1,
+                    host,
+                    message,
+                });
             }
         }
-        let elapsed = started.elapsed();
-        writer.stage(|e| {
-            e.event = "completed".into();
-            e.version = version.to_string();
-            e.direction = dir.into();
-            e.checksum = m.checksum.0.clone();
-            e.description = m.description.clone();
-            e.duration_ms = elapsed.as_millis() as u64;
-        });
-        progress.step_done(step, elapsed);
-        match direction {
-            Direction::Up => out.applied.push(version.clone()),
-            Direction::Down => out.rolled_back.push(version.clone()),
-        }
     }
-    Ok(())
+    let elapsed = started.elapsed();
+    writer.lock().await.stage(|e| {
+        e.event = "completed".into();
+        e.version = version.to_string();
+        e.direction = dir.into();
+        e.checksum = m.checksum.0.clone();
+        e.description = m.description.clone();
+        e.duration_ms = elapsed.as_millis() as u64;
+    });
+    progress.step_done(step, elapsed);
+    done.finished = true;
+    Ok(done)
 }
 
 /// Checks the hosts of earlier pending tasks; records `hosts_verified` for

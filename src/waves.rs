@@ -1,0 +1,282 @@
+//! Parallel waves within one target (pure): with `parallel: N`, consecutive
+//! migrations of a plan that neither depend on each other nor touch a common
+//! table run at once, at most N together. Everything else keeps the serial
+//! order: a migration waits for every earlier wave to finish.
+//!
+//! What a migration touches is read from its prepared statements: the
+//! object it creates, alters, drops or inserts into, every `db.name` it
+//! mentions, and every name after `FROM`, `JOIN`, `INTO`, `TO` and `TABLE`
+//! (unqualified names are the target database's). Reading counts as
+//! touching: two migrations that only read one table still run one after
+//! the other. Statements whose reach cannot be read (`SYSTEM`, `SET`,
+//! database DDL, anything unrecognised) make the migration run alone.
+//! Rollbacks and baselines always run alone, in plan order.
+
+use std::collections::BTreeSet;
+
+use crate::migration::Migration;
+use crate::plan::Step;
+use crate::prepare::PreparedStep;
+use crate::sql::ident::split_qualified;
+use crate::sql::lexer::{TokenKind, tokenize};
+use crate::sql::statement::{ObjectKind, StatementKind, analyze};
+
+/// What a step touches, or `None` when it must run alone.
+pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>> {
+    if !matches!(step.step, Step::Apply { .. }) {
+        return None;
+    }
+    let mut out = BTreeSet::new();
+    for st in &step.statements {
+        let info = analyze(&st.sql).ok()?;
+        match info.kind {
+            StatementKind::Other | StatementKind::Session => return None,
+            StatementKind::Ddl {
+                object: ObjectKind::Database | ObjectKind::Function,
+                ..
+            } => return None,
+            _ => {}
+        }
+        let qualify = |name: &str| -> String {
+            match split_qualified(name) {
+                (Some(db), t) => format!("{db}.{t}"),
+                (None, t) => format!("{default_db}.{t}"),
+            }
+        };
+        if let Some(name) = &info.object_name {
+            out.insert(qualify(name));
+        }
+        let tokens = tokenize(&st.sql).ok()?;
+        let words: Vec<(TokenKind, &str)> = tokens
+            .iter()
+            .filter(|t| !t.kind.is_trivia())
+            .map(|t| (t.kind, t.text(&st.sql)))
+            .collect();
+        let is_name = |k: TokenKind| matches!(k, TokenKind::Word | TokenKind::QuotedIdent);
+        let mut i = 0;
+        while i < words.len() {
+            let (k, w) = words[i];
+            if is_name(k) && i + 2 < words.len() && words[i + 1].1 == "." && is_name(words[i + 2].0)
+            {
+                out.insert(qualify(&format!("{w}.{}", words[i + 2].1)));
+                i += 3;
+                continue;
+            }
+            let keyword = k == TokenKind::Word
+                && ["FROM", "JOIN", "INTO", "TO", "TABLE"]
+                    .iter()
+                    .any(|kw| w.eq_ignore_ascii_case(kw));
+            if keyword
+                && let Some(&(nk, nw)) = words.get(i + 1)
+                && is_name(nk)
+                // `db.t` is read above; `numbers(3)` is a table function.
+                && words.get(i + 2).is_none_or(|n| n.1 != "." && n.1 != "(")
+                && !is_keyword(nw)
+            {
+                out.insert(qualify(nw));
+            }
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Words that follow FROM/INTO/TABLE without being a table name.
+fn is_keyword(w: &str) -> bool {
+    [
+        "SELECT", "IF", "FUNCTION", "NOT", "EXISTS", "VALUES", "FORMAT", "OUTFILE",
+    ]
+    .iter()
+    .any(|k| w.eq_ignore_ascii_case(k))
+}
+
+/// The wave of each step (0-based, in plan order). With `parallel` ≤ 1
+/// every step is its own wave.
+pub fn assign(
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+    parallel: usize,
+    default_db: &str,
+) -> Vec<usize> {
+    let mut waves = Vec::with_capacity(steps.len());
+    let mut wave = 0usize;
+    let mut members: Vec<(&crate::version::Version, BTreeSet<String>)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let t = if parallel > 1 {
+            touched(step, default_db)
+        } else {
+            None
+        };
+        let deps: &[crate::version::Version] = migrations
+            .iter()
+            .find(|m| &m.version == step.step.version())
+            .map_or(&[], |m| m.dependencies.as_slice());
+        let joins = match &t {
+            Some(t) => {
+                !members.is_empty()
+                    && members.len() < parallel
+                    && members
+                        .iter()
+                        .all(|(v, other)| other.is_disjoint(t) && !deps.contains(v))
+            }
+            None => false,
+        };
+        if i > 0 && !joins {
+            wave += 1;
+            members.clear();
+        }
+        if let Some(t) = t {
+            members.push((step.step.version(), t));
+        }
+        waves.push(wave);
+    }
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::TargetState;
+    use crate::plan::{Policy, Target, plan};
+    use crate::prepare::{PrepareSettings, prepare};
+    use crate::source::memory::from_files;
+    use crate::sql::statement::OnClusterMode;
+    use crate::vars::Variables;
+    use std::collections::BTreeMap;
+
+    fn waves_of(files: &[(&str, &str)], parallel: usize) -> Vec<(String, usize)> {
+        let files: Vec<(String, String, String)> = files
+            .iter()
+            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+            .collect();
+        let l = from_files(&files, 1 << 20);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let policy = Policy {
+            environment: "dev".into(),
+            ..Default::default()
+        };
+        let p = plan(
+            &l.migrations,
+            &TargetState::default(),
+            &Target::Latest,
+            &policy,
+        )
+        .unwrap();
+        let settings = PrepareSettings {
+            cluster: None,
+            on_cluster: OnClusterMode::Auto,
+            variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
+        };
+        let steps = prepare(&p, &l.migrations, &settings).unwrap();
+        let w = assign(&steps, &l.migrations, parallel, "db");
+        steps
+            .iter()
+            .zip(w)
+            .map(|(s, w)| (s.step.version().to_string(), w))
+            .collect()
+    }
+
+    const FILES: [(&str, &str); 7] = [
+        (
+            "V1__a.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        ("V2__b.sql", "CREATE TABLE b (x UInt8) ENGINE = Memory;"),
+        (
+            "V3__c.sql",
+            "CREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;",
+        ),
+        // Reads a: waits for V1's wave.
+        (
+            "V4__fill_a.sql",
+            "INSERT INTO ${database}.c SELECT x FROM a;",
+        ),
+        // Table functions are not tables: no conflict through numbers().
+        (
+            "V5__d.sql",
+            "-- Dependencies: 3\nCREATE TABLE ${database}.d (x UInt8) ENGINE = Memory;\nINSERT INTO ${database}.d SELECT number FROM numbers(3);",
+        ),
+        (
+            "V6__e.sql",
+            "CREATE TABLE ${database}.e (x UInt8) ENGINE = Memory;\nINSERT INTO ${database}.e SELECT number FROM numbers(3);",
+        ),
+        ("V7__sys.sql", "SYSTEM FLUSH LOGS;"),
+    ];
+
+    #[test]
+    fn independent_migrations_share_a_wave_up_to_the_limit() {
+        let w = waves_of(&FILES, 8);
+        assert_eq!(
+            w,
+            [
+                ("1".into(), 0),
+                ("2".into(), 0),
+                ("3".into(), 0),
+                ("4".into(), 1),
+                ("5".into(), 1),
+                ("6".into(), 1),
+                ("7".into(), 2)
+            ]
+        );
+        let w = waves_of(&FILES, 2);
+        let only: Vec<usize> = w.iter().map(|(_, w)| *w).collect();
+        assert_eq!(only, [0, 0, 1, 2, 2, 3, 4]);
+    }
+
+    #[test]
+    fn serial_by_default_and_dependencies_split_waves() {
+        let w: Vec<usize> = waves_of(&FILES, 1).iter().map(|(_, w)| *w).collect();
+        assert_eq!(w, [0, 1, 2, 3, 4, 5, 6]);
+        let w: Vec<usize> = waves_of(
+            &[
+                (
+                    "V1__a.sql",
+                    "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+                ),
+                (
+                    "V2__b.sql",
+                    "-- Dependencies: 1\nCREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+                ),
+            ],
+            4,
+        )
+        .iter()
+        .map(|(_, w)| *w)
+        .collect();
+        assert_eq!(w, [0, 1]);
+    }
+
+    #[test]
+    fn touched_names_are_qualified_and_quoted_ones_unquoted() {
+        let files = [(
+            "V1__mv.sql",
+            "CREATE MATERIALIZED VIEW ${database}.`mv` TO ${database}.t AS SELECT * FROM src JOIN other.dim USING id;",
+        )];
+        let l = from_files(
+            &files
+                .iter()
+                .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+                .collect::<Vec<_>>(),
+            1 << 20,
+        );
+        let policy = Policy {
+            environment: "dev".into(),
+            ..Default::default()
+        };
+        let p = plan(
+            &l.migrations,
+            &TargetState::default(),
+            &Target::Latest,
+            &policy,
+        )
+        .unwrap();
+        let settings = PrepareSettings {
+            cluster: None,
+            on_cluster: OnClusterMode::Auto,
+            variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
+        };
+        let steps = prepare(&p, &l.migrations, &settings).unwrap();
+        let t: Vec<String> = touched(&steps[0], "db").unwrap().into_iter().collect();
+        assert_eq!(t, ["db.mv", "db.src", "db.t", "other.dim"]);
+    }
+}
