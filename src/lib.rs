@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod migration;
 pub mod migration_status;
+pub mod performance;
 pub mod plan;
 pub mod prepare;
 pub mod render;

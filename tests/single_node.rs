@@ -1318,3 +1318,82 @@ fn a_failure_in_a_parallel_wave_stops_its_siblings_before_their_next_statement()
     assert_eq!(events_of(&l, "1", "started"), 1);
     assert_eq!(events_of(&l, "1", "statement_done"), 2);
 }
+
+#[test]
+fn profile_joins_the_server_query_log_and_report_ranks_the_slowest() {
+    require(&[SINGLE]);
+    let db = unique_db("profile");
+    let dir = folder(&[
+        (
+            "V1__t.sql",
+            "CREATE TABLE ${database}.t (x UInt64) ENGINE = MergeTree ORDER BY x;\n\
+             INSERT INTO ${database}.t SELECT number FROM numbers(100000);",
+        ),
+        (
+            "V2__u.sql",
+            "CREATE TABLE ${database}.u (x UInt64) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    // The server flushes its query log every few seconds: poll.
+    let mut last = Value::Null;
+    wait_until("query log rows", Duration::from_secs(40), || {
+        let out = chm(&args(
+            &db,
+            d,
+            &["profile", "--migration", "1", "--format", "json"],
+        ));
+        assert_eq!(out.code, 0, "{}", out.all());
+        last = out.json();
+        last["statements"][1]["server"].is_object()
+    });
+    let s = &last["statements"];
+    assert_eq!(s.as_array().unwrap().len(), 2, "{last}");
+    assert_eq!(s[1]["statement"]["number"], 2);
+    assert!(
+        s[1]["location"].as_str().unwrap().ends_with("V1__t.sql:2"),
+        "{last}"
+    );
+    assert!(
+        s[1]["sql"].as_str().unwrap().starts_with("INSERT INTO"),
+        "{last}"
+    );
+    assert_eq!(s[1]["server"]["written_rows"], 100000, "{last}");
+    assert!(
+        s[1]["statement"]["query_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("chmigrate-"),
+        "{last}"
+    );
+    let out = chm(&args(&db, d, &["profile", "--migration", "7"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("V7 has never run on this target"),
+        "{}",
+        out.stderr
+    );
+
+    let out = chm(&args(
+        &db,
+        d,
+        &["report", "--performance", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = out.json();
+    let ms: Vec<u64> = v["slowest_migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["duration_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ms.len(), 2, "{v}");
+    assert!(ms[0] >= ms[1], "slowest first: {ms:?}");
+    let out = chm(&args(&db, d, &["report", "--performance"]));
+    assert!(
+        out.stdout.contains("## Slowest statements"),
+        "{}",
+        out.stdout
+    );
+}

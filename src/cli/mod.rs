@@ -5,6 +5,7 @@ pub mod apply;
 mod backups;
 pub mod online;
 mod output;
+mod perf;
 mod rehearse;
 
 use std::path::{Path, PathBuf};
@@ -429,6 +430,15 @@ pub enum Command {
         /// Write to FILE instead of standard output
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Only the slowest migrations and statements
+        #[arg(long, conflicts_with = "output")]
+        performance: bool,
+    },
+    /// Per-statement durations of a migration's latest run, from the
+    /// ledger, with the server's query log figures where it logs queries
+    Profile {
+        #[arg(long = "migration", value_name = "VERSION")]
+        migration: String,
     },
     /// Reconcile MigrationSet and ClickHouseMigration manifests (with the
     /// Secrets and ConfigMaps they reference) from files, without Kubernetes,
@@ -691,8 +701,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{yaml}");
             Ok(())
         }
-        Command::Report { output } => {
+        Command::Report {
+            performance: true, ..
+        } => block_on(perf::report_performance(&settings, format)),
+        Command::Report { output, .. } => {
             block_on(online::report(&settings, format, output.as_deref()))
+        }
+        Command::Profile { migration } => {
+            let v = parse_version("--migration", &migration)?;
+            block_on(perf::profile(&settings, v, format))
         }
         Command::CompatSql {
             database,

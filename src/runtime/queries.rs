@@ -122,6 +122,26 @@ pub fn unfreeze_sql(database: &str, table: &str, name: &str) -> String {
     )
 }
 
+/// What the server's query log recorded for statements sent with these
+/// query ids (`profile`): finished queries (type 2, `QueryFinish`; a number
+/// on 18.16, an enum since). Fails when the server never logged a query.
+pub fn query_log_sql(query_ids: &[String]) -> String {
+    let ids: Vec<String> = query_ids.iter().map(|q| string_literal(q)).collect();
+    format!(
+        "SELECT query_id, query_duration_ms, read_rows, read_bytes, written_rows, memory_usage \
+         FROM system.query_log WHERE toUInt8(type) = 2 AND query_id IN ({})",
+        if ids.is_empty() {
+            "''".to_string()
+        } else {
+            ids.join(", ")
+        }
+    )
+}
+
+pub fn log_queries_sql() -> &'static str {
+    "SELECT value FROM system.settings WHERE name = 'log_queries'"
+}
+
 /// Unfinished mutations of a table: on one replica of every shard of
 /// `cluster`, or on this server.
 pub fn mutations_pending_sql(cluster: Option<&str>, database: &str, table: &str) -> String {
@@ -333,6 +353,15 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         out.push(entry(
             "backups prune: unfreeze",
             unfreeze_sql(db, "backup_t", "V1_20250101000000_s1"),
+        ));
+    }
+    out.push(entry("profile: log_queries", log_queries_sql().into()));
+    if server_major >= 20 {
+        // Servers log queries by default since 20.x; 18.16 creates the
+        // table only once it logs one.
+        out.push(entry(
+            "profile: query log",
+            query_log_sql(&["chmigrate-catalog-V1-up-1".into()]),
         ));
     }
     out.push(entry(

@@ -145,9 +145,21 @@ pub async fn task_progress(
     Ok((all, done))
 }
 
+/// The `query_id` a statement is sent with (unique per run): what `profile`
+/// finds the statement by in the server's `system.query_log`.
+pub fn query_id(run_id: &str, version: &Version, direction: &str, index: usize) -> String {
+    let v: String = version
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("chmigrate-{run_id}-V{v}-{direction}-{}", index + 1)
+}
+
 async fn run_statement(
     session: &Session,
     ps: &PreparedStatement,
+    query_id: &str,
 ) -> Result<StatementResult, (Option<String>, String)> {
     let on_cluster = matches!(
         ps.note,
@@ -157,8 +169,11 @@ async fn run_statement(
         hosts: Vec::new(),
         pending: None,
     };
+    let id = [("query_id", query_id.to_string())];
     if on_cluster {
-        match session.conn.text(&ps.sql, &session.ddl_settings()).await {
+        let mut settings = session.ddl_settings();
+        settings.extend(id.iter().cloned());
+        match session.conn.text(&ps.sql, &settings).await {
             Ok(text) => {
                 let hosts = ddl::parse_host_rows(&text).map_err(|e| (None, e))?;
                 if let Some(bad) = hosts.iter().find(|h| h.status != 0) {
@@ -205,7 +220,7 @@ async fn run_statement(
     } else {
         session
             .conn
-            .execute(&ps.sql)
+            .execute_with(&ps.sql, &id)
             .await
             .map_err(|e| (None, e.to_string()))?;
     }
@@ -493,8 +508,9 @@ async fn run_step(
         } else {
             Ok(())
         };
+        let qid = query_id(&writer.lock().await.template.run_id, version, dir, ps.index);
         let result = match backed_up {
-            Ok(()) => run_statement(session, ps).await,
+            Ok(()) => run_statement(session, ps, &qid).await,
             Err(e) => Err(e),
         };
         match result {
@@ -514,6 +530,7 @@ async fn run_step(
                     e.checksum = m.checksum.0.clone();
                     e.duration_ms = elapsed.as_millis() as u64;
                     e.hosts = serde_json::to_string(&r.hosts).unwrap_or_default();
+                    e.details = json!({ "query_id": qid }).to_string();
                 });
                 if let Some((task, hosts)) = r.pending {
                     let details = PendingDetails {
