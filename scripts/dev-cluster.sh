@@ -331,7 +331,7 @@ write_users_xml() {
             <background_pool_size>4</background_pool_size>
             <background_schedule_pool_size>8</background_schedule_pool_size>
             <!-- As current ClickHouse does by default (18.16 does not):
-                 system.query_log, which `chmigrate profile` reads. -->
+                 system.query_log, which chmigrate profile reads. -->
             <log_queries>1</log_queries>
         </default>
         <readonly>

@@ -35,11 +35,22 @@ How this mirrors what chmigrate sends over HTTP:
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
 
 MAX_REASON = 600
+
+# The system log a current server's default configuration turns on.
+SERVER_LIKE_CONFIG = """<clickhouse>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
+</clickhouse>
+"""
 
 
 def one_line(text, limit=MAX_REASON):
@@ -200,9 +211,21 @@ def main(argv):
 
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="chmigrate-chdb-") as tmp:
-        sess = chdb_session.Session(tmp)
+        # A server's default config.xml enables system.query_log (which
+        # `chmigrate profile` reads); chdb's embedded engine has none unless
+        # given a config that names it.
+        config = os.path.join(tmp, "config.xml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(SERVER_LIKE_CONFIG)
+        data = os.path.join(tmp, "data")
+        os.mkdir(data)
+        sess = chdb_session.Session(f"file:{data}?config-file={config}")
         try:
             version = text_of(sess.query("SELECT version()", "TabSeparatedRaw")).strip()
+            # A running server has flushed its query log long before
+            # chmigrate reads it; the table exists from the first flush on.
+            sess.query("SELECT 1 SETTINGS log_queries = 1", "TabSeparated")
+            sess.query("SYSTEM FLUSH LOGS", "TabSeparated")
             print(f"{package_version()}, ClickHouse {version}", flush=True)
             for name, value in settings:
                 literal = sql_literal(value)
