@@ -128,30 +128,6 @@ pub fn list(history: &[LedgerEntry]) -> Vec<Backup> {
     out
 }
 
-/// `7d`, `12h`, `30m`, `45s`, `2w` as seconds.
-pub fn parse_age(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 7d, 12h, 30m"))?;
-    let per = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
-            ));
-        }
-    };
-    n.checked_mul(per)
-        .ok_or_else(|| format!("{s:?}: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,15 +183,5 @@ mod tests {
         let l = list(&[b("a", 1), b("b", 2), pruned]);
         assert_eq!(l.len(), 2);
         assert!(l[0].pruned && !l[1].pruned);
-    }
-
-    #[test]
-    fn ages() {
-        assert_eq!(parse_age("7d"), Ok(604_800));
-        assert_eq!(parse_age("30m"), Ok(1800));
-        assert_eq!(parse_age("0s"), Ok(0));
-        assert!(parse_age("7").is_err());
-        assert!(parse_age("d").is_err());
-        assert!(parse_age("3y").is_err());
     }
 }

@@ -30,6 +30,30 @@ pub fn format_us(us: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
+/// `7d`, `12h`, `30m`, `45s`, `2w` as seconds.
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 7d, 12h, 30m"))?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ));
+        }
+    };
+    n.checked_mul(per)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +65,15 @@ mod tests {
         assert_eq!(format_us(1_748_433_600_000_000), "2025-05-28 12:00:00");
         assert_eq!(format_us(951_782_400_000_000), "2000-02-29 00:00:00");
         assert_eq!(format_us(1_767_225_599_000_000), "2025-12-31 23:59:59");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("7d"), Ok(604_800));
+        assert_eq!(parse_age("30m"), Ok(1800));
+        assert_eq!(parse_age("0s"), Ok(0));
+        assert!(parse_age("7").is_err());
+        assert!(parse_age("d").is_err());
+        assert!(parse_age("3y").is_err());
     }
 }

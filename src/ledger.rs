@@ -72,7 +72,7 @@ pub const COLUMNS: [(&str, &str); 16] = [
 ];
 
 /// Every event name a ledger row may carry.
-pub const EVENT_NAMES: [&str; 18] = [
+pub const EVENT_NAMES: [&str; 19] = [
     "started",
     "statement_done",
     "failed",
@@ -91,6 +91,7 @@ pub const EVENT_NAMES: [&str; 18] = [
     "note",
     "backup",
     "backup_pruned",
+    "ledger_cleaned",
 ];
 
 /// One host's answer to an `ON CLUSTER` statement.
@@ -161,6 +162,21 @@ impl LedgerTable {
             self.qualified(),
             self.on_cluster(),
             cols.join(",\n")
+        )
+    }
+
+    /// `clean`: deletes the given events (a mutation; on a cluster the
+    /// replicated ledger carries it to every replica).
+    pub fn delete_sql(&self, seqs: &[u64]) -> String {
+        let list: Vec<String> = seqs.iter().map(u64::to_string).collect();
+        format!(
+            "ALTER TABLE {} DELETE WHERE seq IN ({})",
+            self.qualified(),
+            if list.is_empty() {
+                "0".into()
+            } else {
+                list.join(", ")
+            }
         )
     }
 

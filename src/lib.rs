@@ -9,6 +9,7 @@
 //! ([`source::dir`], [`config`]). See `docs/design.md`.
 
 pub mod backup;
+pub mod clean;
 pub mod clock;
 pub mod config;
 pub mod crd;

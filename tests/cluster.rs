@@ -515,3 +515,36 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn clean_on_a_cluster_removes_superseded_events_on_every_replica() {
+    let _g = serial();
+    healthy();
+    let (db, dir) = replicated_target("cl_clean");
+    let d = dir.path().to_str().unwrap();
+    for cmd in [&["migrate"][..], &["rollback", "--to", "0"], &["migrate"]] {
+        let out = chm(&args(0, &db, d, cmd));
+        assert_eq!(out.code, 0, "{}", out.all());
+    }
+    let before = ledger(NODES[0], &db).len();
+    let out = chm(&args(
+        1,
+        &db,
+        d,
+        &["clean", "--older-than", "0s", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let removed = out.json()["removed"].as_u64().unwrap() as usize;
+    assert!(removed > 0, "{}", out.stdout);
+    for node in NODES {
+        wait_until(
+            "the deletion reached every replica",
+            Duration::from_secs(30),
+            || ledger(node, &db).len() == before - removed + 3,
+        );
+        assert_eq!(events_of(&ledger(node, &db), "1", "started"), 1, "{node}");
+    }
+    let out = chm(&args(3, &db, d, &["status", "--format", "json"]));
+    assert_eq!(out.json()["applied_version"], "1", "{}", out.stdout);
+    drop_db(NODES[0], &db, true);
+}

@@ -1397,3 +1397,80 @@ fn profile_joins_the_server_query_log_and_report_ranks_the_slowest() {
         out.stdout
     );
 }
+
+#[test]
+fn clean_prunes_superseded_events_and_leaves_the_state_alone() {
+    require(&[SINGLE]);
+    let db = unique_db("clean");
+    let dir = folder(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        (
+            "V2__b.sql",
+            "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    for cmd in [&["migrate"][..], &["rollback", "--to", "0"], &["migrate"]] {
+        assert_eq!(chm(&args(&db, d, cmd)).code, 0);
+    }
+    let status = |db: &str| {
+        let mut v = chm(&args(db, d, &["status", "--format", "json"])).json();
+        v["lock"] = Value::Null;
+        v
+    };
+    let before = status(&db);
+    let rows_before = ledger(SINGLE, &db).len();
+    let out = chm(&args(
+        &db,
+        d,
+        &[
+            "clean",
+            "--older-than",
+            "0s",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let would = out.json()["removable"].as_u64().unwrap();
+    assert!(would > 0, "{}", out.stdout);
+    assert_eq!(
+        ledger(SINGLE, &db).len(),
+        rows_before,
+        "dry run changes nothing"
+    );
+
+    let out = chm(&args(
+        &db,
+        d,
+        &["clean", "--older-than", "0s", "--format", "json"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let removed = out.json()["removed"].as_u64().unwrap();
+    assert!(removed >= would, "{}", out.stdout);
+    let l = ledger(SINGLE, &db);
+    // The clean run's lock events and its record are added.
+    assert_eq!(l.len() as u64, rows_before as u64 - removed + 3, "{l:#?}");
+    assert_eq!(events_of(&l, "", "ledger_cleaned"), 1);
+    // Only the latest run of each migration is left, and it folds the same.
+    assert_eq!(events_of(&l, "1", "started"), 1);
+    assert_eq!(status(&db), before);
+    // Nothing runs again; an old age removes nothing.
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("nothing to do") || out.stdout.contains("up to date"),
+        "{}",
+        out.stdout
+    );
+    let out = chm(&args(
+        &db,
+        d,
+        &["clean", "--older-than", "30d", "--format", "json"],
+    ));
+    assert_eq!(out.json()["removed"], 0, "{}", out.stdout);
+}

@@ -406,6 +406,16 @@ pub enum Command {
     },
     /// Release a lock left by a runner that died (recorded in the ledger)
     Unlock,
+    /// Delete ledger events older than --older-than that no longer define
+    /// the current state (superseded runs, lock events); recorded
+    Clean {
+        /// Age, e.g. 90d
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Count what would go; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The freeze backups taken before destructive statements (backup:
     /// freeze): list them, or remove old ones on every host
     Backups {
@@ -652,13 +662,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             block_on(online::repair(&settings, resolve, format))
         }
         Command::Unlock => block_on(online::unlock(&settings, format)),
+        Command::Clean {
+            older_than,
+            dry_run,
+        } => {
+            let age = chmigrate::clock::parse_age(&older_than)
+                .map_err(|e| CliError::Invalid(format!("--older-than: {e}")))?;
+            block_on(online::clean(&settings, age, dry_run, format))
+        }
         Command::Backups {
             action: BackupsAction::List,
         } => block_on(backups::list(&settings, format)),
         Command::Backups {
             action: BackupsAction::Prune { older_than, forget },
         } => {
-            let age = chmigrate::backup::parse_age(&older_than)
+            let age = chmigrate::clock::parse_age(&older_than)
                 .map_err(|e| CliError::Invalid(format!("--older-than: {e}")))?;
             block_on(backups::prune(&settings, age, forget, format))
         }

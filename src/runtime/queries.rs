@@ -281,6 +281,7 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
             contains: Some("completed".into()),
             ..entry("read ledger", ledger.select_sql())
         },
+        entry("clean: delete superseded events", ledger.delete_sql(&[1])),
         entry("cluster hosts", cluster_hosts_sql("default")),
         entry(
             "unfinished mutations",

@@ -242,10 +242,20 @@ async fn wait_for_mutations(session: &Session, sql: &str) -> Result<(), String> 
     };
     let (db, table) = split_qualified(&name);
     let db = db.unwrap_or_else(|| session.cfg.ledger.database.as_str().to_string());
+    wait_for_table_mutations(session, &db, &table).await
+}
+
+/// Polls until no mutation of `db.table` is left unfinished (one replica of
+/// every shard on a cluster), within the session's mutation timeout.
+pub async fn wait_for_table_mutations(
+    session: &Session,
+    db: &str,
+    table: &str,
+) -> Result<(), String> {
     let q = queries::mutations_pending_sql(
         session.cfg.ledger.cluster.as_ref().map(|c| c.as_str()),
-        &db,
-        &table,
+        db,
+        table,
     );
     let deadline = Instant::now() + session.cfg.mutation_timeout;
     loop {

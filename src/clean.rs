@@ -1,0 +1,200 @@
+//! `chmigrate clean --older-than D` (pure half): which ledger events no
+//! longer define the target's current state and may be deleted.
+//!
+//! For each version, everything before its latest `started`, `baselined`
+//! or `manual_rollback` event is superseded: the fold starts over there.
+//! Lock events (`lock_taken`, `lock_released`), verified host tasks and
+//! notes define nothing. Kept whatever their age: the events from each
+//! version's latest anchor on, `hosts_pending` tasks still open, backups not
+//! yet pruned, `lock_forced` and `ledger_cleaned` (the audit trail of
+//! overrides), and everything of the run doing the cleaning. Before
+//! anything is deleted, [`removable`] checks that the remaining events fold
+//! to exactly the same state, open tasks and backups.
+
+use std::collections::BTreeMap;
+
+use crate::history::TargetState;
+use crate::ledger::LedgerEntry;
+
+/// Events that start a version's state afresh.
+const ANCHORS: [&str; 3] = ["started", "baselined", "manual_rollback"];
+
+/// Never deleted.
+const KEEP: [&str; 2] = ["lock_forced", "ledger_cleaned"];
+
+/// Why a clean was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CleanError {
+    #[error("ledger row seq {seq} cannot be read: {message}")]
+    Row { seq: u64, message: String },
+    #[error("removing the events would change {0}; nothing was removed (please report this)")]
+    WouldChange(&'static str),
+}
+
+fn fold(entries: &[LedgerEntry]) -> Result<TargetState, CleanError> {
+    let events = entries
+        .iter()
+        .map(|e| {
+            e.to_event().map_err(|r| CleanError::Row {
+                seq: e.seq,
+                message: r.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TargetState::fold(&events))
+}
+
+/// The `seq` of every event older than `cutoff_us` that defines nothing
+/// current, leaving out events of `own_run`.
+pub fn removable(
+    entries: &[LedgerEntry],
+    cutoff_us: u64,
+    own_run: &str,
+) -> Result<Vec<u64>, CleanError> {
+    let mut sorted: Vec<&LedgerEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    let mut anchor: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &sorted {
+        if !e.version.is_empty() && ANCHORS.contains(&e.event.as_str()) {
+            anchor.insert(&e.version, e.seq);
+        }
+    }
+    let open: Vec<String> = crate::runtime::pending::open_tasks(entries)
+        .into_iter()
+        .map(|t| t.task)
+        .collect();
+    let unpruned: Vec<(String, String, String)> = crate::backup::list(entries)
+        .into_iter()
+        .filter(|b| !b.pruned)
+        .map(|b| (b.details.name, b.details.database, b.details.table))
+        .collect();
+    let backup_key = |e: &LedgerEntry| -> Option<(String, String, String)> {
+        let d: serde_json::Value = serde_json::from_str(&e.details).ok()?;
+        Some((
+            d["name"].as_str()?.to_string(),
+            d["database"].as_str()?.to_string(),
+            d["table"].as_str()?.to_string(),
+        ))
+    };
+    let mut out = Vec::new();
+    for e in &sorted {
+        if e.event_time_us >= cutoff_us || e.run_id == own_run || KEEP.contains(&e.event.as_str()) {
+            continue;
+        }
+        let superseded = match e.event.as_str() {
+            "lock_taken" | "lock_released" | "note" | "imported" => true,
+            "backup" | "backup_pruned" => backup_key(e).is_some_and(|k| !unpruned.contains(&k)),
+            "hosts_pending" | "hosts_verified" => {
+                let task = serde_json::from_str::<serde_json::Value>(&e.details)
+                    .ok()
+                    .and_then(|d| d["task"].as_str().map(str::to_string));
+                task.is_some_and(|t| !open.contains(&t))
+                    && anchor.get(e.version.as_str()).is_some_and(|a| e.seq < *a)
+            }
+            _ => anchor.get(e.version.as_str()).is_some_and(|a| e.seq < *a),
+        };
+        if superseded {
+            out.push(e.seq);
+        }
+    }
+    let kept: Vec<LedgerEntry> = entries
+        .iter()
+        .filter(|e| !out.contains(&e.seq))
+        .cloned()
+        .collect();
+    if fold(&kept)? != fold(entries)? {
+        return Err(CleanError::WouldChange("the state of a migration"));
+    }
+    let open_after: Vec<String> = crate::runtime::pending::open_tasks(&kept)
+        .into_iter()
+        .map(|t| t.task)
+        .collect();
+    if open_after != open {
+        return Err(CleanError::WouldChange("the hosts still pending"));
+    }
+    let unpruned_after = crate::backup::list(&kept)
+        .into_iter()
+        .filter(|b| !b.pruned)
+        .count();
+    if unpruned_after != unpruned.len() {
+        return Err(CleanError::WouldChange("the backups list"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, version: &str, event: &str, direction: &str) -> LedgerEntry {
+        LedgerEntry {
+            seq,
+            event_time_us: seq,
+            run_id: format!("r{}", seq / 100),
+            version: version.into(),
+            event: event.into(),
+            direction: direction.into(),
+            statement: if event.starts_with("statement") || event == "failed" {
+                0
+            } else {
+                -1
+            },
+            checksum: "c".into(),
+            details: if event == "started" {
+                r#"{"statements":1}"#.into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn history() -> Vec<LedgerEntry> {
+        vec![
+            ev(1, "", "lock_taken", ""),
+            ev(2, "1", "started", "up"),
+            ev(3, "1", "statement_done", "up"),
+            ev(4, "1", "completed", "up"),
+            ev(5, "", "lock_released", ""),
+            // Rolled back, then applied again.
+            ev(6, "1", "started", "down"),
+            ev(7, "1", "statement_done", "down"),
+            ev(8, "1", "completed", "down"),
+            ev(9, "1", "started", "up"),
+            ev(10, "1", "statement_done", "up"),
+            ev(11, "1", "completed", "up"),
+            ev(12, "", "lock_forced", ""),
+            ev(13, "2", "started", "up"),
+            ev(14, "2", "failed", "up"),
+        ]
+    }
+
+    #[test]
+    fn superseded_runs_and_lock_events_go_current_state_stays() {
+        let h = history();
+        let r = removable(&h, u64::MAX, "none").unwrap();
+        assert_eq!(r, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let kept: Vec<LedgerEntry> = h.iter().filter(|e| !r.contains(&e.seq)).cloned().collect();
+        assert_eq!(fold(&kept).unwrap(), fold(&h).unwrap());
+    }
+
+    #[test]
+    fn young_events_and_the_own_run_stay() {
+        let h = history();
+        assert_eq!(removable(&h, 5, "none").unwrap(), [1, 2, 3, 4]);
+        assert_eq!(removable(&h, u64::MAX, "r0").unwrap(), Vec::<u64>::new());
+        assert!(removable(&h, 0, "none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn unpruned_backups_stay() {
+        let mut h = history();
+        let mut b = ev(3, "1", "backup", "up");
+        b.seq = 30;
+        b.details = r#"{"name":"n","database":"d","table":"t","hosts":[],"statement":0}"#.into();
+        b.event_time_us = 3;
+        h.push(b);
+        let r = removable(&h, u64::MAX, "none").unwrap();
+        assert!(!r.contains(&30), "{r:?}");
+    }
+}
