@@ -50,6 +50,7 @@ fn migrations() -> Vec<Migration> {
                 irreversible: None,
                 rollback_strategy: None,
                 strategy: Default::default(),
+                rollback_declared_none: false,
             }
         })
         .collect()

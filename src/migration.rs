@@ -180,6 +180,10 @@ pub struct Migration {
     /// ([`crate::strategy::resolve`]); `FreezeAndDrop` freezes what its
     /// rollback drops.
     pub strategy: crate::strategy::RollbackStrategy,
+    /// The author said there is no rollback (`-- Rollback: false`, an
+    /// empty down file): nothing is derived, and no environment default
+    /// gives it one.
+    pub rollback_declared_none: bool,
 }
 
 impl Migration {

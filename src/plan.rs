@@ -845,6 +845,7 @@ mod tests {
             irreversible: None,
             rollback_strategy: None,
             strategy: Default::default(),
+            rollback_declared_none: false,
         };
         m.checksum = m.compute_checksum();
         m

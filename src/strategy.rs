@@ -53,8 +53,9 @@ impl RollbackStrategy {
 /// A migration's own strategy wins over the environment's, except that a
 /// forward-only environment makes every migration forward-only. A
 /// `freeze-and-drop` environment default only changes migrations it fits
-/// (they only create objects); a migration that asks for it and does not
-/// fit has no rollback, and says why.
+/// (they only create objects) and whose author did not declare "no
+/// rollback"; a migration that asks for it and does not fit has no
+/// rollback, and says why.
 pub fn resolve(migrations: &[Migration], env: RollbackStrategy) -> Vec<Migration> {
     migrations
         .iter()
@@ -76,6 +77,10 @@ pub fn resolve(migrations: &[Migration], env: RollbackStrategy) -> Vec<Migration
                             .into(),
                     );
                 }
+                // The author's "no rollback" stands against an environment
+                // default.
+                RollbackStrategy::FreezeAndDrop
+                    if m.rollback_strategy.is_none() && m.rollback_declared_none => {}
                 RollbackStrategy::FreezeAndDrop => {
                     match crate::sql::inverse::freeze_and_drop(&m.up) {
                         Ok(down) => {
@@ -211,6 +216,31 @@ mod tests {
         );
         // Checksums are what the author wrote, whatever the strategy.
         assert!(ms.iter().zip(&fwd).all(|(a, b)| a.checksum == b.checksum));
+    }
+
+    #[test]
+    fn an_environment_default_leaves_a_declared_no_rollback_alone() {
+        let ms = load(&[
+            (
+                "V1__a.sql",
+                "-- Rollback: false\nCREATE TABLE a (x UInt8) ENGINE = MergeTree ORDER BY x;",
+            ),
+            (
+                "V2__b.sql",
+                "-- Rollback: false\n-- Rollback-Strategy: freeze-and-drop\nCREATE TABLE b (x UInt8) ENGINE = MergeTree ORDER BY x;",
+            ),
+        ]);
+        assert!(ms[0].rollback_declared_none && ms[0].down.is_none());
+        let fad = resolve(&ms, RollbackStrategy::FreezeAndDrop);
+        assert!(fad[0].down.is_none(), "the author said no rollback");
+        assert_eq!(fad[0].strategy, RollbackStrategy::Script);
+        assert_eq!(
+            fad[0].irreversible.as_deref(),
+            Some("its header says Rollback: false")
+        );
+        // Asked for by the migration itself, the strategy applies.
+        assert_eq!(fad[1].strategy, RollbackStrategy::FreezeAndDrop);
+        assert!(fad[1].down.is_some());
     }
 
     #[test]

@@ -1071,6 +1071,35 @@ fn test_rollback_catches_a_rollback_that_leaves_a_column_behind() {
         out.stdout
     );
     assert!(!database_exists(&sandbox_of(&out)));
+
+    // Migrations whose authors chose no rollback are applied and not rolled
+    // back, and that is no failure.
+    std::fs::write(
+        dir.path().join("V3__fwd.sql"),
+        "-- Rollback-Strategy: forward-only\n\
+         ALTER TABLE ${database}.events ADD COLUMN f UInt8 DEFAULT 0;",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("V4__kept.sql"),
+        "-- Rollback: false\n\
+         CREATE TABLE ${database}.kept (x UInt8) ENGINE = MergeTree ORDER BY x;",
+    )
+    .unwrap();
+    let out = chm(&args(&db, d, &["test", "--rollback", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = out.json();
+    let rollbacks: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rollback"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rollbacks,
+        ["identical", "identical", "forward-only", "declared-none"],
+        "{v}"
+    );
 }
 
 #[test]

@@ -34,8 +34,9 @@ struct Tested {
     version: String,
     description: String,
     applied: bool,
-    /// `identical`, `differs`, `failed`, `none` (no rollback to run),
-    /// `forward-only`, or empty without `--rollback`.
+    /// `identical`, `differs`, `failed`, `none` (no rollback to run, none
+    /// derivable: a problem), `forward-only` or `declared-none` (the
+    /// author's choice: not a problem), or empty without `--rollback`.
     rollback: String,
     problems: Vec<String>,
 }
@@ -168,6 +169,9 @@ pub async fn test(
                         "applied, rolled back to the identical schema, applied again".into()
                     }
                     (true, "forward-only") => "applied (forward-only: not rolled back)".into(),
+                    (true, "declared-none") => {
+                        "applied (its author declared no rollback: not rolled back)".into()
+                    }
                     (true, other) => format!("applied; rollback {other}"),
                 };
                 println!("V{} {}: {status}", r.version, r.description);
@@ -240,7 +244,12 @@ async fn rehearse(
         }
         r.applied = true;
         if rollback {
-            if m.down.is_none() {
+            if m.strategy == chmigrate::strategy::RollbackStrategy::ForwardOnly {
+                // Chosen on purpose: the way back is a new migration.
+                r.rollback = "forward-only".into();
+            } else if m.down.is_none() && m.rollback_declared_none {
+                r.rollback = "declared-none".into();
+            } else if m.down.is_none() {
                 r.rollback = "none".into();
                 r.problems.push(format!(
                     "no rollback to test: {}",

@@ -100,12 +100,15 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             irreversible: None,
             rollback_strategy: draft.header.rollback_strategy,
             strategy: Default::default(),
+            rollback_declared_none: false,
         };
         if migration.down.is_none() && migration.down_location.is_some() {
             // An empty down file is the author saying "no rollback".
             migration.irreversible = Some("its down file is empty".into());
+            migration.rollback_declared_none = true;
         } else if migration.down.is_none() && declared_none {
             migration.irreversible = Some("its header says Rollback: false".into());
+            migration.rollback_declared_none = true;
         } else {
             migration.derive_missing_rollback();
         }
