@@ -111,14 +111,16 @@ pub struct PolicySpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// How migrations without their own strategy are rolled back:
-    /// `script` (default), `freeze-and-drop`, `forward-only`.
-    #[serde(default)]
-    pub rollback_strategy: crate::strategy::RollbackStrategy,
+    /// `script`, `freeze-and-drop`, `forward-only`; default: the operator's
+    /// (Helm value `rollbackStrategy`), else `script`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
     /// `freeze`: freeze every table a statement drops or rewrites, on every
     /// host, before the statement runs.
     #[serde(default)]
     pub backup: crate::backup::BackupPolicy,
-    /// Migrations run at once (independent ones, in waves; 1: serial).
+    /// Migrations run at once (independent ones, in waves; 1: serial);
+    /// default: the operator's (Helm value `parallel`), else 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub parallel: Option<u16>,

@@ -95,6 +95,8 @@ fn wrong_values_fail_at_install_time_with_a_clear_message() {
         ("logFormat=xml", "logFormat"),
         ("concurrency=0", "concurrency"),
         ("allowRollback=maybe", "allowRollback"),
+        ("rollbackStrategy=undo", "rollbackStrategy"),
+        ("parallel=0", "parallel"),
         ("unknownKey=1", "unknownKey"),
     ] {
         let out = helm(&["template", CHART, "--set", set]);
@@ -131,6 +133,15 @@ fn production_forbids_rollback_and_every_environment_elects_a_leader() {
             env == "production",
             "{env}: {args:?}"
         );
+        assert_eq!(
+            args.contains(&"--rollback-strategy=forward-only"),
+            env == "production",
+            "{env}: {args:?}"
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("--parallel")),
+            "serial unless asked: {env}: {args:?}"
+        );
         assert!(args.contains(&"--leader-election"), "{env}: {args:?}");
         // Restricted pod security.
         let sc = &c["securityContext"];
@@ -148,6 +159,19 @@ fn production_forbids_rollback_and_every_environment_elects_a_leader() {
         assert!(
             kind(&docs, "ServiceMonitor").is_empty(),
             "ServiceMonitor is opt-in"
+        );
+    }
+    let docs = render(&[
+        "--set",
+        "parallel=4",
+        "--set",
+        "rollbackStrategy=freeze-and-drop",
+    ]);
+    let args = &kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    for flag in ["--parallel=4", "--rollback-strategy=freeze-and-drop"] {
+        assert!(
+            args.as_array().expect("args").contains(&json!(flag)),
+            "{args}"
         );
     }
     let docs = render(&["--set", "metrics.serviceMonitor.enabled=true"]);

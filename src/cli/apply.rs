@@ -118,8 +118,15 @@ fn settings_for(set: &MigrationSet, all: &Manifests, policy: &Policy) -> Result<
             allow_rollback: Some(spec.policy.allow_rollback && !policy.forbid_rollback),
             out_of_order: Some(spec.policy.out_of_order),
             variables: Some(spec.variables.clone()),
-            rollback_strategy: Some(spec.policy.rollback_strategy),
-            parallel: spec.policy.parallel.map(usize::from),
+            rollback_strategy: spec
+                .policy
+                .rollback_strategy
+                .or(policy.default_rollback_strategy),
+            parallel: spec
+                .policy
+                .parallel
+                .map(usize::from)
+                .or(policy.default_parallel),
             backup: Some(if policy.always_freeze {
                 chmigrate::backup::BackupPolicy::Freeze
             } else {
@@ -127,6 +134,7 @@ fn settings_for(set: &MigrationSet, all: &Manifests, policy: &Policy) -> Result<
             }),
             ..Default::default()
         },
+        logging: Default::default(),
     };
     Settings::resolve(None, &overrides).map_err(|e| e.to_string())
 }
@@ -141,6 +149,10 @@ pub struct Policy {
     /// Every set freezes before destructive statements, whatever its own
     /// `policy.backup` says (`--backup freeze`; production).
     pub always_freeze: bool,
+    /// The rollback strategy of sets that name none (`--rollback-strategy`).
+    pub default_rollback_strategy: Option<chmigrate::strategy::RollbackStrategy>,
+    /// The parallelism of sets that name none (`--parallel`).
+    pub default_parallel: Option<usize>,
 }
 
 /// The outcome of one set: its status and the exit code it calls for.
@@ -519,6 +531,41 @@ mod tests {
 
     fn empty() -> SetResult {
         SetResult::new("apps".into(), "orders".into())
+    }
+
+    #[test]
+    fn operator_defaults_apply_only_where_the_set_names_nothing() {
+        let yaml = |policy: &str| {
+            format!(
+                "apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: s, namespace: apps }}\n\
+                 spec:\n  connection:\n    url: http://127.0.0.1:8123\n    database: d\n    credentials: {{ user: u, passwordless: true }}\n\
+                 \x20 policy: {policy}\n"
+            )
+        };
+        let policy = Policy {
+            default_rollback_strategy: Some(chmigrate::strategy::RollbackStrategy::ForwardOnly),
+            default_parallel: Some(3),
+            ..Default::default()
+        };
+        let settings = |p: &str| {
+            let all = manifest::parse(&[("s.yaml".into(), yaml(p))]).unwrap();
+            settings_for(&all.sets[0], &all, &policy).unwrap()
+        };
+        let s = settings("{}");
+        assert_eq!(
+            s.rollback_strategy,
+            chmigrate::strategy::RollbackStrategy::ForwardOnly
+        );
+        assert_eq!(s.parallel, 3);
+        let s = settings("{ rollbackStrategy: script, parallel: 1 }");
+        assert_eq!(
+            s.rollback_strategy,
+            chmigrate::strategy::RollbackStrategy::Script
+        );
+        assert_eq!(s.parallel, 1);
+        let all = manifest::parse(&[("s.yaml".into(), yaml("{}"))]).unwrap();
+        let s = settings_for(&all.sets[0], &all, &Policy::default()).unwrap();
+        assert_eq!((s.rollback_strategy, s.parallel), (Default::default(), 1));
     }
 
     #[test]

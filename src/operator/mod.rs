@@ -60,6 +60,13 @@ pub struct OperatorArgs {
     /// `--backup freeze`)
     #[arg(skip)]
     pub always_freeze: bool,
+    /// The rollback strategy of sets that name none (the global
+    /// `--rollback-strategy`)
+    #[arg(skip)]
+    pub default_rollback_strategy: Option<chmigrate::strategy::RollbackStrategy>,
+    /// The parallelism of sets that name none (the global `--parallel`)
+    #[arg(skip)]
+    pub default_parallel: Option<usize>,
     /// Refuse every rollback, whatever a set allows (production)
     #[arg(long, env = "CHMIGRATE_FORBID_ROLLBACK")]
     pub forbid_rollback: bool,
@@ -202,6 +209,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 forbid_rollback: args.forbid_rollback,
                 environment: args.environment.clone(),
                 always_freeze: args.always_freeze,
+                default_rollback_strategy: args.default_rollback_strategy,
+                default_parallel: args.default_parallel,
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),
