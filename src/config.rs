@@ -23,9 +23,15 @@
 //!   require_rollback: false    # validate: every migration needs a rollback
 //!   out_of_order: false
 //!   variables: { ttl_days: "30" }
+//! logging:
+//!   level: info                # error | warn | info | debug | trace
+//!   format: json               # text | json
+//!   file: chmigrate.log        # also append log lines here (relative to this file)
 //! environments:
 //!   production:
 //!     migrations: { allow_rollback: false }
+//! groups:                      # --targets eu runs both environments at once
+//!   eu: [eu-west, eu-central]
 //! ```
 //!
 //! In the environment named `production`, rollback is off unless the file
@@ -148,6 +154,69 @@ pub struct MigrationsSection {
     pub parallel: Option<usize>,
 }
 
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How much is logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    #[default]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// `error`, `warn`, `info`, `debug` or `trace` (any case).
+    pub fn parse(s: &str) -> Result<LogLevel, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(LogLevel::Error),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(format!("{s:?}: expected error, warn, info, debug or trace")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// `logging:` (all optional, for layering).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    pub level: Option<LogLevel>,
+    pub format: Option<LogFormat>,
+    /// Log lines are also appended to this file.
+    pub file: Option<PathBuf>,
+}
+
+/// Where log lines go, resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoggingSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub file: Option<PathBuf>,
+}
+
 /// `environments.<name>:`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +225,8 @@ pub struct EnvSection {
     pub connection: ConnectionSection,
     #[serde(default)]
     pub migrations: MigrationsSection,
+    #[serde(default)]
+    pub logging: LoggingSection,
 }
 
 /// The whole file.
@@ -168,7 +239,12 @@ pub struct FileConfig {
     #[serde(default)]
     pub migrations: MigrationsSection,
     #[serde(default)]
+    pub logging: LoggingSection,
+    #[serde(default)]
     pub environments: BTreeMap<String, EnvSection>,
+    /// Named lists of environments, for `--targets`.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 /// Overlays every `Some` field of `$over` onto `$base`.
@@ -227,6 +303,12 @@ impl MigrationsSection {
     }
 }
 
+impl LoggingSection {
+    fn overlay(&mut self, o: &LoggingSection) {
+        overlay!(self, o, [level, format, file]);
+    }
+}
+
 impl FileConfig {
     /// Parses YAML text; `path` names the file in errors (serde_yaml's
     /// messages carry the line and column).
@@ -234,10 +316,62 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(FileConfig::default());
         }
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        for (group, members) in &file.groups {
+            let bad = |message: String| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("groups.{group}: {message}"),
+            };
+            if file.environments.contains_key(group) {
+                return Err(bad("an environment has the same name".into()));
+            }
+            if members.is_empty() {
+                return Err(bad("names no environment".into()));
+            }
+            for m in members {
+                if !file.environments.contains_key(m) {
+                    return Err(bad(format!(
+                        "{m:?} is not an environment of this file (defined: {})",
+                        file.environment_names().join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// The environments the file defines, in name order.
+    pub fn environment_names(&self) -> Vec<String> {
+        self.environments.keys().cloned().collect()
+    }
+
+    /// `--targets`: environment and group names → the environments, in the
+    /// order given, each once.
+    pub fn expand_targets(&self, names: &[String]) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let members: Vec<String> = if let Some(g) = self.groups.get(name) {
+                g.clone()
+            } else if self.environments.contains_key(name) {
+                vec![name.clone()]
+            } else {
+                let groups: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "{name:?} is neither an environment nor a group (environments: {}; groups: {})",
+                    or_none(&self.environment_names().join(", ")),
+                    or_none(&groups.join(", "))
+                ));
+            };
+            for m in members {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Reads and parses a file.
@@ -248,6 +382,10 @@ impl FileConfig {
         })?;
         Self::parse(path, &text)
     }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { "none" } else { s }
 }
 
 /// Where the password comes from; read only when connecting.
@@ -265,6 +403,7 @@ pub struct Overrides {
     pub environment: Option<String>,
     pub connection: ConnectionSection,
     pub migrations: MigrationsSection,
+    pub logging: LoggingSection,
 }
 
 /// Fully resolved settings for one environment.
@@ -292,6 +431,7 @@ pub struct Settings {
     pub backup: crate::backup::BackupPolicy,
     pub rollback_strategy: crate::strategy::RollbackStrategy,
     pub parallel: usize,
+    pub logging: LoggingSettings,
 }
 
 impl Settings {
@@ -303,6 +443,7 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let mut conn = ConnectionSection::default();
         let mut migs = MigrationsSection::default();
+        let mut logging = LoggingSection::default();
         let environment = overrides
             .environment
             .clone()
@@ -320,10 +461,20 @@ impl Settings {
                     s.dir = Some(base.join(d));
                 }
             };
+            let rebase_log = |l: &LoggingSection| {
+                let mut l = l.clone();
+                if let Some(p) = &l.file
+                    && p.is_relative()
+                {
+                    l.file = Some(base.join(p));
+                }
+                l
+            };
             let mut top = f.migrations.clone();
             rebase(&mut top);
             conn.overlay(&f.connection);
             migs.overlay(&top);
+            logging.overlay(&rebase_log(&f.logging));
             if !f.environments.is_empty() || f.default_environment.is_some() {
                 match f.environments.get(&environment) {
                     Some(env) => {
@@ -331,6 +482,7 @@ impl Settings {
                         rebase(&mut m);
                         conn.overlay(&env.connection);
                         migs.overlay(&m);
+                        logging.overlay(&rebase_log(&env.logging));
                     }
                     None if !f.environments.is_empty() => {
                         return Err(ConfigError::UnknownEnvironment {
@@ -350,6 +502,7 @@ impl Settings {
         }
         conn.overlay(&overrides.connection);
         migs.overlay(&overrides.migrations);
+        logging.overlay(&overrides.logging);
 
         let password = if let Some(p) = conn.password.clone() {
             PasswordSource::Inline(p)
@@ -428,6 +581,11 @@ impl Settings {
             backup: migs.backup.unwrap_or_default(),
             rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
             parallel,
+            logging: LoggingSettings {
+                level: logging.level.unwrap_or_default(),
+                format: logging.format.unwrap_or_default(),
+                file: logging.file,
+            },
         })
     }
 
@@ -484,6 +642,93 @@ environments:
     }
 
     #[test]
+    fn logging_layers_and_rebases_its_file() {
+        let f = FileConfig::parse(
+            Path::new("conf/chmigrate.yaml"),
+            "logging: { level: info, file: logs/chm.log }\nenvironments:\n  dev: {}\n  prod:\n    logging: { level: debug, format: json }\n",
+        )
+        .unwrap();
+        let at = |env: &str, over: LoggingSection| {
+            Settings::resolve(
+                Some((Path::new("conf/chmigrate.yaml"), &f)),
+                &Overrides {
+                    environment: Some(env.into()),
+                    logging: over,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .logging
+        };
+        let dev = at("dev", LoggingSection::default());
+        assert_eq!(dev.level, LogLevel::Info);
+        assert_eq!(dev.format, LogFormat::Text);
+        assert_eq!(dev.file, Some(PathBuf::from("conf/logs/chm.log")));
+        let prod = at("prod", LoggingSection::default());
+        assert_eq!(
+            (prod.level, prod.format),
+            (LogLevel::Debug, LogFormat::Json)
+        );
+        let flagged = at(
+            "prod",
+            LoggingSection {
+                level: Some(LogLevel::Error),
+                file: Some("/var/log/x.log".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(flagged.level, LogLevel::Error);
+        assert_eq!(flagged.file, Some(PathBuf::from("/var/log/x.log")));
+        assert_eq!(
+            Settings::resolve(None, &Overrides::default())
+                .unwrap()
+                .logging,
+            LoggingSettings::default()
+        );
+        let err = FileConfig::parse(Path::new("c.yaml"), "logging: { level: loud }").unwrap_err();
+        assert!(err.to_string().contains("c.yaml"), "{err}");
+        assert_eq!(LogLevel::parse("DEBUG"), Ok(LogLevel::Debug));
+        assert!(LogLevel::parse("loud").is_err());
+    }
+
+    #[test]
+    fn groups_expand_to_their_environments_once_in_order() {
+        let text =
+            "environments:\n  a: {}\n  b: {}\n  c: {}\ngroups:\n  ab: [a, b]\n  cb: [c, b]\n";
+        let f = FileConfig::parse(Path::new("c.yaml"), text).unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(f.expand_targets(&names(&["ab"])).unwrap(), ["a", "b"]);
+        assert_eq!(
+            f.expand_targets(&names(&["cb", "a", "ab"])).unwrap(),
+            ["c", "b", "a"]
+        );
+        let e = f.expand_targets(&names(&["x"])).unwrap_err();
+        assert!(
+            e.contains("\"x\"") && e.contains("a, b, c") && e.contains("ab, cb"),
+            "{e}"
+        );
+        for (bad, says) in [
+            (
+                "environments: { a: {} }\ngroups: { g: [z] }",
+                "groups.g: \"z\" is not an environment",
+            ),
+            (
+                "environments: { a: {} }\ngroups: { a: [a] }",
+                "groups.a: an environment has the same name",
+            ),
+            (
+                "environments: { a: {} }\ngroups: { g: [] }",
+                "groups.g: names no environment",
+            ),
+        ] {
+            let e = FileConfig::parse(Path::new("c.yaml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.starts_with("c.yaml"), "{e}");
+        }
+    }
+
+    #[test]
     fn layers_file_environment_and_overrides() {
         let f = file();
         let s = Settings::resolve(
@@ -510,6 +755,7 @@ environments:
                 dir: Some("elsewhere".into()),
                 ..Default::default()
             },
+            ..Default::default()
         };
         let s = Settings::resolve(Some((Path::new("conf/chmigrate.yaml"), &f)), &over).unwrap();
         assert_eq!(s.environment, "production");

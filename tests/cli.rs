@@ -12,6 +12,12 @@ struct Out {
     stderr: String,
 }
 
+impl Out {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -742,4 +748,84 @@ fn resolve_renumbers_a_colliding_file_with_its_down_half_and_header() {
     );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("payments"), "{}", out.stdout);
+}
+
+#[test]
+fn logging_level_format_and_file_come_from_the_config_and_flags() {
+    let dir = folder(&[
+        (
+            "chmigrate.yaml",
+            "migrations: { dir: migrations }\n\
+             logging: { level: info, format: json, file: logs/chmigrate.log }\n\
+             environments:\n  development: {}\n  production:\n    logging: { level: error }\n",
+        ),
+        (
+            "migrations/V1__a.sql",
+            "CREATE TABLE a (x UInt8) ENGINE = Memory;",
+        ),
+    ]);
+    let out = run_in(dir.path(), &["validate"], &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let log = dir.path().join("logs/chmigrate.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["fields"]["message"] == "migrations loaded")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["fields"]["migrations"], 1);
+    // The same lines on stderr, in the same format.
+    assert!(
+        out.stderr.contains("\"migrations loaded\""),
+        "{}",
+        out.stderr
+    );
+
+    // production logs errors only; the file is appended to, not replaced.
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    let out = run_in(dir.path(), &["--env", "production", "validate"], &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        before
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+
+    // --debug raises it, and says where each line comes from.
+    let out = run_in(
+        dir.path(),
+        &[
+            "--env",
+            "production",
+            "--debug",
+            "--log-format",
+            "text",
+            "validate",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("DEBUG") && out.stderr.contains("configuration resolved"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("src/cli/mod.rs:"), "{}", out.stderr);
+
+    // Bad logging settings are bad input: exit 2, naming the file or flag.
+    let out = run_in(dir.path(), &["--log-level", "loud", "validate"], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("loud"), "{}", out.stderr);
+    std::fs::write(dir.path().join("bad.yaml"), "logging: { level: chatty }\n").unwrap();
+    let out = run_in(dir.path(), &["--config", "bad.yaml", "validate"], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("bad.yaml"), "{}", out.stderr);
+    let out = run_in(
+        dir.path(),
+        &["--log-file", "/proc/nope/x.log", "validate"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("/proc/nope/x.log"), "{}", out.stderr);
 }

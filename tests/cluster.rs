@@ -548,3 +548,116 @@ fn clean_on_a_cluster_removes_superseded_events_on_every_replica() {
     assert_eq!(out.json()["applied_version"], "1", "{}", out.stdout);
     drop_db(NODES[0], &db, true);
 }
+
+#[test]
+fn targets_migrate_a_single_node_and_a_cluster_at_once() {
+    let _g = serial();
+    healthy();
+    require(&[SINGLE]);
+    let (local_db, cluster_db) = (unique_db("tg_local"), unique_db("tg_cluster"));
+    let dir = folder(&[
+        (
+            "migrations/V1__t.sql",
+            "CREATE TABLE ${database}.t (x UInt8) ENGINE = MergeTree ORDER BY x;",
+        ),
+        (
+            "chmigrate.yaml",
+            &format!(
+                "migrations: {{ dir: migrations }}\n\
+                 environments:\n\
+                 \x20 local: {{ connection: {{ url: '{SINGLE}', database: {local_db} }} }}\n\
+                 \x20 replicated: {{ connection: {{ url: '{}', database: {cluster_db}, cluster: {CLUSTER} }} }}\n\
+                 \x20 twin: {{ connection: {{ url: '{SINGLE}/', database: {local_db} }} }}\n\
+                 \x20 broken: {{ connection: {{ url: 'http://127.0.0.1:1', database: {local_db}_x }} }}\n\
+                 groups:\n  all: [local, replicated]\n",
+                NODES[1]
+            ),
+        ),
+    ]);
+    let config = dir.path().join("chmigrate.yaml");
+    let c = config.to_str().unwrap();
+    let run = |rest: &[&str]| {
+        let mut a = vec!["--config", c];
+        a.extend_from_slice(rest);
+        chm(&a)
+    };
+
+    // Two environments naming one ledger, or an unknown name: refused,
+    // nothing runs anywhere.
+    let out = run(&["--targets", "local,twin", "migrate"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("local and twin name the same target"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["--targets", "nope", "migrate"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("\"nope\" is neither an environment nor a group"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["--targets", "all", "new", "x"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let exists = |url: &str, db: &str| {
+        count(
+            url,
+            &format!("SELECT count() AS n FROM system.databases WHERE name = '{db}'"),
+        ) > 0
+    };
+    assert!(!exists(SINGLE, &local_db), "nothing ran");
+
+    // The group: both targets migrated, each with its own ledger.
+    let out = run(&["--targets", "all", "--format", "json", "migrate"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = out.json();
+    let names: Vec<&str> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local", "replicated"], "{v}");
+    assert!(
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["exit_code"] == 0),
+        "{v}"
+    );
+    assert_eq!(events_of(&ledger(SINGLE, &local_db), "1", "completed"), 1);
+    assert_eq!(
+        events_of(&ledger(NODES[0], &cluster_db), "1", "completed"),
+        1
+    );
+    for node in NODES {
+        assert_eq!(user_tables(node, &cluster_db), ["t"], "{node}");
+    }
+    assert_eq!(user_tables(SINGLE, &local_db), ["t"]);
+    assert!(
+        out.stderr.contains("[replicated] ") || out.stderr.is_empty(),
+        "{}",
+        out.stderr
+    );
+
+    // Status of both, as blocks; a target that fails does not stop the
+    // other, and the worst exit code wins.
+    let out = run(&["--targets", "local,broken", "status"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("== local (exit 0)"), "{}", out.stdout);
+    assert!(out.stdout.contains("== broken (exit 1)"), "{}", out.stdout);
+    assert!(out.stderr.contains("[broken] error:"), "{}", out.stderr);
+    let out = run(&["--targets", "all", "--jobs", "1", "status"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("2 target(s): local exit 0, replicated exit 0"),
+        "{}",
+        out.stdout
+    );
+    drop_db(SINGLE, &local_db, false);
+    drop_db(NODES[0], &cluster_db, true);
+}

@@ -442,6 +442,8 @@ fn connection_failures_are_clear_and_never_show_the_password() {
     // The right password from CHMIGRATE_PASSWORD works, and never shows up
     // in output, logs (even at trace level) or the ledger.
     let db = unique_db("secret");
+    let logs = tempfile::tempdir().unwrap();
+    let log_file = logs.path().join("chmigrate.log");
     let pw_args = [
         "--url",
         SINGLE,
@@ -452,6 +454,10 @@ fn connection_failures_are_clear_and_never_show_the_password() {
         "--dir",
         "examples/dbmate",
         "-vvv",
+        "--log-format",
+        "json",
+        "--log-file",
+        log_file.to_str().unwrap(),
     ];
     let run = |cmd: &[&str]| {
         let mut a: Vec<&str> = pw_args.to_vec();
@@ -476,6 +482,26 @@ fn connection_failures_are_clear_and_never_show_the_password() {
     let f = file.path().to_str().unwrap();
     run(&["export", "--file", f]);
     assert!(!std::fs::read_to_string(f).unwrap().contains("s3cret-pw"));
+    // The log file got every run's lines, as JSON, and no password.
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        !logged.contains("s3cret-pw"),
+        "the log file leaked the password"
+    );
+    let lines: Vec<Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let connected = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "connected")
+        .count();
+    assert!(connected >= 4, "one per run, appended: {logged}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "TRACE" || l["level"] == "DEBUG")
+    );
     // --password-file works the same way.
     let pwf = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pwf.path(), "s3cret-pw\n").unwrap();

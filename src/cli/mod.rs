@@ -3,10 +3,12 @@
 
 pub mod apply;
 mod backups;
+pub mod logging;
 pub mod online;
 mod output;
 mod perf;
 mod rehearse;
+mod targets;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -202,12 +204,41 @@ pub struct Global {
     /// Output format (html and markdown: `report` only)
     #[arg(long, global = true, env = "CHMIGRATE_FORMAT", value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// More log output (-v info, -vv debug, -vvv trace)
+    /// More log output (-v info, -vv debug, -vvv trace), above --log-level
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Log line format on stderr
-    #[arg(long, global = true, env = "CHMIGRATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Debug logging, with the source line of each log call (= -vv)
+    #[arg(long, global = true, env = "CHMIGRATE_DEBUG")]
+    pub debug: bool,
+    /// Log level: error, warn, info, debug or trace [default: warn; or
+    /// logging.level in chmigrate.yaml]
+    #[arg(long, global = true, env = "CHMIGRATE_LOG_LEVEL", value_parser = parse_log_level, value_name = "LEVEL")]
+    pub log_level: Option<chmigrate::config::LogLevel>,
+    /// Log line format, on stderr and in --log-file [default: text; or logging.format]
+    #[arg(long, global = true, env = "CHMIGRATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Also append log lines to FILE [default: logging.file]
+    #[arg(long, global = true, env = "CHMIGRATE_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Run the command on several targets at once: environments or groups
+    /// of chmigrate.yaml, comma-separated (migrate, plan, status, validate
+    /// --online, history)
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_TARGETS",
+        value_delimiter = ',',
+        value_name = "ENV|GROUP,…",
+        conflicts_with = "environment"
+    )]
+    pub targets: Vec<String>,
+    /// With --targets: how many targets run at once [default: all]
+    #[arg(long, global = true, value_name = "N", requires = "targets")]
+    pub jobs: Option<usize>,
+}
+
+fn parse_log_level(s: &str) -> Result<chmigrate::config::LogLevel, String> {
+    chmigrate::config::LogLevel::parse(s)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -497,19 +528,49 @@ pub enum Command {
     },
 }
 
-/// Loads configuration: the file (unless `read_file` is false: `init`
-/// writes it), then flags and `CHMIGRATE_*` variables.
-pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
+/// The configuration file named by `--config`, else `./chmigrate.yaml`
+/// when present, loaded.
+pub(crate) fn config_file(g: &Global) -> Result<Option<(PathBuf, FileConfig)>, CliError> {
     let path = match &g.config {
-        _ if !read_file => None,
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
     };
-    let file = match &path {
-        Some(p) => Some(FileConfig::load(p).map_err(|e| CliError::Invalid(e.to_string()))?),
-        None => None,
-    };
-    let overrides = Overrides {
+    match path {
+        Some(p) => {
+            let file = FileConfig::load(&p).map_err(|e| CliError::Invalid(e.to_string()))?;
+            Ok(Some((p, file)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Loads configuration: the file (unless `read_file` is false: `init`
+/// writes it), then flags and `CHMIGRATE_*` variables.
+pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
+    let file = if read_file { config_file(g)? } else { None };
+    let mut o = overrides(g);
+    // With --targets, this process only dispatches: it logs as the first
+    // target does (each target's own settings are resolved by its run).
+    if let (Some((_, f)), false) = (&file, g.targets.is_empty()) {
+        let envs = f
+            .expand_targets(&g.targets)
+            .map_err(|e| CliError::Invalid(format!("--targets: {e}")))?;
+        o.environment = envs.into_iter().next();
+    }
+    resolve_settings(file.as_ref(), &o)
+}
+
+pub(crate) fn resolve_settings(
+    file: Option<&(PathBuf, FileConfig)>,
+    overrides: &Overrides,
+) -> Result<Settings, CliError> {
+    Settings::resolve(file.map(|(p, f)| (p.as_path(), f)), overrides)
+        .map_err(|e| CliError::Invalid(e.to_string()))
+}
+
+/// What flags and `CHMIGRATE_*` variables set (the top layer).
+pub(crate) fn overrides(g: &Global) -> Overrides {
+    Overrides {
         environment: g.environment.clone(),
         connection: ConnectionSection {
             url: g.url.clone(),
@@ -542,14 +603,24 @@ pub fn settings(g: &Global, read_file: bool) -> Result<Settings, CliError> {
             }),
             ..Default::default()
         },
-    };
-    Settings::resolve(path.as_deref().zip(file.as_ref()), &overrides)
-        .map_err(|e| CliError::Invalid(e.to_string()))
+        logging: chmigrate::config::LoggingSection {
+            level: g.log_level,
+            format: g.log_format.map(|f| match f {
+                LogFormat::Text => chmigrate::config::LogFormat::Text,
+                LogFormat::Json => chmigrate::config::LogFormat::Json,
+            }),
+            file: g.log_file.clone(),
+        },
+    }
 }
 
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = settings(&cli.global, !matches!(cli.command, Command::Init { .. }))?;
+/// Whether the command reads `chmigrate.yaml` (`init` writes it).
+pub fn reads_config(cli: &Cli) -> bool {
+    !matches!(cli.command, Command::Init { .. })
+}
+
+/// Runs the parsed command with the settings [`settings`] resolved.
+pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
     tracing::debug!(environment = %settings.environment, dir = %settings.dir.display(), "configuration resolved");
     let format = cli.global.format;
     if matches!(format, Format::Html | Format::Markdown)
@@ -558,6 +629,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         return Err(CliError::Invalid(
             "--format html and markdown are for `report` only".into(),
         ));
+    }
+    if !cli.global.targets.is_empty() {
+        return targets::run(&cli, format);
     }
     match cli.command {
         Command::Init { database, force } => cmd_init(
@@ -693,6 +767,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 forbid_rollback,
                 environment: None,
                 always_freeze: matches!(cli.global.backup, Some(BackupArg::Freeze)),
+                default_rollback_strategy: cli.global.rollback_strategy,
+                default_parallel: cli.global.parallel,
             },
         )),
         Command::Render {
@@ -705,6 +781,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Operator(mut args) => {
             args.environment = cli.global.environment.clone();
             args.always_freeze = matches!(cli.global.backup, Some(BackupArg::Freeze));
+            args.default_rollback_strategy = cli.global.rollback_strategy;
+            args.default_parallel = cli.global.parallel;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
