@@ -62,6 +62,16 @@ pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>
                 i += 3;
                 continue;
             }
+            // dictGet('db.dict', …), joinGet('db.t', …): a name in a string.
+            if k == TokenKind::Word
+                && (w.len() > 4 && w[..4].eq_ignore_ascii_case("dict")
+                    || w.eq_ignore_ascii_case("joinGet"))
+                && words.get(i + 1).is_some_and(|n| n.1 == "(")
+                && let Some(&(TokenKind::String, lit)) = words.get(i + 2)
+                && lit.len() > 2
+            {
+                out.insert(qualify(&lit[1..lit.len() - 1]));
+            }
             let keyword = k == TokenKind::Word
                 && ["FROM", "JOIN", "INTO", "TO", "TABLE"]
                     .iter()
@@ -88,6 +98,90 @@ fn is_keyword(w: &str) -> bool {
     ]
     .iter()
     .any(|k| w.eq_ignore_ascii_case(k))
+}
+
+/// The existing tables a step changes: the object of each `ALTER`,
+/// `DROP`, `RENAME`, `EXCHANGE`, `TRUNCATE`, mutation or `INSERT` that an
+/// earlier statement of the same step did not create.
+pub fn changed(step: &PreparedStep, default_db: &str) -> BTreeSet<String> {
+    use crate::sql::statement::Verb;
+    let mut created = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    for st in &step.statements {
+        let Ok(info) = analyze(&st.sql) else { continue };
+        let Some(name) = &info.object_name else {
+            continue;
+        };
+        let name = match split_qualified(name) {
+            (Some(db), t) => format!("{db}.{t}"),
+            (None, t) => format!("{default_db}.{t}"),
+        };
+        match info.kind {
+            StatementKind::Ddl {
+                verb: Verb::Create | Verb::Attach,
+                ..
+            } => {
+                created.insert(name);
+            }
+            StatementKind::Ddl {
+                verb: Verb::Alter | Verb::Drop | Verb::Rename | Verb::Exchange | Verb::Truncate,
+                object: ObjectKind::Table,
+            }
+            | StatementKind::Mutation
+            | StatementKind::Insert
+                if !created.contains(&name) =>
+            {
+                out.insert(name);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Two pending migrations close enough in the plan to share a wave (fewer
+/// than `parallel` apart), neither depending on the other, that change the
+/// same existing table: the earlier and later step's index and the tables.
+/// They never share a wave (what they touch overlaps), so they run in plan
+/// order; `validate --check-conflicts` names them, because two branches
+/// changing one table each without knowing of the other is how conflicting
+/// migrations are made.
+pub fn same_table_changes(
+    steps: &[PreparedStep],
+    migrations: &[Migration],
+    parallel: usize,
+    default_db: &str,
+) -> Vec<(usize, usize, Vec<String>)> {
+    let mut out = Vec::new();
+    if parallel <= 1 {
+        return out;
+    }
+    let deps = |v: &crate::version::Version| -> &[crate::version::Version] {
+        migrations
+            .iter()
+            .find(|m| &m.version == v)
+            .map_or(&[], |m| m.dependencies.as_slice())
+    };
+    let changes: Vec<BTreeSet<String>> = steps
+        .iter()
+        .map(|s| match s.step {
+            Step::Apply { .. } => changed(s, default_db),
+            _ => BTreeSet::new(),
+        })
+        .collect();
+    for i in 0..steps.len() {
+        for j in i + 1..steps.len().min(i + parallel) {
+            let (a, b) = (steps[i].step.version(), steps[j].step.version());
+            if deps(b).contains(a) || deps(a).contains(b) {
+                continue;
+            }
+            let common: Vec<String> = changes[i].intersection(&changes[j]).cloned().collect();
+            if !common.is_empty() {
+                out.push((i, j, common));
+            }
+        }
+    }
+    out
 }
 
 /// The wave of each step (0-based, in plan order). With `parallel` ≤ 1
@@ -244,6 +338,77 @@ mod tests {
         .map(|(_, w)| *w)
         .collect();
         assert_eq!(w, [0, 1]);
+    }
+
+    fn prepared(files: &[(&str, &str)]) -> (Vec<PreparedStep>, Vec<Migration>) {
+        let files: Vec<(String, String, String)> = files
+            .iter()
+            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+            .collect();
+        let l = from_files(&files, 1 << 20);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let policy = Policy {
+            environment: "dev".into(),
+            ..Default::default()
+        };
+        let p = plan(
+            &l.migrations,
+            &TargetState::default(),
+            &Target::Latest,
+            &policy,
+        )
+        .unwrap();
+        let settings = PrepareSettings {
+            cluster: None,
+            on_cluster: OnClusterMode::Auto,
+            variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
+        };
+        (prepare(&p, &l.migrations, &settings).unwrap(), l.migrations)
+    }
+
+    #[test]
+    fn changes_of_one_table_by_unrelated_neighbours_are_named() {
+        let (steps, ms) = prepared(&[
+            // Creates and fills its own table: changes nothing that existed.
+            (
+                "V1__a.sql",
+                "CREATE TABLE a (x UInt8) ENGINE = Memory;\nINSERT INTO a VALUES (1);",
+            ),
+            ("V2__a_col.sql", "ALTER TABLE a ADD COLUMN y UInt8;"),
+            ("V3__a_other.sql", "ALTER TABLE db.a ADD COLUMN z UInt8;"),
+            (
+                "V4__a_dep.sql",
+                "-- Dependencies: 3\nALTER TABLE a DELETE WHERE x = 0;",
+            ),
+            ("V5__b.sql", "CREATE TABLE b (x UInt8) ENGINE = Memory;"),
+        ]);
+        assert_eq!(
+            changed(&steps[0], "db"),
+            BTreeSet::new(),
+            "what a step creates is not a change of an existing table"
+        );
+        let found = same_table_changes(&steps, &ms, 4, "db");
+        let pairs: Vec<(usize, usize)> = found.iter().map(|(i, j, _)| (*i, *j)).collect();
+        // V2/V3 and V2/V4 (no dependency); V3/V4 declared theirs.
+        assert_eq!(pairs, [(1, 2), (1, 3)]);
+        assert_eq!(found[0].2, ["db.a"]);
+        // Serial mode has no waves to share; a window of 2 only neighbours.
+        assert!(same_table_changes(&steps, &ms, 1, "db").is_empty());
+        let pairs: Vec<(usize, usize)> = same_table_changes(&steps, &ms, 2, "db")
+            .iter()
+            .map(|(i, j, _)| (*i, *j))
+            .collect();
+        assert_eq!(pairs, [(1, 2)]);
+    }
+
+    #[test]
+    fn names_in_dictionary_and_join_lookups_are_touched() {
+        let (steps, _) = prepared(&[(
+            "V1__mv.sql",
+            "CREATE MATERIALIZED VIEW mv TO t AS SELECT dictGetString('geo.cities', 'name', id) AS c, joinGet('j', 'v', id) AS v FROM src;",
+        )]);
+        let t: Vec<String> = touched(&steps[0], "db").unwrap().into_iter().collect();
+        assert_eq!(t, ["db.j", "db.mv", "db.src", "db.t", "geo.cities"]);
     }
 
     #[test]

@@ -1201,6 +1201,51 @@ fn check_conflicts_finds_a_migration_renumbered_after_it_was_applied() {
         "{}",
         out.stdout
     );
+
+    // Give the renumbered file its version back; two branches then each
+    // add a change of `users`, with no dependency between them.
+    std::fs::rename(
+        dir.path().join("V3__orders.sql"),
+        dir.path().join("V2__orders.sql"),
+    )
+    .unwrap();
+    write_files(
+        dir.path(),
+        &[
+            (
+                "V3__users_email.sql",
+                "ALTER TABLE ${database}.users ADD COLUMN email String DEFAULT '';",
+            ),
+            (
+                "V4__users_name.sql",
+                "ALTER TABLE ${database}.users ADD COLUMN name String DEFAULT '';",
+            ),
+        ],
+    );
+    let out = chm(&args(&db, d, &["validate", "--check-conflicts"]));
+    assert_eq!(out.code, 0, "serial: no waves to share: {}", out.all());
+    assert!(!out.stdout.contains("both change"), "{}", out.stdout);
+    let out = chm(&args(
+        &db,
+        d,
+        &[
+            "--parallel",
+            "4",
+            "validate",
+            "--check-conflicts",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, 0, "a warning: {}", out.all());
+    let found = out.json()["diagnostics"].to_string();
+    assert!(
+        found.contains(&format!(
+            "V4 and V3 both change {db}.users and neither depends on the other"
+        )),
+        "{found}"
+    );
+    assert!(found.contains("V4__users_name.sql"), "{found}");
 }
 
 #[test]

@@ -917,13 +917,19 @@ pub async fn validate_online(
             &history,
         ));
     }
-    if let Err(problems) = plan(
+    match plan(
         &loaded.migrations,
         &state,
         &Target::Latest,
         &settings.policy(),
     ) {
-        diags.extend(problems.into_iter().map(Diagnostic::from));
+        Err(problems) => diags.extend(problems.into_iter().map(Diagnostic::from)),
+        Ok(p) if check_conflicts && settings.parallel > 1 => {
+            if let Ok(steps) = prepare(&p, &loaded.migrations, &settings.prepare_settings()) {
+                diags.extend(same_table_diagnostics(&steps, &loaded.migrations, settings));
+            }
+        }
+        Ok(_) => {}
     }
     diagnostic::sort(&mut diags);
     diags.dedup();
@@ -933,6 +939,38 @@ pub async fn validate_online(
     } else {
         Ok(())
     }
+}
+
+/// `--check-conflicts` with `parallel` > 1: pending neighbours that change
+/// one table with no dependency between them.
+fn same_table_diagnostics(
+    steps: &[chmigrate::prepare::PreparedStep],
+    migrations: &[chmigrate::Migration],
+    settings: &Settings,
+) -> Vec<Diagnostic> {
+    chmigrate::waves::same_table_changes(
+        steps,
+        migrations,
+        settings.parallel,
+        settings.database.as_str(),
+    )
+    .into_iter()
+    .filter_map(|(i, j, tables)| {
+        let (a, b) = (steps[i].step.version(), steps[j].step.version());
+        let later = migrations.iter().find(|m| m.version == *b)?;
+        Some(Diagnostic::warning(
+            Some(later.location.clone()),
+            format!(
+                "V{b} and V{a} both change {} and neither depends on the other: with parallel: {} \
+                 they cannot share a wave and run in version order; if V{b} was written against \
+                 V{a}'s table, say so with `-- Dependencies: {a}` (two branches changing one table \
+                 is how conflicting migrations are made)",
+                tables.join(", "),
+                settings.parallel
+            ),
+        ))
+    })
+    .collect()
 }
 
 pub async fn baseline(
