@@ -2,9 +2,10 @@
 //! longer define the target's current state and may be deleted.
 //!
 //! For each version, everything before its latest `started`, `baselined`
-//! or `manual_rollback` event is superseded: the fold starts over there.
-//! Lock events (`lock_taken`, `lock_released`), verified host tasks and
-//! notes define nothing. Kept whatever their age: the events from each
+//! or `manual_rollback` event is superseded: the fold starts over there
+//! (host tasks among them only once no host is pending). Lock events
+//! (`lock_taken`, `lock_released`), notes and `imported` markers define
+//! nothing. Kept whatever their age: the events from each
 //! version's latest anchor on, `hosts_pending` tasks still open, backups not
 //! yet pruned, `lock_forced` and `ledger_cleaned` (the audit trail of
 //! overrides), and everything of the run doing the cleaning. Before

@@ -57,7 +57,10 @@ pub fn validate_offline(
 
 /// The `require_rollback` policy (`validate --require-rollback`): every
 /// migration with neither a written nor a derivable rollback, and why none
-/// can be derived.
+/// can be derived. The CLI passes the migrations under the `script`
+/// strategy (their own `-- Rollback-Strategy:` applied, not the
+/// environment's default), so a forward-only environment still checks that
+/// each migration carries one.
 pub fn require_rollback(migrations: &[Migration]) -> Vec<Diagnostic> {
     migrations
         .iter()

@@ -366,6 +366,22 @@ fn require_rollback_flags_migrations_with_no_written_or_derivable_rollback() {
     ]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(out.stdout.contains("V2 has no rollback"), "{}", out.stdout);
+    // A forward-only environment still wants every migration to carry a
+    // rollback (to rehearse it elsewhere): judged as written.
+    let out = run(&[
+        "--config",
+        cfg,
+        "--env",
+        "production",
+        "--rollback-strategy",
+        "forward-only",
+        "validate",
+        "--dir",
+        d,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("V2 has no rollback"), "{}", out.stdout);
+    assert!(!out.stdout.contains("V1 has no rollback"), "{}", out.stdout);
     let out = run(&["--config", cfg, "--env", "staging", "validate", "--dir", d]);
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
@@ -828,4 +844,65 @@ fn logging_level_format_and_file_come_from_the_config_and_flags() {
     );
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("/proc/nope/x.log"), "{}", out.stderr);
+}
+
+/// The command names `chmigrate --help` lists (hidden ones are not listed).
+fn command_names() -> Vec<String> {
+    let help = run(&["--help"]).stdout;
+    let mut names = Vec::new();
+    let mut inside = false;
+    for line in help.lines() {
+        if line == "Commands:" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if line.is_empty() {
+                break;
+            }
+            // "  name      text"; continuation lines are indented further.
+            if line.starts_with("  ") && !line.starts_with("   ") {
+                let name = line.split_whitespace().next().unwrap().to_string();
+                if name != "help" {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_readme_lists_every_command_with_an_example() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let names = command_names();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in names {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("README's command reference has no row for `{name}`"));
+        let example = row.split(" | ").nth(1).unwrap_or("");
+        assert!(
+            example.contains(&format!("`chmigrate {name}")),
+            "the `{name}` row has no example: {row}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_configuration_example_loads() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme.split("## Configuration").nth(1).unwrap();
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let file = chmigrate::config::FileConfig::parse(Path::new("README.md"), yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        file.expand_targets(&["staging".to_string()]).unwrap(),
+        ["staging-eu", "staging-us"]
+    );
 }

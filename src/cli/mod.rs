@@ -438,7 +438,8 @@ pub enum Command {
     /// Release a lock left by a runner that died (recorded in the ledger)
     Unlock,
     /// Delete ledger events older than --older-than that no longer define
-    /// the current state (superseded runs, lock events); recorded
+    /// the current state (runs superseded by a later one, lock events,
+    /// notes, verified host tasks, pruned backups); recorded
     Clean {
         /// Age, e.g. 90d
         #[arg(long, value_name = "AGE")]
@@ -856,10 +857,10 @@ pub(crate) fn loaded_or_fail(
     Err(CliError::Reported)
 }
 
-pub(crate) fn load(settings: &Settings) -> Loaded {
-    let mut loaded = source::load_dir(&settings.dir, settings.max_file_size);
-    loaded.migrations =
-        chmigrate::strategy::resolve(&loaded.migrations, settings.rollback_strategy);
+/// The migration folder as written, before the environment's rollback
+/// strategy is applied.
+pub(crate) fn load_written(settings: &Settings) -> Loaded {
+    let loaded = source::load_dir(&settings.dir, settings.max_file_size);
     tracing::info!(
         dir = %settings.dir.display(),
         migrations = loaded.migrations.len(),
@@ -869,18 +870,43 @@ pub(crate) fn load(settings: &Settings) -> Loaded {
     loaded
 }
 
-fn cmd_validate(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let loaded = load(settings);
+/// The migrations with the environment's rollback strategy applied.
+pub(crate) fn with_strategy(mut loaded: Loaded, settings: &Settings) -> Loaded {
+    loaded.migrations =
+        chmigrate::strategy::resolve(&loaded.migrations, settings.rollback_strategy);
+    loaded
+}
+
+pub(crate) fn load(settings: &Settings) -> Loaded {
+    with_strategy(load_written(settings), settings)
+}
+
+/// `validate`'s checks of the folder: the offline ones on the migrations
+/// as this environment runs them, and `require_rollback` on them as written
+/// (under the `script` strategy: an environment that is forward-only still
+/// wants every migration to carry a rollback for rehearsals elsewhere).
+pub(crate) fn validate_folder(settings: &Settings) -> (Loaded, Vec<Diagnostic>) {
+    let written = load_written(settings);
+    let rollback = settings.require_rollback.then(|| {
+        chmigrate::validate::require_rollback(&chmigrate::strategy::resolve(
+            &written.migrations,
+            chmigrate::strategy::RollbackStrategy::Script,
+        ))
+    });
+    let loaded = with_strategy(written, settings);
     let mut diags = validate_offline(
         &loaded.migrations,
         &loaded.errors,
         &settings.prepare_settings(),
         &settings.policy(),
     );
-    if settings.require_rollback {
-        diags.extend(chmigrate::validate::require_rollback(&loaded.migrations));
-        diagnostic::sort(&mut diags);
-    }
+    diags.extend(rollback.unwrap_or_default());
+    diagnostic::sort(&mut diags);
+    (loaded, diags)
+}
+
+fn cmd_validate(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let (loaded, diags) = validate_folder(settings);
     output::print_validation(format, settings, loaded.migrations.len(), &diags);
     if diags.iter().any(Diagnostic::is_error) {
         Err(CliError::Reported)

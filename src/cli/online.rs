@@ -23,7 +23,6 @@ use chmigrate::runtime::pending::{self, PendingTask};
 use chmigrate::runtime::run::{self, Outcome, Progress, RunError};
 use chmigrate::runtime::store::{self, LedgerError, Writer, now_us};
 use chmigrate::runtime::{ChError, Endpoint, Session, TargetConfig};
-use chmigrate::validate::validate_offline;
 use chmigrate::version::Version;
 
 use super::output::{self, Format};
@@ -895,16 +894,7 @@ pub async fn validate_online(
     check_conflicts: bool,
     format: Format,
 ) -> Result<(), CliError> {
-    let loaded = load(settings);
-    let mut diags = validate_offline(
-        &loaded.migrations,
-        &loaded.errors,
-        &settings.prepare_settings(),
-        &settings.policy(),
-    );
-    if settings.require_rollback {
-        diags.extend(chmigrate::validate::require_rollback(&loaded.migrations));
-    }
+    let (loaded, mut diags) = super::validate_folder(settings);
     let session = connect(settings).await?;
     let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
         .await
