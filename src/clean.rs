@@ -1,8 +1,8 @@
 //! `chmigrate clean --older-than D` (pure half): which ledger events no
 //! longer define the target's current state and may be deleted.
 //!
-//! For each version, everything before its latest `started`, `baselined`
-//! or `manual_rollback` event is superseded: the fold starts over there
+//! For each version, everything before its latest `started` or
+//! `baselined` event is superseded: the fold starts over there
 //! (host tasks among them only once no host is pending). Lock events
 //! (`lock_taken`, `lock_released`), notes and `imported` markers define
 //! nothing. Kept whatever their age: the events from each
@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 use crate::history::TargetState;
 use crate::ledger::LedgerEntry;
 
-/// Events that start a version's state afresh.
-const ANCHORS: [&str; 3] = ["started", "baselined", "manual_rollback"];
+/// Events that start a version's state afresh. (`manual_rollback` does
+/// not: the fold turns an applied version back into "not applied" with it,
+/// so the run before it must stay.)
+const ANCHORS: [&str; 2] = ["started", "baselined"];
 
 /// Never deleted.
 const KEEP: [&str; 2] = ["lock_forced", "ledger_cleaned"];
@@ -187,15 +189,50 @@ mod tests {
         assert!(removable(&h, 0, "none").unwrap().is_empty());
     }
 
+    fn backup(seq: u64, event: &str) -> LedgerEntry {
+        let mut b = ev(seq, "1", event, "up");
+        b.details = r#"{"name":"n","database":"d","table":"t","hosts":["h"],"statement":0}"#.into();
+        b
+    }
+
     #[test]
-    fn unpruned_backups_stay() {
+    fn unpruned_backups_stay_pruned_ones_go() {
+        // Taken in V1's first run, before its latest anchor (seq 9).
         let mut h = history();
-        let mut b = ev(3, "1", "backup", "up");
-        b.seq = 30;
-        b.details = r#"{"name":"n","database":"d","table":"t","hosts":[],"statement":0}"#.into();
-        b.event_time_us = 3;
-        h.push(b);
+        h.push(backup(3, "backup"));
+        h.sort_by_key(|e| e.seq);
+        h.iter_mut()
+            .enumerate()
+            .for_each(|(i, e)| e.seq = i as u64 + 1);
+        let seq_of_backup = h.iter().find(|e| e.event == "backup").unwrap().seq;
         let r = removable(&h, u64::MAX, "none").unwrap();
-        assert!(!r.contains(&30), "{r:?}");
+        assert!(!r.contains(&seq_of_backup), "{r:?}");
+        // Once pruned, both records define nothing.
+        let mut pruned = backup(100, "backup_pruned");
+        pruned.event_time_us = 100;
+        h.push(pruned);
+        let r = removable(&h, u64::MAX, "none").unwrap();
+        assert!(r.contains(&seq_of_backup) && r.contains(&100), "{r:?}");
+    }
+
+    #[test]
+    fn a_manual_rollback_keeps_the_run_it_undoes() {
+        // Applied, undone by hand, applied again, undone by hand again.
+        let h = vec![
+            ev(1, "1", "started", "up"),
+            ev(2, "1", "statement_done", "up"),
+            ev(3, "1", "completed", "up"),
+            ev(4, "1", "manual_rollback", ""),
+            ev(5, "1", "started", "up"),
+            ev(6, "1", "statement_done", "up"),
+            ev(7, "1", "completed", "up"),
+            ev(8, "1", "manual_rollback", ""),
+        ];
+        let r = removable(&h, u64::MAX, "none").unwrap();
+        assert_eq!(r, [1, 2, 3, 4]);
+        let kept: Vec<LedgerEntry> = h.iter().filter(|e| !r.contains(&e.seq)).cloned().collect();
+        assert_eq!(fold(&kept).unwrap(), fold(&h).unwrap());
+        // Cleaning again finds nothing more, and does not fail.
+        assert!(removable(&kept, u64::MAX, "none").unwrap().is_empty());
     }
 }

@@ -150,7 +150,7 @@ mod tests {
         let ms = load(&[
             (
                 "V1__a.sql",
-                "CREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO a VALUES (1);",
+                "CREATE TABLE a (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO a VALUES (1);",
             ),
             (
                 "V2__b.sql",
@@ -164,7 +164,7 @@ mod tests {
         ]);
         assert_eq!(ms[1].rollback_strategy, Some(RollbackStrategy::ForwardOnly));
         let script = resolve(&ms, RollbackStrategy::Script);
-        assert!(script[0].down.is_none(), "IF NOT EXISTS is not derivable");
+        assert!(script[0].down.is_none(), "an INSERT is not derivable");
         assert!(script[1].down.is_none());
         assert_eq!(script[1].strategy, RollbackStrategy::ForwardOnly);
         assert!(script[2].down.is_none());
@@ -241,6 +241,41 @@ mod tests {
         // Asked for by the migration itself, the strategy applies.
         assert_eq!(fad[1].strategy, RollbackStrategy::FreezeAndDrop);
         assert!(fad[1].down.is_some());
+    }
+
+    #[test]
+    fn freeze_and_drop_never_drops_what_may_predate_the_migration() {
+        let ms = load(&[
+            (
+                "V1__a.sql",
+                "-- Rollback-Strategy: freeze-and-drop\nCREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = MergeTree ORDER BY x;",
+            ),
+            (
+                "V2__db.sql",
+                "-- Rollback-Strategy: freeze-and-drop\nCREATE DATABASE extra;",
+            ),
+            (
+                "V3__r.sql",
+                "-- Rollback-Strategy: freeze-and-drop\nCREATE OR REPLACE VIEW v AS SELECT 1;",
+            ),
+        ]);
+        let r = resolve(&ms, RollbackStrategy::Script);
+        for (m, why) in r
+            .iter()
+            .zip(["IF NOT EXISTS", "does not drop databases", "OR REPLACE"])
+        {
+            assert!(m.down.is_none(), "V{}", m.version);
+            let reason = m.irreversible.as_deref().unwrap_or_default();
+            assert!(reason.contains(why), "V{}: {reason}", m.version);
+        }
+        // As an environment default it leaves them alone.
+        let plain = load(&[(
+            "V4__b.sql",
+            "CREATE TABLE IF NOT EXISTS b (x UInt8) ENGINE = MergeTree ORDER BY x;",
+        )]);
+        let env = resolve(&plain, RollbackStrategy::FreezeAndDrop);
+        assert_eq!(env[0].strategy, RollbackStrategy::Script);
+        assert!(env[0].down.is_none());
     }
 
     #[test]

@@ -53,7 +53,16 @@ pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>
             .map(|t| (t.kind, t.text(&st.sql)))
             .collect();
         let is_name = |k: TokenKind| matches!(k, TokenKind::Word | TokenKind::QuotedIdent);
+        let is_list = matches!(
+            info.kind,
+            StatementKind::Ddl {
+                verb: crate::sql::statement::Verb::Rename | crate::sql::statement::Verb::Exchange,
+                ..
+            }
+        );
         let mut i = 0;
+        let mut depth = 0usize;
+        let mut seen_select = false;
         while i < words.len() {
             let (k, w) = words[i];
             if is_name(k) && i + 2 < words.len() && words[i + 1].1 == "." && is_name(words[i + 2].0)
@@ -64,7 +73,7 @@ pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>
             }
             // dictGet('db.dict', …), joinGet('db.t', …): a name in a string.
             if k == TokenKind::Word
-                && (w.len() > 4 && w[..4].eq_ignore_ascii_case("dict")
+                && (w.len() > 4 && w.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("dict"))
                     || w.eq_ignore_ascii_case("joinGet"))
                 && words.get(i + 1).is_some_and(|n| n.1 == "(")
                 && let Some(&(TokenKind::String, lit)) = words.get(i + 2)
@@ -72,16 +81,68 @@ pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>
             {
                 out.insert(qualify(&lit[1..lit.len() - 1]));
             }
-            let keyword = k == TokenKind::Word
-                && ["FROM", "JOIN", "INTO", "TO", "TABLE"]
+            // ENGINE = Distributed(cluster, db, t, …) / Buffer(db, t, …):
+            // the table they read and write. Merge(db, regex) and other
+            // engines over tables named by pattern cannot be read: alone.
+            if k == TokenKind::Word
+                && i > 0
+                && words[i - 1].1 == "="
+                && words.get(i + 1).is_some_and(|n| n.1 == "(")
+            {
+                let args = engine_args(&words[i + 2..]);
+                let arg = |n: usize| args.get(n).map(|a| a.trim_matches(['\'', '"', '`']));
+                let named = if w.eq_ignore_ascii_case("Distributed") {
+                    arg(1).zip(arg(2))
+                } else if w.eq_ignore_ascii_case("Buffer") {
+                    arg(0).zip(arg(1))
+                } else if ["Merge", "Dictionary", "Join", "Set", "View"]
                     .iter()
-                    .any(|kw| w.eq_ignore_ascii_case(kw));
+                    .any(|e| w.eq_ignore_ascii_case(e))
+                    && !args.is_empty()
+                {
+                    return None;
+                } else {
+                    None
+                };
+                if let Some((db, t)) = named {
+                    out.insert(qualify(&format!("{db}.{t}")));
+                }
+            }
+            match w {
+                "(" => depth += 1,
+                ")" => depth = depth.saturating_sub(1),
+                _ if w.eq_ignore_ascii_case("SELECT") => seen_select = true,
+                _ => {}
+            }
+            // `CREATE TABLE d AS src`: AS before any SELECT and outside
+            // parentheses (not a column alias).
+            let copy_of = w.eq_ignore_ascii_case("AS") && depth == 0 && !seen_select;
+            let keyword = k == TokenKind::Word
+                && (copy_of
+                    || ["FROM", "JOIN", "INTO", "TO", "TABLE"]
+                        .iter()
+                        .any(|kw| w.eq_ignore_ascii_case(kw)));
+            let table_function_position =
+                ["FROM", "JOIN"].iter().any(|kw| w.eq_ignore_ascii_case(kw));
             if keyword
                 && let Some(&(nk, nw)) = words.get(i + 1)
                 && is_name(nk)
-                // `db.t` is read above; `numbers(3)` is a table function.
-                && words.get(i + 2).is_none_or(|n| n.1 != "." && n.1 != "(")
+                // `db.t` is read above; `numbers(3)` after FROM is a table
+                // function (after TO or INTO, `(` opens a column list).
+                && words.get(i + 2).is_none_or(|n| {
+                    n.1 != "." && !(table_function_position && n.1 == "(")
+                })
                 && !is_keyword(nw)
+            {
+                out.insert(qualify(nw));
+            }
+            // RENAME TABLE a TO b, c TO d / EXCHANGE TABLES a AND b: every
+            // name in the list.
+            if is_list
+                && (w == "," || w.eq_ignore_ascii_case("AND"))
+                && let Some(&(nk, nw)) = words.get(i + 1)
+                && is_name(nk)
+                && words.get(i + 2).is_none_or(|n| n.1 != ".")
             {
                 out.insert(qualify(nw));
             }
@@ -91,10 +152,36 @@ pub fn touched(step: &PreparedStep, default_db: &str) -> Option<BTreeSet<String>
     Some(out)
 }
 
-/// Words that follow FROM/INTO/TABLE without being a table name.
+/// The top-level, comma-separated arguments of an engine after its `(`
+/// (up to the matching `)`), each as its words joined.
+fn engine_args(words: &[(TokenKind, &str)]) -> Vec<String> {
+    let mut args = vec![String::new()];
+    let mut depth = 0usize;
+    for &(_, w) in words {
+        match w {
+            "(" => depth += 1,
+            ")" if depth == 0 => break,
+            ")" => depth -= 1,
+            "," if depth == 0 => {
+                args.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = args.last_mut() {
+            last.push_str(w);
+        }
+    }
+    if args.len() == 1 && args[0].is_empty() {
+        args.clear();
+    }
+    args
+}
+
+/// Words that follow FROM/INTO/TABLE/AS without being a table name.
 fn is_keyword(w: &str) -> bool {
     [
-        "SELECT", "IF", "FUNCTION", "NOT", "EXISTS", "VALUES", "FORMAT", "OUTFILE",
+        "SELECT", "IF", "FUNCTION", "NOT", "EXISTS", "VALUES", "FORMAT", "OUTFILE", "WITH",
     ]
     .iter()
     .any(|k| w.eq_ignore_ascii_case(k))
@@ -399,6 +486,64 @@ mod tests {
             .map(|(i, j, _)| (*i, *j))
             .collect();
         assert_eq!(pairs, [(1, 2)]);
+    }
+
+    #[test]
+    fn words_with_non_ascii_characters_do_not_break_the_reading() {
+        // A non-breaking space pasted into a statement is a word character
+        // to the lexer: "di\u{a0}ct" must not be cut inside a character.
+        let (steps, _) = prepared(&[(
+            "V1__a.sql",
+            "CREATE TABLE a (x UInt8) ENGINE = Memory;\nALTER TABLE a ADD\u{a0}COLUMN y UInt8;\nSELECT dic\u{e9}t FROM a;",
+        )]);
+        assert!(touched(&steps[0], "db").is_some_and(|t| t.contains("db.a")));
+        let _ = changed(&steps[0], "db");
+    }
+
+    #[test]
+    fn names_in_engines_copies_and_lists_are_touched() {
+        let touched_by = |sql: &str| -> Option<Vec<String>> {
+            let (steps, _) = prepared(&[("V1__x.sql", sql)]);
+            touched(&steps[0], "db").map(|t| t.into_iter().collect())
+        };
+        assert_eq!(
+            touched_by(
+                "CREATE TABLE events AS events_local ENGINE = Distributed(c, db, events_local, rand());"
+            )
+            .unwrap(),
+            ["db.events", "db.events_local"]
+        );
+        assert_eq!(
+            touched_by(
+                "CREATE TABLE buf AS other.t ENGINE = Buffer(other, t, 16, 10, 100, 1, 10, 1, 10);"
+            )
+            .unwrap(),
+            ["db.buf", "other.t"]
+        );
+        assert_eq!(
+            touched_by("RENAME TABLE a TO b, c TO d;").unwrap(),
+            ["db.a", "db.b", "db.c", "db.d"]
+        );
+        assert_eq!(
+            touched_by("EXCHANGE TABLES a AND b;").unwrap(),
+            ["db.a", "db.b"]
+        );
+        assert_eq!(
+            touched_by("CREATE MATERIALIZED VIEW mv TO dest (x UInt8) AS SELECT x FROM src;")
+                .unwrap(),
+            ["db.dest", "db.mv", "db.src"]
+        );
+        // Tables named by a pattern: the migration runs alone.
+        assert_eq!(
+            touched_by("CREATE TABLE all_logs (x UInt8) ENGINE = Merge(db, '^logs_');"),
+            None
+        );
+        // Plain engines and table functions stay what they were.
+        assert_eq!(
+            touched_by("CREATE TABLE t (x UInt8) ENGINE = ReplicatedMergeTree('/p/{shard}', '{replica}') ORDER BY x;\nINSERT INTO t SELECT number FROM numbers(3);")
+                .unwrap(),
+            ["db.t"]
+        );
     }
 
     #[test]

@@ -560,6 +560,11 @@ fn targets_migrate_a_single_node_and_a_cluster_at_once() {
             "migrations/V1__t.sql",
             "CREATE TABLE ${database}.t (x UInt8) ENGINE = MergeTree ORDER BY x;",
         ),
+        // Unqualified: the target database's, on every host.
+        (
+            "migrations/V2__u.sql",
+            "CREATE TABLE u (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO u VALUES (7);",
+        ),
         (
             "chmigrate.yaml",
             &format!(
@@ -634,9 +639,23 @@ fn targets_migrate_a_single_node_and_a_cluster_at_once() {
         1
     );
     for node in NODES {
-        assert_eq!(user_tables(node, &cluster_db), ["t"], "{node}");
+        assert_eq!(user_tables(node, &cluster_db), ["t", "u"], "{node}");
+        assert!(
+            !exists(node, "default")
+                || count(
+                    node,
+                    "SELECT count() AS n FROM system.tables WHERE database = 'default' AND name = 'u'"
+                ) == 0
+        );
     }
-    assert_eq!(user_tables(SINGLE, &local_db), ["t"]);
+    assert_eq!(user_tables(SINGLE, &local_db), ["t", "u"]);
+    assert_eq!(
+        count(
+            SINGLE,
+            &format!("SELECT count() AS n FROM `{local_db}`.u WHERE x = 7")
+        ),
+        1
+    );
     assert!(
         out.stderr.contains("[replicated] ") || out.stderr.is_empty(),
         "{}",
@@ -660,4 +679,73 @@ fn targets_migrate_a_single_node_and_a_cluster_at_once() {
     );
     drop_db(SINGLE, &local_db, false);
     drop_db(NODES[0], &cluster_db, true);
+}
+
+#[test]
+fn a_freeze_that_fails_on_one_replica_records_what_it_took_and_runs_nothing() {
+    let _g = serial();
+    healthy();
+    let (db, dir) = replicated_target("cl_partial_backup");
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(0, &db, d, &["migrate"])).code, 0);
+    for node in [NODES[0], NODES[2]] {
+        q(node, &format!("INSERT INTO `{db}`.t VALUES (1), (2)"));
+    }
+    write_files(
+        dir.path(),
+        &[(
+            "V2__drop_t.sql",
+            "-- Rollback: false\nDROP TABLE ${database}.t;",
+        )],
+    );
+    // node4 is down: the freeze succeeds on three replicas, then fails.
+    dev_cluster(&["stop-node", "4"]);
+    let out = chm(&args(
+        0,
+        &db,
+        d,
+        &["--backup", "freeze", "--ddl-timeout", "5", "migrate"],
+    ));
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all()
+            .contains("the backup before the statement failed, so it did not run"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(user_tables(NODES[0], &db), ["t"], "the DROP did not run");
+    let ledger_now = ledger(NODES[0], &db);
+    let backups: Vec<serde_json::Value> = ledger_now
+        .iter()
+        .filter(|e| e["event"] == "backup")
+        .map(|e| serde_json::from_str(e["details"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(backups.len(), 1, "{ledger_now:#?}");
+    assert_eq!(
+        backups[0]["hosts"].as_array().unwrap().len(),
+        3,
+        "{}",
+        backups[0]
+    );
+    let first = backups[0]["name"].as_str().unwrap().to_string();
+    // Back up: the next run freezes everywhere and drops.
+    dev_cluster(&["start-node", "4"]);
+    require(&NODES);
+    let out = chm(&args(0, &db, d, &["--backup", "freeze", "migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(user_tables(NODES[0], &db).is_empty());
+    let out = chm(&args(1, &db, d, &["backups", "list", "--format", "json"]));
+    let listed = out.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["name"], first.as_str());
+    drop_db(NODES[0], &db, true);
+    for n in 1..=4 {
+        for b in &listed {
+            let _ = std::fs::remove_dir_all(
+                node_data_dir(n)
+                    .join("shadow")
+                    .join(b["name"].as_str().unwrap()),
+            );
+        }
+    }
 }

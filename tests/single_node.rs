@@ -1112,9 +1112,42 @@ fn test_rollback_catches_a_rollback_that_leaves_a_column_behind() {
          CREATE TABLE ${database}.kept (x UInt8) ENGINE = MergeTree ORDER BY x;",
     )
     .unwrap();
-    let out = chm(&args(&db, d, &["test", "--rollback", "--format", "json"]));
+    // --backup freeze (production's policy) takes no backups of the
+    // throw-away database: V1's DROP TABLE of a table with rows (a freeze
+    // of an empty table leaves no folder) is not frozen.
+    std::fs::write(
+        dir.path().join("V1__events.sql"),
+        "CREATE TABLE ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id;\n\
+         INSERT INTO ${database}.events VALUES (1);\n\
+         -- ROLLBACK: DROP TABLE ${database}.events;",
+    )
+    .unwrap();
+    let out = chm(&args(
+        &db,
+        d,
+        &[
+            "--backup",
+            "freeze",
+            "test",
+            "--rollback",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(out.code, 0, "{}", out.all());
     let v = out.json();
+    let sandbox = v["database"].as_str().unwrap().to_string();
+    let shadow = std::path::PathBuf::from(
+        std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into()),
+    )
+    .join("single/data/shadow");
+    for backup in std::fs::read_dir(&shadow).into_iter().flatten().flatten() {
+        assert!(
+            !backup.path().join("data").join(&sandbox).exists(),
+            "a backup of the throw-away database: {}",
+            backup.path().display()
+        );
+    }
     let rollbacks: Vec<&str> = v["results"]
         .as_array()
         .unwrap()
@@ -1256,7 +1289,7 @@ fn rollback_strategies_version_only_and_show_rollback() {
         (
             "V1__events.sql",
             "-- Rollback-Strategy: freeze-and-drop\n\
-             CREATE TABLE IF NOT EXISTS ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id;\n\
+             CREATE TABLE ${database}.events (id UInt64) ENGINE = MergeTree ORDER BY id;\n\
              INSERT INTO ${database}.events VALUES (1), (2);",
         ),
         (
@@ -1361,6 +1394,61 @@ fn rollback_strategies_version_only_and_show_rollback() {
     .join("single/data/shadow")
     .join(backups[0]["name"].as_str().unwrap());
     assert!(shadow.is_dir(), "{}", shadow.display());
+    let _ = std::fs::remove_dir_all(&shadow);
+}
+
+#[test]
+fn backup_freeze_keeps_a_materialized_views_inner_rows_before_it_is_dropped() {
+    require(&[SINGLE]);
+    let db = unique_db("mv_backup");
+    let dir = folder(&[
+        (
+            "V1__views.sql",
+            "CREATE TABLE src (x UInt8) ENGINE = MergeTree ORDER BY x;\n\
+             CREATE TABLE dest (x UInt8) ENGINE = MergeTree ORDER BY x;\n\
+             CREATE MATERIALIZED VIEW inner_mv ENGINE = MergeTree ORDER BY x AS SELECT x FROM src;\n\
+             CREATE MATERIALIZED VIEW to_mv TO dest AS SELECT x FROM src;\n\
+             INSERT INTO src VALUES (1), (2);",
+        ),
+        (
+            "V2__drop_views.sql",
+            "-- Rollback: false\nDROP TABLE inner_mv;\nDROP TABLE to_mv;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let out = chm(&args(&db, d, &["--backup", "freeze", "migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(user_tables(SINGLE, &db), ["dest", "src"]);
+    let out = chm(&args(&db, d, &["backups", "list", "--format", "json"]));
+    let backups = out.json()["backups"].as_array().unwrap().clone();
+    // The view that kept its own rows is frozen; the one writing TO dest
+    // loses nothing when dropped (dest stays).
+    let tables: Vec<&str> = backups
+        .iter()
+        .map(|b| b["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["inner_mv"], "{backups:?}");
+    let shadow = std::path::PathBuf::from(
+        std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into()),
+    )
+    .join("single/data/shadow")
+    .join(backups[0]["name"].as_str().unwrap());
+    let mut stack = vec![shadow.clone()];
+    let mut frozen_parts = 0;
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == "checksums.txt" {
+                frozen_parts += 1;
+            }
+        }
+    }
+    assert!(
+        frozen_parts >= 1,
+        "no frozen part under {}",
+        shadow.display()
+    );
     let _ = std::fs::remove_dir_all(&shadow);
 }
 

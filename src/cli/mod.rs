@@ -1118,13 +1118,17 @@ fn cmd_resolve(settings: &Settings, file: &Path, format: Format) -> Result<(), C
     }
     let key = pair_key(&name);
     let files = migration_files(&settings.dir);
+    // `./migrations/V3__x.sql` and `/abs/migrations/V3__x.sql` name one
+    // folder: compare where the files really are.
+    let folder = |p: &Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    let own_folder = folder(file);
     let same_version: Vec<&PathBuf> = files
         .iter()
         .filter(|p| name_version(&base(p)).is_some_and(|(v, _)| v == version))
         .collect();
     let (mine, others): (Vec<&PathBuf>, Vec<&PathBuf>) = same_version
         .into_iter()
-        .partition(|p| pair_key(&base(p)) == key && p.parent() == file.parent());
+        .partition(|p| pair_key(&base(p)) == key && folder(p) == own_folder);
     if others.is_empty() {
         return Err(CliError::Invalid(format!(
             "{}: version {version} collides with no other file in {}; nothing to renumber",

@@ -48,7 +48,7 @@ pub async fn test(
     keep: bool,
     format: Format,
 ) -> Result<(), CliError> {
-    let migrations = loaded_or_fail(load(settings), format)?;
+    let mut migrations = loaded_or_fail(load(settings), format)?;
     let name = sandbox::sandbox_name(now_us(), std::process::id());
     let mut sb = settings.clone();
     sb.database =
@@ -56,6 +56,15 @@ pub async fn test(
     sb.allow_rollback = true;
     sb.baseline = None;
     sb.out_of_order = false;
+    // Nothing in the throw-away database is worth a backup: no freezes,
+    // whatever the environment's policy (a freeze-and-drop rollback still
+    // drops what it would drop, without freezing it first).
+    sb.backup = chmigrate::backup::BackupPolicy::None;
+    for m in &mut migrations {
+        if m.strategy == chmigrate::strategy::RollbackStrategy::FreezeAndDrop {
+            m.strategy = chmigrate::strategy::RollbackStrategy::Script;
+        }
+    }
 
     // Plan order on an empty target: what `migrate` would apply, in order.
     let order: Vec<Version> = plan(

@@ -4,7 +4,8 @@
 //! lock as a single run), at most `--jobs` at a time. Every target's
 //! settings are resolved first, so bad configuration runs nothing; two
 //! environments naming the same target are refused, as the lock would only
-//! make one of them wait. Progress and logs stream on stderr prefixed with
+//! make one of them wait; a `--password` reaches the children through their
+//! environment, not their command lines. Progress and logs stream on stderr prefixed with
 //! `[env]`; each target's output is printed as one block when it ends (with
 //! `--format json`, one document: `{"ok", "targets": [...]}`). The exit code
 //! is the most severe of the targets': 1 failed, 2 invalid or blocked,
@@ -60,35 +61,44 @@ pub fn combined_code(codes: &[i32]) -> i32 {
         .unwrap_or(exit::OK)
 }
 
-/// What makes two environments one target: the ledger they would write.
+/// What makes two environments one target: the ledger they would write
+/// through the same entry node. (Two entry nodes of one cluster are one
+/// target too; the ledger lock makes the second run wait, exit 4.)
 fn target_key(s: &Settings) -> String {
-    let place = match &s.cluster {
-        Some(c) => format!("cluster {c}"),
-        None => s.url.trim_end_matches('/').to_string(),
-    };
-    format!("{place}, {}.{}", s.database, s.history_table)
+    format!(
+        "{}, {}.{}",
+        s.url.trim_end_matches('/'),
+        s.database,
+        s.history_table
+    )
 }
 
-/// The arguments of this process without `--targets`/`--jobs` (and their
-/// values), for a child that runs one target.
-pub fn child_args(args: &[OsString]) -> Vec<OsString> {
+/// A child's arguments: this process's without `--targets`/`--jobs` and
+/// `--password` (and their values); the password, when given, goes to the
+/// children through their environment instead, not onto their command
+/// lines.
+pub fn child_args(args: &[OsString]) -> (Vec<OsString>, Option<OsString>) {
     let mut out = Vec::with_capacity(args.len());
-    let mut skip_value = false;
-    for a in args {
-        if std::mem::take(&mut skip_value) {
-            continue;
-        }
+    let mut password = None;
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
         match a.to_str() {
-            Some("--targets" | "--jobs") => skip_value = true,
-            Some(s) if s.starts_with("--targets=") || s.starts_with("--jobs=") => {}
             Some("--") => {
                 out.push(a.clone());
-                skip_value = false;
+                out.extend(iter.by_ref().cloned());
+            }
+            Some("--targets" | "--jobs") => {
+                iter.next();
+            }
+            Some("--password") => password = iter.next().cloned(),
+            Some(s) if s.starts_with("--targets=") || s.starts_with("--jobs=") => {}
+            Some(s) if s.starts_with("--password=") => {
+                password = Some(OsString::from(&s["--password=".len()..]));
             }
             _ => out.push(a.clone()),
         }
     }
-    out
+    (out, password)
 }
 
 /// One target's outcome.
@@ -138,7 +148,8 @@ pub fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
-    let outcomes = rt.block_on(run_all(exe, child_args(&args), envs, jobs, format))?;
+    let (args, password) = child_args(&args);
+    let outcomes = rt.block_on(run_all(exe, args, password, envs, jobs, format))?;
     let codes: Vec<i32> = outcomes.iter().map(|o| o.code).collect();
     let code = combined_code(&codes);
     match format {
@@ -187,6 +198,7 @@ pub fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
 async fn run_all(
     exe: std::path::PathBuf,
     args: Vec<OsString>,
+    password: Option<OsString>,
     envs: Vec<String>,
     jobs: usize,
     format: Format,
@@ -195,9 +207,10 @@ async fn run_all(
     let mut tasks = Vec::new();
     for env in envs {
         let (exe, args, slots) = (exe.clone(), args.clone(), slots.clone());
+        let password = password.clone();
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
-            run_one(&exe, &args, env, format).await
+            run_one(&exe, &args, password.as_ref(), env, format).await
         }));
     }
     let mut out = Vec::new();
@@ -217,10 +230,14 @@ async fn run_all(
 async fn run_one(
     exe: &std::path::Path,
     args: &[OsString],
+    password: Option<&OsString>,
     env: String,
     format: Format,
 ) -> Result<Outcome, CliError> {
     let mut cmd = tokio::process::Command::new(exe);
+    if let Some(pw) = password {
+        cmd.env("CHMIGRATE_PASSWORD", pw);
+    }
     cmd.arg("--env")
         .arg(&env)
         .args(args)
@@ -279,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn child_args_drop_targets_and_jobs_only() {
+    fn child_args_drop_targets_and_jobs_and_carry_the_password_aside() {
         assert_eq!(
             child_args(&os(&[
                 "--targets",
@@ -294,7 +311,15 @@ mod tests {
                 "--to",
                 "5"
             ])),
-            os(&["--dir", "m", "migrate", "--to", "5"])
+            (os(&["--dir", "m", "migrate", "--to", "5"]), None)
+        );
+        assert_eq!(
+            child_args(&os(&["--password", "pw", "status", "--password=pw2"])),
+            (os(&["status"]), Some(OsString::from("pw2")))
+        );
+        assert_eq!(
+            child_args(&os(&["--password=p", "new", "--", "--targets"])),
+            (os(&["new", "--", "--targets"]), Some(OsString::from("p")))
         );
     }
 

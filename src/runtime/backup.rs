@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::queries::{freeze_sql, mergetree_tables_sql, unfreeze_sql};
+use super::queries::{freezable_tables_sql, freeze_sql, system_unfreeze_sql, unfreeze_sql};
 use super::{ChError, Connection, Session};
 use crate::backup::{BackupDetails, host_url};
 use crate::sql::destructive::{AtRisk, at_risk};
@@ -69,8 +69,10 @@ pub async fn hosts(session: &Session) -> Result<Vec<Host>, BackupError> {
     Ok(out)
 }
 
-/// The `*MergeTree` tables (`db`, `table`) whose data `sql` puts at risk
-/// and that exist now; names without a database are the target's.
+/// The tables (`db`, `table`) whose data `sql` puts at risk, that exist
+/// now and that a freeze can back up (`*MergeTree` tables, materialized
+/// views with an inner `*MergeTree` table); names without a database are
+/// the target's (the current database of the migration's statements).
 async fn tables_at_risk(
     session: &Session,
     sql: &str,
@@ -92,7 +94,7 @@ async fn tables_at_risk(
         };
         let rows: Vec<Row> = session
             .conn
-            .rows(&mergetree_tables_sql(&db, only.as_deref()))
+            .rows(&freezable_tables_sql(&db, only.as_deref()))
             .await
             .map_err(|source| BackupError::Connect {
                 host: session.cfg.endpoint.url.clone(),
@@ -107,55 +109,104 @@ async fn tables_at_risk(
     Ok(out)
 }
 
+/// What a freeze before a statement did: every backup taken (a table
+/// frozen on only some hosts names just those), and the failure that
+/// stopped it, if one did. What was taken is recorded either way, so that
+/// `backups list` and `prune` know every `shadow/<name>/` there is.
+#[derive(Debug, Default)]
+pub struct Frozen {
+    pub taken: Vec<BackupDetails>,
+    pub failed: Option<BackupError>,
+}
+
 /// Freezes, on every host, each table whose data `sql` drops or rewrites,
-/// under `name`. Returns what was frozen (nothing when no table is at risk).
-pub async fn freeze_before(
-    session: &Session,
-    sql: &str,
-    name: &str,
-    statement: usize,
-) -> Result<Vec<BackupDetails>, BackupError> {
-    let tables = tables_at_risk(session, sql).await?;
-    if tables.is_empty() {
-        return Ok(Vec::new());
-    }
-    let hosts = hosts(session).await?;
-    let mut out = Vec::new();
+/// under `name` (nothing when no table is at risk), stopping at the first
+/// failure.
+pub async fn freeze_before(session: &Session, sql: &str, name: &str, statement: usize) -> Frozen {
+    let mut out = Frozen::default();
+    let tables = match tables_at_risk(session, sql).await {
+        Ok(t) if t.is_empty() => return out,
+        Ok(t) => t,
+        Err(e) => {
+            out.failed = Some(e);
+            return out;
+        }
+    };
+    let hosts = match hosts(session).await {
+        Ok(h) => h,
+        Err(e) => {
+            out.failed = Some(e);
+            return out;
+        }
+    };
     for (db, table) in tables {
         let sql = freeze_sql(&db, &table, name);
         let mut frozen = Vec::new();
         for h in &hosts {
-            h.conn
-                .execute(&sql)
-                .await
-                .map_err(|source| BackupError::Freeze {
+            if let Err(source) = h.conn.execute(&sql).await {
+                out.failed = Some(BackupError::Freeze {
                     name: name.to_string(),
                     table: format!("{db}.{table}"),
                     host: h.id.clone(),
                     source,
-                })?;
+                });
+                break;
+            }
             frozen.push(h.id.clone());
         }
         tracing::info!(backup = name, table = %format!("{db}.{table}"), hosts = frozen.len(), "frozen before a destructive statement");
-        out.push(BackupDetails {
-            name: name.to_string(),
-            database: db,
-            table,
-            hosts: frozen,
-            statement,
-        });
+        if !frozen.is_empty() {
+            out.taken.push(BackupDetails {
+                name: name.to_string(),
+                database: db,
+                table,
+                hosts: frozen,
+                statement,
+            });
+        }
+        if out.failed.is_some() {
+            break;
+        }
     }
-    Ok(out)
+    out
 }
 
-/// Removes a backup on each host that has it (`ALTER TABLE … UNFREEZE`,
-/// ClickHouse 22 and later). Hosts where it failed are returned with why.
-pub async fn unfreeze(hosts: &[Host], b: &BackupDetails) -> Vec<(String, ChError)> {
+/// Removes a backup on each host the ledger says has it (`ALTER TABLE …
+/// UNFREEZE`, ClickHouse 22 and later; when the table itself is gone, as
+/// after the `DROP` the backup was taken for, `SYSTEM UNFREEZE WITH NAME`,
+/// which servers allow only with `enable_system_unfreeze`). Hosts where it
+/// failed are returned with why, and so is every recorded host that is not
+/// among `hosts` now: nothing is called removed that was not removed.
+pub async fn unfreeze(hosts: &[Host], b: &BackupDetails) -> Vec<(String, String)> {
     let sql = unfreeze_sql(&b.database, &b.table, &b.name);
     let mut failed = Vec::new();
-    for h in hosts.iter().filter(|h| b.hosts.contains(&h.id)) {
-        if let Err(e) = h.conn.execute(&sql).await {
-            failed.push((h.id.clone(), e));
+    for recorded in &b.hosts {
+        let Some(h) = hosts.iter().find(|h| &h.id == recorded) else {
+            let now: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+            failed.push((
+                recorded.clone(),
+                format!(
+                    "not among the target's hosts now ({}); reach it through the URL it was taken through, or remove shadow/{}/ there by hand and use --forget",
+                    now.join(", "),
+                    b.name
+                ),
+            ));
+            continue;
+        };
+        match h.conn.execute(&sql).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(super::error::codes::UNKNOWN_TABLE) => {
+                if let Err(e2) = h.conn.execute(&system_unfreeze_sql(&b.name)).await {
+                    failed.push((
+                        h.id.clone(),
+                        format!(
+                            "{}.{} no longer exists and SYSTEM UNFREEZE failed ({e2}); remove shadow/{}/ on this host by hand, then use --forget",
+                            b.database, b.table, b.name
+                        ),
+                    ));
+                }
+            }
+            Err(e) => failed.push((h.id.clone(), e.to_string())),
         }
     }
     failed

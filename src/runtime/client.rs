@@ -257,6 +257,17 @@ impl Connection {
         })
     }
 
+    /// The same connection with `database` as the current database of its
+    /// queries (the HTTP `database` parameter): unqualified names in them
+    /// mean tables of `database`. Nothing is sent until it is used, and the
+    /// database must exist by then.
+    pub fn in_database(&self, database: &str) -> Connection {
+        Connection {
+            client: self.client.clone().with_database(database),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.endpoint.url
     }

@@ -64,6 +64,10 @@ impl ClusterHost {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub conn: Connection,
+    /// For the migrations' own statements: `conn` with the target database
+    /// as the current database, so unqualified names mean its tables (on
+    /// every host, for `ON CLUSTER` DDL too).
+    pub statements: Connection,
     pub cfg: TargetConfig,
     pub server: ServerInfo,
 }
@@ -90,6 +94,7 @@ impl Session {
             .unwrap_or(0);
         tracing::info!(url = %cfg.endpoint.url, %version, "connected");
         Ok(Session {
+            statements: conn.in_database(cfg.ledger.database.as_str()),
             conn,
             server: ServerInfo { version, major },
             cfg,

@@ -90,14 +90,21 @@ pub fn drop_database_sql(database: &Ident, cluster: Option<&Ident>) -> String {
     }
 }
 
-/// `*MergeTree` tables of `database` (only `table`, when given): the ones
-/// a freeze can back up.
-pub fn mergetree_tables_sql(database: &str, table: Option<&str>) -> String {
-    let only = table
-        .map(|t| format!(" AND name = {}", string_literal(t)))
-        .unwrap_or_default();
+/// The tables of `database` (only `table`, when given) a freeze can back
+/// up: `*MergeTree` tables, and materialized views that keep their rows in
+/// an inner `*MergeTree` table (no `TO`), whose `FREEZE` goes to that inner
+/// table. Listing a whole database leaves the inner tables themselves out:
+/// their views stand for them.
+pub fn freezable_tables_sql(database: &str, table: Option<&str>) -> String {
+    let only = match table {
+        Some(t) => format!(" AND name = {}", string_literal(t)),
+        None => " AND NOT startsWith(name, '.inner')".to_string(),
+    };
     format!(
-        "SELECT name FROM system.tables WHERE database = {}{only} AND endsWith(engine, 'MergeTree') ORDER BY name",
+        "SELECT name FROM system.tables WHERE database = {}{only} AND (endsWith(engine, 'MergeTree') \
+         OR (engine = 'MaterializedView' \
+         AND NOT match(create_table_query, '^CREATE MATERIALIZED VIEW \\\\S+ TO ') \
+         AND match(create_table_query, '\\\\sENGINE = \\\\w*MergeTree'))) ORDER BY name",
         string_literal(database)
     )
 }
@@ -120,6 +127,13 @@ pub fn unfreeze_sql(database: &str, table: &str, name: &str) -> String {
         crate::sql::ident::quote(table),
         string_literal(name)
     )
+}
+
+/// Removes `shadow/<name>/` of every table on this host, also of tables
+/// dropped since (ClickHouse 22+, with the server setting
+/// `enable_system_unfreeze`).
+pub fn system_unfreeze_sql(name: &str) -> String {
+    format!("SYSTEM UNFREEZE WITH NAME {}", string_literal(name))
 }
 
 /// What the server's query log recorded for statements sent with these
@@ -343,18 +357,48 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         contains: Some("backup_t".into()),
         ..entry(
             "backup: tables at risk",
-            mergetree_tables_sql(db, Some("backup_t")),
+            freezable_tables_sql(db, Some("backup_t")),
         )
     });
     out.push(entry(
         "backup: freeze",
         freeze_sql(db, "backup_t", "V1_20250101000000_s1"),
     ));
+    out.push(entry(
+        "backup: a materialized view keeping its rows",
+        format!(
+            "CREATE MATERIALIZED VIEW {db}.backup_mv ENGINE = MergeTree ORDER BY id AS SELECT id FROM {db}.backup_t"
+        ),
+    ));
+    out.push(CatalogEntry {
+        contains: Some("backup_mv".into()),
+        ..entry(
+            "backup: every table at risk in a database",
+            freezable_tables_sql(db, None),
+        )
+    });
+    out.push(entry(
+        "backup: freeze a materialized view's inner table",
+        freeze_sql(db, "backup_mv", "V1_20250101000000_s2"),
+    ));
     if server_major >= 22 {
         out.push(entry(
             "backups prune: unfreeze",
             unfreeze_sql(db, "backup_t", "V1_20250101000000_s1"),
         ));
+        out.push(entry(
+            "backups prune: unfreeze a materialized view",
+            unfreeze_sql(db, "backup_mv", "V1_20250101000000_s2"),
+        ));
+        // Parsed and known; off unless the server enables it.
+        out.push(CatalogEntry {
+            expect: "error",
+            contains: Some("enable_system_unfreeze".into()),
+            ..entry(
+                "backups prune: SYSTEM UNFREEZE of a dropped table's backup",
+                system_unfreeze_sql("V1_20250101000000_s1"),
+            )
+        });
     }
     out.push(entry("profile: log_queries", log_queries_sql().into()));
     if server_major >= 20 {
@@ -397,7 +441,8 @@ mod tests {
             names.iter().position(|n| *n == "create ledger")
                 < names.iter().position(|n| *n == "append events")
         );
-        assert_eq!(c.iter().filter(|e| e.expect == "error").count(), 1);
+        // The lock's second create, and SYSTEM UNFREEZE (off by default).
+        assert_eq!(c.iter().filter(|e| e.expect == "error").count(), 2);
         assert!(
             c.iter().any(|e| e.sql.ends_with(" SYNC")),
             "current servers drop the lock with SYNC"

@@ -173,7 +173,7 @@ async fn run_statement(
     if on_cluster {
         let mut settings = session.ddl_settings();
         settings.extend(id.iter().cloned());
-        match session.conn.text(&ps.sql, &settings).await {
+        match session.statements.text(&ps.sql, &settings).await {
             Ok(text) => {
                 let hosts = ddl::parse_host_rows(&text).map_err(|e| (None, e))?;
                 if let Some(bad) = hosts.iter().find(|h| h.status != 0) {
@@ -219,7 +219,7 @@ async fn run_statement(
         }
     } else {
         session
-            .conn
+            .statements
             .execute_with(&ps.sql, &id)
             .await
             .map_err(|e| (None, e.to_string()))?;
@@ -284,22 +284,22 @@ async fn backup_before(
     ps: &PreparedStatement,
 ) -> Result<Result<(), (Option<String>, String)>, RunError> {
     let name = crate::backup::backup_name(&version.to_string(), now_us() / 1_000_000, ps.index + 1);
-    match super::backup::freeze_before(session, &ps.sql, &name, ps.index).await {
-        Ok(frozen) => {
-            for b in frozen {
-                writer
-                    .write(|e| {
-                        e.event = "backup".into();
-                        e.version = version.to_string();
-                        e.direction = dir.into();
-                        e.statement = ps.index as i64;
-                        e.details = serde_json::to_string(&b).unwrap_or_default();
-                    })
-                    .await?;
-            }
-            Ok(Ok(()))
-        }
-        Err(e) => {
+    let frozen = super::backup::freeze_before(session, &ps.sql, &name, ps.index).await;
+    // Everything taken is recorded, also when a later freeze failed.
+    for b in frozen.taken {
+        writer
+            .write(|e| {
+                e.event = "backup".into();
+                e.version = version.to_string();
+                e.direction = dir.into();
+                e.statement = ps.index as i64;
+                e.details = serde_json::to_string(&b).unwrap_or_default();
+            })
+            .await?;
+    }
+    match frozen.failed {
+        None => Ok(Ok(())),
+        Some(e) => {
             let host = match &e {
                 super::backup::BackupError::Freeze { host, .. }
                 | super::backup::BackupError::Connect { host, .. } => Some(host.clone()),
@@ -374,8 +374,8 @@ async fn execute_steps(
             );
         }
         let abort = AtomicBool::new(false);
-        let results = futures::future::join_all(wave.iter().map(|step| {
-            run_step(
+        let results = futures::future::join_all(wave.iter().map(|step| async {
+            let r = run_step(
                 session,
                 &writer,
                 step,
@@ -385,6 +385,13 @@ async fn execute_steps(
                 &abort,
                 wave.len() > 1,
             )
+            .await;
+            // Any failure of a member (a statement, the ledger, a backup)
+            // stops the others before their next statement.
+            if r.is_err() {
+                abort.store(true, Ordering::SeqCst);
+            }
+            r
         }))
         .await;
         let mut first_err = None;

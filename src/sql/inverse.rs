@@ -55,10 +55,12 @@ pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
 }
 
 /// The `freeze-and-drop` rollback of `up`: `DROP … IF EXISTS` of every
-/// table, view and database it creates (`IF NOT EXISTS` included: the
-/// runtime freezes each table before dropping it, so nothing is lost), in
-/// reverse order. Inserts into objects it creates need no undo; any other
-/// statement does not fit the strategy.
+/// table and view it creates, in reverse order; the runtime freezes each
+/// `*MergeTree` table (and a materialized view's inner table) before
+/// dropping it. Inserts into objects it creates need no undo. Anything
+/// else does not fit the strategy: other statements, databases (one may
+/// hold other tables, the ledger among them), and `IF NOT EXISTS` or `OR
+/// REPLACE` creations, whose object may predate the migration.
 pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible> {
     let mut created: Vec<String> = Vec::new();
     let mut down = Vec::new();
@@ -86,13 +88,21 @@ pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
                     | ObjectKind::MaterializedView
                     | ObjectKind::LiveView
                     | ObjectKind::WindowView => "TABLE",
-                    ObjectKind::Database => "DATABASE",
-                    _ => {
+                    ObjectKind::Database => {
                         return Err(no(
-                            "freeze-and-drop only drops tables, views and databases".into()
+                            "freeze-and-drop does not drop databases (one may hold other tables, the ledger among them)".into(),
                         ));
                     }
+                    _ => {
+                        return Err(no("freeze-and-drop only drops tables and views".into()));
+                    }
                 };
+                if info.rerun_safe {
+                    return Err(no(
+                        "IF NOT EXISTS / OR REPLACE: the object may predate the migration, and dropping it would lose what was there"
+                            .into(),
+                    ));
+                }
                 let name = info
                     .object_name
                     .ok_or_else(|| no("no object name found".into()))?;
