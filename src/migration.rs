@@ -231,6 +231,21 @@ impl Migration {
         Location::new(self.location.file.clone(), line)
     }
 
+    /// Every statement, up then down, each with its index within its part
+    /// and where it is written.
+    pub fn all_statements(&self) -> impl Iterator<Item = (usize, &Statement, Location)> {
+        let down = self.down.as_deref().unwrap_or(&[]);
+        self.up
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s, self.up_location(i)))
+            .chain(
+                down.iter()
+                    .enumerate()
+                    .map(|(i, s)| (i, s, self.down_statement_location(i))),
+            )
+    }
+
     /// The location of down statement `index`.
     pub fn down_statement_location(&self, index: usize) -> Location {
         let loc = self.down_location.as_ref().unwrap_or(&self.location);

@@ -133,17 +133,7 @@ pub fn rollback_summary(m: &Migration, allow_rollback: bool, environment: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::memory::from_files;
-
-    fn load(files: &[(&str, &str)]) -> Vec<Migration> {
-        let files: Vec<(String, String, String)> = files
-            .iter()
-            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
-            .collect();
-        let l = from_files(&files, 1 << 20);
-        assert!(l.errors.is_empty(), "{:?}", l.errors);
-        l.migrations
-    }
+    use crate::source::memory::load_named as load;
 
     #[test]
     fn strategies_per_migration_and_environment() {

@@ -23,17 +23,7 @@ pub fn validate_offline(
         .map(Diagnostic::from)
         .collect();
     for m in migrations {
-        let down = m.down.as_deref().unwrap_or(&[]);
-        let stmts =
-            m.up.iter()
-                .enumerate()
-                .map(|(i, s)| (i, s, m.up_location(i)))
-                .chain(
-                    down.iter()
-                        .enumerate()
-                        .map(|(i, s)| (i, s, m.down_statement_location(i))),
-                );
-        for (i, stmt, loc) in stmts {
+        for (i, stmt, loc) in m.all_statements() {
             match prepare_statement(i, stmt, loc, settings) {
                 Ok(p) => {
                     if let OnClusterNote::Unrecognized(reason) = p.note {

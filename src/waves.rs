@@ -320,36 +320,14 @@ mod tests {
     use crate::history::TargetState;
     use crate::plan::{Policy, Target, plan};
     use crate::prepare::{PrepareSettings, prepare};
-    use crate::source::memory::from_files;
+    use crate::source::memory::load_named;
     use crate::sql::statement::OnClusterMode;
     use crate::vars::Variables;
     use std::collections::BTreeMap;
 
     fn waves_of(files: &[(&str, &str)], parallel: usize) -> Vec<(String, usize)> {
-        let files: Vec<(String, String, String)> = files
-            .iter()
-            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
-            .collect();
-        let l = from_files(&files, 1 << 20);
-        assert!(l.errors.is_empty(), "{:?}", l.errors);
-        let policy = Policy {
-            environment: "dev".into(),
-            ..Default::default()
-        };
-        let p = plan(
-            &l.migrations,
-            &TargetState::default(),
-            &Target::Latest,
-            &policy,
-        )
-        .unwrap();
-        let settings = PrepareSettings {
-            cluster: None,
-            on_cluster: OnClusterMode::Auto,
-            variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
-        };
-        let steps = prepare(&p, &l.migrations, &settings).unwrap();
-        let w = assign(&steps, &l.migrations, parallel, "db");
+        let (steps, migrations) = prepared(files);
+        let w = assign(&steps, &migrations, parallel, "db");
         steps
             .iter()
             .zip(w)
@@ -428,18 +406,13 @@ mod tests {
     }
 
     fn prepared(files: &[(&str, &str)]) -> (Vec<PreparedStep>, Vec<Migration>) {
-        let files: Vec<(String, String, String)> = files
-            .iter()
-            .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
-            .collect();
-        let l = from_files(&files, 1 << 20);
-        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let migrations = load_named(files);
         let policy = Policy {
             environment: "dev".into(),
             ..Default::default()
         };
         let p = plan(
-            &l.migrations,
+            &migrations,
             &TargetState::default(),
             &Target::Latest,
             &policy,
@@ -450,7 +423,7 @@ mod tests {
             on_cluster: OnClusterMode::Auto,
             variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
         };
-        (prepare(&p, &l.migrations, &settings).unwrap(), l.migrations)
+        (prepare(&p, &migrations, &settings).unwrap(), migrations)
     }
 
     #[test]
@@ -562,30 +535,7 @@ mod tests {
             "V1__mv.sql",
             "CREATE MATERIALIZED VIEW ${database}.`mv` TO ${database}.t AS SELECT * FROM src JOIN other.dim USING id;",
         )];
-        let l = from_files(
-            &files
-                .iter()
-                .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
-                .collect::<Vec<_>>(),
-            1 << 20,
-        );
-        let policy = Policy {
-            environment: "dev".into(),
-            ..Default::default()
-        };
-        let p = plan(
-            &l.migrations,
-            &TargetState::default(),
-            &Target::Latest,
-            &policy,
-        )
-        .unwrap();
-        let settings = PrepareSettings {
-            cluster: None,
-            on_cluster: OnClusterMode::Auto,
-            variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),
-        };
-        let steps = prepare(&p, &l.migrations, &settings).unwrap();
+        let (steps, _) = prepared(&files);
         let t: Vec<String> = touched(&steps[0], "db").unwrap().into_iter().collect();
         assert_eq!(t, ["db.mv", "db.src", "db.t", "other.dim"]);
     }

@@ -118,17 +118,7 @@ pub async fn test(
     let prep = sb.prepare_settings();
     let mut escapes = Vec::new();
     for m in &upto {
-        let down = m.down.as_deref().unwrap_or(&[]);
-        let all =
-            m.up.iter()
-                .enumerate()
-                .map(|(i, s)| (i, s, m.up_location(i)))
-                .chain(
-                    down.iter()
-                        .enumerate()
-                        .map(|(i, s)| (i, s, m.down_statement_location(i))),
-                );
-        for (i, stmt, loc) in all {
+        for (i, stmt, loc) in m.all_statements() {
             match prepare_statement(i, stmt, loc, &prep) {
                 Ok(p) => {
                     if let Some(why) = sandbox::escapes(&p.sql, &name, settings.database.as_str()) {

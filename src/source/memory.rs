@@ -25,6 +25,19 @@ pub struct MemoryMigration {
     pub rollback_strategy: Option<String>,
 }
 
+/// Test files named as their content says (`(file name, content)`), loaded
+/// with the default size limit; any source error fails the test.
+#[cfg(test)]
+pub(crate) fn load_named(files: &[(&str, &str)]) -> Vec<crate::migration::Migration> {
+    let files: Vec<(String, String, String)> = files
+        .iter()
+        .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
+        .collect();
+    let l = from_files(&files, 1 << 20);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    l.migrations
+}
+
 /// Parses files held in memory: `(display name, file name, content)`, as a
 /// ConfigMap's keys are. The same rules as files in a folder apply.
 pub fn from_files(files: &[(String, String, String)], max_bytes: u64) -> Loaded {

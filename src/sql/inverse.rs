@@ -83,19 +83,15 @@ pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
                 object,
             } => {
                 let what = match object {
-                    ObjectKind::Table
-                    | ObjectKind::View
-                    | ObjectKind::MaterializedView
-                    | ObjectKind::LiveView
-                    | ObjectKind::WindowView => "TABLE",
                     ObjectKind::Database => {
                         return Err(no(
                             "freeze-and-drop does not drop databases (one may hold other tables, the ledger among them)".into(),
                         ));
                     }
-                    _ => {
+                    ObjectKind::Dictionary | ObjectKind::Function => {
                         return Err(no("freeze-and-drop only drops tables and views".into()));
                     }
+                    _ => drop_keyword(object),
                 };
                 if info.rerun_safe {
                     return Err(no(
@@ -121,6 +117,21 @@ pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
     }
     down.reverse();
     Ok(down)
+}
+
+/// The word after `DROP` for an object of this kind (every kind of view
+/// is dropped with `DROP TABLE`).
+fn drop_keyword(object: ObjectKind) -> &'static str {
+    match object {
+        ObjectKind::Table
+        | ObjectKind::View
+        | ObjectKind::MaterializedView
+        | ObjectKind::LiveView
+        | ObjectKind::WindowView => "TABLE",
+        ObjectKind::Dictionary => "DICTIONARY",
+        ObjectKind::Database => "DATABASE",
+        ObjectKind::Function => "FUNCTION",
+    }
 }
 
 enum Why {
@@ -149,17 +160,10 @@ fn inverse_of(sql: &str) -> Result<Option<String>, Why> {
                     ));
                 }
                 let name = info.object_name.ok_or_else(|| no("no object name found"))?;
-                let what = match object {
-                    ObjectKind::Table
-                    | ObjectKind::View
-                    | ObjectKind::MaterializedView
-                    | ObjectKind::LiveView
-                    | ObjectKind::WindowView => "TABLE",
-                    ObjectKind::Dictionary => "DICTIONARY",
-                    ObjectKind::Database => "DATABASE",
-                    ObjectKind::Function => "FUNCTION",
-                };
-                Ok(Some(format!("DROP {what} IF EXISTS {name}")))
+                Ok(Some(format!(
+                    "DROP {} IF EXISTS {name}",
+                    drop_keyword(object)
+                )))
             }
             Verb::Alter if object == ObjectKind::Table => alter_inverse(h()?).map(Some),
             Verb::Rename if object == ObjectKind::Table => rename_inverse(h()?).map(Some),
