@@ -788,3 +788,55 @@ fn two_cli_runners_and_two_operators_at_once_apply_every_migration_exactly_once(
     drop((a, b));
     drop_db(SINGLE, &db, false);
 }
+
+/// When each set's only migration ran: its `started` and `completed` times.
+fn run_span(db: &str) -> (u64, u64) {
+    let rows = ledger(SINGLE, db);
+    let at = |event: &str| {
+        rows.iter()
+            .find(|r| r["version"] == "1" && r["event"] == event)
+            .and_then(|r| {
+                r["event_time_us"]
+                    .as_u64()
+                    .or_else(|| r["event_time_us"].as_str()?.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no {event} event in {db}: {rows:#?}"))
+    };
+    (at("started"), at("completed"))
+}
+
+#[test]
+fn different_sets_are_reconciled_at_once_up_to_the_concurrency_and_never_beyond() {
+    require(&[SINGLE]);
+    for (concurrency, overlap) in [("2", true), ("1", false)] {
+        let api = FakeApiServer::start();
+        let dir = tempfile::tempdir().expect("tmp");
+        let ns = "conc";
+        api.apply_yaml(&secret(ns));
+        let dbs = [unique_db("op_conc_a"), unique_db("op_conc_b")];
+        for (name, db) in ["a", "b"].iter().zip(&dbs) {
+            api.apply_yaml(&set(ns, name, db, SINGLE, json!({})));
+            api.apply_yaml(&migration(
+                ns,
+                name,
+                "1",
+                "SELECT sleep(2);\nCREATE TABLE ${database}.t (x UInt8) ENGINE = MergeTree ORDER BY x;",
+                "DROP TABLE ${database}.t",
+            ));
+        }
+        let op = Operator::start(&api, dir.path(), "op-conc", &["--concurrency", concurrency]);
+        for name in ["a", "b"] {
+            wait_ready(&api, &op, ns, name, "True", "Applied");
+        }
+        let (a, b) = (run_span(&dbs[0]), run_span(&dbs[1]));
+        let overlapped = a.0 < b.1 && b.0 < a.1;
+        assert_eq!(
+            overlapped, overlap,
+            "--concurrency {concurrency}: a ran {a:?}, b ran {b:?}"
+        );
+        drop(op);
+        for db in &dbs {
+            drop_db(SINGLE, db, false);
+        }
+    }
+}
