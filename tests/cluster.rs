@@ -396,10 +396,7 @@ fn test_rehearses_on_every_host_and_drops_its_database_everywhere() {
 
 /// Where the dev cluster keeps node N's data (scripts/dev-cluster.sh).
 fn node_data_dir(n: usize) -> std::path::PathBuf {
-    let base = std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into());
-    std::path::PathBuf::from(base)
-        .join(format!("node{n}"))
-        .join("data")
+    server_data_dir(&format!("node{n}"))
 }
 
 #[test]
@@ -498,22 +495,6 @@ fn backup_freeze_exists_on_every_replica_before_a_drop() {
     for n in 1..=4 {
         let _ = std::fs::remove_dir_all(node_data_dir(n).join("shadow").join(&name));
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
 }
 
 #[test]

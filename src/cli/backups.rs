@@ -6,7 +6,7 @@ use serde_json::json;
 use chmigrate::backup::{self, Backup};
 use chmigrate::config::Settings;
 use chmigrate::runtime::backup::{hosts, unfreeze};
-use chmigrate::runtime::store::{self, Writer, now_us};
+use chmigrate::runtime::store::{self, Writer};
 
 use super::CliError;
 use super::online::{connect, ledger_err, locked};
@@ -54,7 +54,7 @@ pub async fn prune(
     format: Format,
 ) -> Result<(), CliError> {
     let session = connect(settings).await?;
-    let cutoff = now_us().saturating_sub(older_than_s.saturating_mul(1_000_000));
+    let cutoff = super::online::cutoff_us(older_than_s);
     let (pruned, kept) = locked(
         &session,
         settings,

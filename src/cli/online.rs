@@ -1494,6 +1494,11 @@ pub async fn report(
     Ok(())
 }
 
+/// The time `age_s` seconds ago, in the ledger's microseconds.
+pub(crate) fn cutoff_us(age_s: u64) -> u64 {
+    now_us().saturating_sub(age_s.saturating_mul(1_000_000))
+}
+
 /// `clean --older-than D`: deletes ledger events older than `age_s` that
 /// no longer define the current state ([`chmigrate::clean`]), under the
 /// lock, and records how many.
@@ -1504,7 +1509,7 @@ pub async fn clean(
     format: Format,
 ) -> Result<(), CliError> {
     let session = connect(settings).await?;
-    let cutoff = now_us().saturating_sub(age_s.saturating_mul(1_000_000));
+    let cutoff = cutoff_us(age_s);
     if dry_run {
         let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
             .await

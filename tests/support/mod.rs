@@ -243,3 +243,27 @@ pub fn drop_db(url: &str, db: &str, cluster: bool) {
     };
     let _ = query(url, &format!("DROP DATABASE IF EXISTS `{db}`{on}"));
 }
+
+/// Where `scripts/dev-cluster.sh` keeps a server's data: `single` or
+/// `node1`..`node4` (`CHMIGRATE_DEV_DIR`, default /tmp/chmigrate-dev).
+pub fn server_data_dir(server: &str) -> PathBuf {
+    let base = std::env::var("CHMIGRATE_DEV_DIR").unwrap_or_else(|_| "/tmp/chmigrate-dev".into());
+    PathBuf::from(base).join(server).join("data")
+}
+
+/// Every file below `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
