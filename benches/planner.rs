@@ -7,10 +7,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chmigrate::history::{Direction, Event, EventKind, TargetState};
-use chmigrate::migration::{Checksum, Environments, Location, Migration, SourceFormat, Statement};
+use chmigrate::ledger::fold::{Direction, Event, EventKind, TargetState};
+use chmigrate::model::migration::{
+    Checksum, Environments, Location, Migration, SourceFormat, Statement,
+};
+use chmigrate::model::version::Version;
 use chmigrate::plan::{Policy, Target, plan};
-use chmigrate::version::Version;
 
 const MIGRATIONS: usize = 100_000;
 const APPLIED: usize = 25_000; // 4 events each: started, statement done, completed… = 100,000 events

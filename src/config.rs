@@ -38,49 +38,23 @@
 //! turns it on explicitly.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::version::Version;
 use crate::plan::Policy;
-use crate::prepare::PrepareSettings;
+use crate::plan::prepare::PrepareSettings;
 use crate::source::DEFAULT_MAX_FILE_BYTES;
 use crate::source::header::valid_environment_name;
 use crate::sql::ident::{Ident, IdentError};
 use crate::sql::statement::OnClusterMode;
-use crate::vars::{VarError, Variables};
-use crate::version::Version;
+use crate::sql::vars::{VarError, Variables};
 
 /// The default config file name looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "chmigrate.yaml";
 
-/// A value that must never be printed: its `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::model::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -146,9 +120,9 @@ pub struct MigrationsSection {
     pub variables: Option<BTreeMap<String, String>>,
     /// `freeze`: freeze every table a statement drops or rewrites, on
     /// every host, before the statement runs.
-    pub backup: Option<crate::backup::BackupPolicy>,
+    pub backup: Option<crate::ledger::backups::BackupPolicy>,
     /// Default rollback strategy of migrations that name none.
-    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
+    pub rollback_strategy: Option<crate::model::strategy::RollbackStrategy>,
     /// Migrations run at once within the target (independent ones only;
     /// default 1: serial).
     pub parallel: Option<usize>,
@@ -428,8 +402,8 @@ pub struct Settings {
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
-    pub backup: crate::backup::BackupPolicy,
-    pub rollback_strategy: crate::strategy::RollbackStrategy,
+    pub backup: crate::ledger::backups::BackupPolicy,
+    pub rollback_strategy: crate::model::strategy::RollbackStrategy,
     pub parallel: usize,
     pub logging: LoggingSettings,
 }

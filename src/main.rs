@@ -11,7 +11,7 @@ fn report(e: &cli::CliError) {
     match e {
         cli::CliError::Invalid(msg) => eprintln!("error: {msg}"),
         cli::CliError::Failed(err) => eprintln!("error: {err:#}"),
-        cli::CliError::Locked(msg, _) => eprintln!("error: {msg}"),
+        cli::CliError::Locked(msg) => eprintln!("error: {msg}"),
         cli::CliError::Blocked(_) => eprintln!("{e}\nnothing was executed"),
         cli::CliError::Reported | cli::CliError::Pending => {}
     }

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chmigrate::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};

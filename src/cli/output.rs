@@ -6,11 +6,12 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use chmigrate::config::Settings;
-use chmigrate::diagnostic::Diagnostic;
-use chmigrate::migration::Migration;
+use chmigrate::engine::Report;
+use chmigrate::model::diagnostic::Diagnostic;
+use chmigrate::model::migration::Migration;
+use chmigrate::model::version::Version;
+use chmigrate::plan::prepare::{OnClusterNote, PreparedStep};
 use chmigrate::plan::{Plan, Step};
-use chmigrate::prepare::{OnClusterNote, PreparedStep};
-use chmigrate::version::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -74,7 +75,7 @@ pub fn print_validation(
     }
 }
 
-fn opt_version(v: &Option<Version>) -> String {
+pub fn opt_version(v: &Option<Version>) -> String {
     v.as_ref()
         .map_or_else(|| "none".to_string(), |v| format!("V{v}"))
 }
@@ -86,7 +87,7 @@ fn waves(
     migrations: &[Migration],
 ) -> Option<Vec<usize>> {
     (settings.parallel > 1).then(|| {
-        chmigrate::waves::assign(
+        chmigrate::plan::waves::assign(
             steps,
             migrations,
             settings.parallel,
@@ -281,11 +282,8 @@ pub fn print_online_plan(
                 .map(|(mut v, s)| {
                     if let Some(stmts) = v.get_mut("statements").and_then(|x| x.as_array_mut()) {
                         for (st, p) in stmts.iter_mut().zip(&s.statements) {
-                            st["runs_on"] = json!(super::online::host_group(
-                                &p.note,
-                                cluster.as_deref(),
-                                hosts.len()
-                            ));
+                            st["runs_on"] =
+                                json!(host_group(&p.note, cluster.as_deref(), hosts.len()));
                         }
                     }
                     v
@@ -349,7 +347,7 @@ pub fn print_online_plan(
                         "  [{}] {}  {}",
                         s.index + 1,
                         s.location,
-                        super::online::host_group(&s.note, cluster.as_deref(), hosts.len())
+                        host_group(&s.note, cluster.as_deref(), hosts.len())
                     );
                     for line in s.sql.lines() {
                         println!("      {line}");
@@ -367,28 +365,30 @@ pub fn print_online_plan(
     }
 }
 
-pub fn print_outcome(
-    format: Format,
-    outcome: &chmigrate::runtime::run::Outcome,
-    applied: Option<&Version>,
-    pending: &[chmigrate::runtime::pending::PendingTask],
-    failed: &[(chmigrate::runtime::pending::PendingTask, String, String)],
-) {
+pub fn print_outcome(format: Format, r: &Report) {
     match format {
         Format::Json => print_json(&json!({
-            "ok": failed.is_empty(),
-            "outcome": outcome,
-            "applied_version": applied,
-            "hosts_pending": pending,
-            "hosts_failed": failed.iter().map(|(t, h, e)| json!({"version": t.version, "statement": t.statement + 1, "host": h, "error": e})).collect::<Vec<_>>(),
+            "ok": r.failed_hosts.is_empty(),
+            "outcome": {
+                "applied": r.applied,
+                "rolled_back": r.rolled_back,
+                "baselined": r.baselined,
+                "statements": r.statements,
+                "pending": r.pending,
+            },
+            "applied_version": r.applied_version,
+            "hosts_pending": r.pending,
+            "hosts_failed": r.failed_hosts.iter().map(|f| json!({"version": f.task.version, "statement": f.task.statement + 1, "host": f.host, "error": f.error})).collect::<Vec<_>>(),
         })),
         Format::Table | Format::Html | Format::Markdown => {
-            println!("{}", super::online::outcome_summary(outcome));
+            println!("{}", outcome_summary(r));
             println!(
                 "Applied version: {}",
-                applied.map_or("none".into(), |v| format!("V{v}"))
+                r.applied_version
+                    .as_ref()
+                    .map_or("none".into(), |v| format!("V{v}"))
             );
-            for t in pending {
+            for t in &r.pending {
                 println!(
                     "Hosts pending for V{} statement {}: {} (they run it when they are back; the next run verifies them)",
                     t.version,
@@ -396,67 +396,51 @@ pub fn print_outcome(
                     t.hosts.join(", ")
                 );
             }
-            for (t, h, e) in failed {
+            for f in &r.failed_hosts {
                 println!(
-                    "Host {h} failed V{} statement {}: {e}",
-                    t.version,
-                    t.statement + 1
+                    "Host {} failed V{} statement {}: {}",
+                    f.host,
+                    f.task.version,
+                    f.task.statement + 1,
+                    f.error
                 );
             }
         }
     }
 }
 
-pub fn print_status(format: Format, st: &super::online::Status) {
-    match format {
-        Format::Json => print_json(&serde_json::to_value(st).unwrap_or_default()),
-        Format::Table | Format::Html | Format::Markdown => {
-            println!("Target:    {} (ClickHouse {})", st.url, st.server_version);
-            println!(
-                "Database:  {}{}   environment {}",
-                st.database,
-                st.cluster
-                    .as_ref()
-                    .map(|c| format!(" on cluster {c}"))
-                    .unwrap_or_default(),
-                st.environment
-            );
-            println!(
-                "Applied:   {}   latest: {}   pending: {}",
-                opt_version(&st.applied_version),
-                opt_version(&st.latest_version),
-                st.pending.len()
-            );
-            println!(
-                "Lock:      {}",
-                st.lock.as_ref().map_or("free".into(), |l| l
-                    .describe(chmigrate::runtime::store::now_us()))
-            );
-            if !st.hosts.is_empty() {
-                println!("\nHOST                   SHARD  REPLICA  STATE");
-                for h in &st.hosts {
-                    println!(
-                        "{:<22} {:>5}  {:>7}  {}",
-                        h.host, h.shard, h.replica, h.state
-                    );
-                }
-            }
-            println!("\nVERSION          STATE                          DESCRIPTION");
-            for m in &st.migrations {
-                println!(
-                    "{:<16} {:<30} {}",
-                    format!("V{}", m.version),
-                    m.state,
-                    m.description
-                );
-                if let Some(r) = &m.rollback {
-                    println!("{:<16} rollback: {r}", "");
-                }
-            }
-            for p in &st.problems {
-                println!("problem: {p}");
-            }
+/// Statements grouped by where they run, for `plan`.
+pub fn host_group(note: &OnClusterNote, cluster: Option<&str>, hosts: usize) -> String {
+    match (note, cluster) {
+        (OnClusterNote::Added | OnClusterNote::AlreadyPresent, Some(c)) => {
+            format!("on cluster {c} ({hosts} host(s))")
         }
+        _ => "on the entry node".into(),
+    }
+}
+
+/// What a run did, in one line.
+pub fn outcome_summary(o: &Report) -> String {
+    let list = |v: &[Version]| {
+        v.iter()
+            .map(|v| format!("V{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !o.baselined.is_empty() {
+        parts.push(format!("baselined {}", list(&o.baselined)));
+    }
+    if !o.rolled_back.is_empty() {
+        parts.push(format!("rolled back {}", list(&o.rolled_back)));
+    }
+    if !o.applied.is_empty() {
+        parts.push(format!("applied {}", list(&o.applied)));
+    }
+    if parts.is_empty() {
+        "nothing to do".into()
+    } else {
+        format!("{} ({} statement(s))", parts.join(", "), o.statements)
     }
 }
 

@@ -185,7 +185,6 @@ pub fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
         exit::HOSTS_PENDING => Err(CliError::Pending),
         exit::LOCKED => Err(CliError::Locked(
             "a target's lock is held (see its output above)".into(),
-            None,
         )),
         _ => Err(CliError::Failed(anyhow::anyhow!(
             "{} of {} target(s) failed",

@@ -12,11 +12,12 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use chmigrate::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
 
 use super::backoff::Backoff;
 use super::metrics::Metrics;
-use crate::cli::apply::Policy;
+use chmigrate::engine::StopFlag;
+use chmigrate::k8s::reconcile::Policy;
 
 /// Operator-wide settings.
 #[derive(Debug, Clone)]
@@ -30,9 +31,12 @@ pub struct Settings {
     /// Whether this instance was elected leader through the Lease.
     pub leader: bool,
     /// When this process started or became the leader (µs): see
-    /// [`crate::cli::online::StaleLocks`] for when a lock taken before then
+    /// [`chmigrate::engine::StaleLocks`] for when a lock taken before then
     /// may be taken over.
     pub started_us: u64,
+    /// Set on SIGINT/SIGTERM or the loss of the leader Lease: every running
+    /// migration stops before its next statement.
+    pub stop: StopFlag,
 }
 
 /// The caches (reflector stores) one controller reads from: a reconcile

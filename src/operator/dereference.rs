@@ -8,8 +8,8 @@ use kube::ResourceExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use chmigrate::crd::{ClickHouseMigration, MigrationSet};
-use chmigrate::manifest::{self, InvalidMigration, Manifests};
+use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::k8s::manifest::{self, InvalidMigration, Manifests};
 
 use super::context::Stores;
 

@@ -5,13 +5,16 @@
 //! leader through a Lease; the ledger lock still keeps the CLI and the
 //! operator apart.
 
+mod apply;
 mod backoff;
 mod context;
 mod dereference;
 mod metrics;
 mod reconcile;
+mod status;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,11 +33,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
-use chmigrate::crd::{ClickHouseMigration, MigrationSet};
-use chmigrate::manifest;
+use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::k8s::manifest;
 
-use crate::cli::apply::Policy;
-use crate::cli::online::request_stop;
+use chmigrate::engine::StopFlag;
+use chmigrate::k8s::reconcile::Policy;
 use context::{Ctx, Settings, Shared, Stores};
 use metrics::{Health, Metrics};
 
@@ -63,7 +66,7 @@ pub struct OperatorArgs {
     /// The rollback strategy of sets that name none (the global
     /// `--rollback-strategy`)
     #[arg(skip)]
-    pub default_rollback_strategy: Option<chmigrate::strategy::RollbackStrategy>,
+    pub default_rollback_strategy: Option<chmigrate::model::strategy::RollbackStrategy>,
     /// The parallelism of sets that name none (the global `--parallel`)
     #[arg(skip)]
     pub default_parallel: Option<usize>,
@@ -111,11 +114,11 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-fn on_signals(tx: watch::Sender<bool>) {
+fn on_signals(tx: watch::Sender<bool>, stop: StopFlag) {
     tokio::spawn(async move {
-        crate::cli::online::terminated().await;
+        chmigrate::engine::context::terminated().await;
         tracing::info!("shutting down: running migrations stop before their next statement");
-        request_stop();
+        stop.request();
         let _ = tx.send(true);
     });
 }
@@ -131,7 +134,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     health.live.store(true, Ordering::SeqCst);
     let (stop_tx, stop_rx) = watch::channel(false);
-    on_signals(stop_tx.clone());
+    let stop_flag = StopFlag::default();
+    on_signals(stop_tx.clone(), stop_flag.clone());
     let server = tokio::spawn(metrics::serve(
         args.listen,
         metrics.clone(),
@@ -180,11 +184,12 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         // from the ledger.
         let mut watch_rx = leader_rx.clone();
         let tx = stop_tx.clone();
+        let lost = stop_flag.clone();
         tokio::spawn(async move {
             loop {
                 if watch_rx.changed().await.is_err() || !*watch_rx.borrow_and_update() {
                     tracing::error!("lost the leader lease; stopping");
-                    request_stop();
+                    lost.request();
                     let _ = tx.send(true);
                     return;
                 }
@@ -216,6 +221,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             identity: identity.clone(),
             leader: lease.is_some(),
             started_us: chmigrate::runtime::store::now_us(),
+            stop: stop_flag.clone(),
         },
     ));
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {

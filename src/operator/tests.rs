@@ -17,12 +17,13 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
-use chmigrate::crd::{ClickHouseMigration, MigrationSet};
+use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
 
 use super::context::{Ctx, Settings, Shared, Stores};
 use super::metrics::Metrics;
-use super::reconcile::{self, FINALIZER, merge_diff};
-use crate::cli::apply::Policy;
+use super::reconcile::{self, FINALIZER};
+use super::status::merge_diff;
+use chmigrate::k8s::reconcile::Policy;
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -137,6 +138,7 @@ fn ctx(
             identity: "test".into(),
             leader: false,
             started_us: 0,
+            stop: Default::default(),
         },
     ));
     Arc::new(Ctx {
@@ -234,7 +236,7 @@ async fn first_reconcile_writes_status_and_one_event_then_nothing() {
 #[tokio::test]
 async fn rollback_deletion_policy_adds_the_finalizer_with_a_compare_and_set() {
     let set = set_with(|s| {
-        s.spec.policy.deletion_policy = chmigrate::crd::DeletionPolicy::Rollback;
+        s.spec.policy.deletion_policy = chmigrate::k8s::crd::DeletionPolicy::Rollback;
     });
     let (seen, results) = requests(set, vec![], 1).await;
     assert!(results[0].is_ok(), "{results:?}");

@@ -1,11 +1,11 @@
 //! Freezing tables before a statement drops or rewrites their data, and
-//! removing frozen backups (the I/O half of [`crate::backup`]).
+//! removing frozen backups (the I/O half of [`crate::ledger::backups`]).
 
 use serde::Deserialize;
 
 use super::queries::{freezable_tables_sql, freeze_sql, system_unfreeze_sql, unfreeze_sql};
 use super::{ChError, Connection, Session};
-use crate::backup::{BackupDetails, host_url};
+use crate::ledger::backups::{BackupDetails, host_url};
 use crate::sql::destructive::{AtRisk, at_risk};
 use crate::sql::ident::split_qualified;
 

@@ -26,7 +26,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::de::DeserializeOwned;
 
 use super::error::{ChError, classify};
-use crate::config::Secret;
+use crate::model::secret::Secret;
 
 /// How to reach a server.
 #[derive(Debug, Clone)]

@@ -24,10 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use super::client::Connection;
 use super::error::{ChError, codes};
-use super::queries;
+use super::queries::{
+    self, attach_lock_sql, create_lock_sql, drop_lock_sql, lock_table, lock_zk_path,
+    needs_sync_drop,
+};
 use super::store::now_us;
 use crate::ledger::{LedgerEntry, LedgerTable};
-use crate::sql::ident::{Ident, string_literal};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,62 +75,6 @@ pub enum LockError {
     ZooKeeperLost { url: String, table: String },
     #[error(transparent)]
     Ch(#[from] ChError),
-}
-
-/// The lock table for a ledger.
-pub fn lock_table(ledger: &LedgerTable) -> Result<Ident, ChError> {
-    Ident::new(
-        "lock table name",
-        &format!("{}_lock", ledger.table.as_str()),
-    )
-    .map_err(|e| ChError::Config(e.to_string()))
-}
-
-fn lock_zk_path(ledger: &LedgerTable) -> String {
-    format!("{}_lock", ledger.zookeeper_path())
-}
-
-/// `CREATE TABLE` of the lock (no `IF NOT EXISTS`: failing is the point).
-pub fn create_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
-    let engine = match &ledger.cluster {
-        Some(_) => format!(
-            "ReplicatedMergeTree({}, 'lock')",
-            string_literal(&lock_zk_path(ledger))
-        ),
-        None => "MergeTree()".to_string(),
-    };
-    Ok(format!(
-        "CREATE TABLE {}.{} (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = {engine} ORDER BY token",
-        ledger.database,
-        lock_table(ledger)?
-    ))
-}
-
-/// `DROP TABLE` of the lock; `sync` for servers that delay drops (20.x+).
-pub fn drop_lock_sql(
-    ledger: &LedgerTable,
-    if_exists: bool,
-    on_cluster: bool,
-    sync: bool,
-) -> Result<String, ChError> {
-    let mut s = format!(
-        "DROP TABLE {}{}.{}",
-        if if_exists { "IF EXISTS " } else { "" },
-        ledger.database,
-        lock_table(ledger)?
-    );
-    if on_cluster && let Some(c) = &ledger.cluster {
-        s.push_str(&format!(" ON CLUSTER {c}"));
-    }
-    if sync {
-        s.push_str(" SYNC");
-    }
-    Ok(s)
-}
-
-/// Whether the server delays `DROP TABLE` (Atomic databases, 20.x and later).
-pub fn needs_sync_drop(server_major: u32) -> bool {
-    server_major >= 20
 }
 
 /// A held lock; release it with [`release`].
@@ -381,15 +327,10 @@ pub async fn force(
     Ok(())
 }
 
-/// `ATTACH TABLE` of the lock with its definition: takes up files left
-/// behind by a drop that did not finish.
-pub fn attach_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
-    Ok(create_lock_sql(ledger)?.replacen("CREATE TABLE", "ATTACH TABLE", 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::ident::Ident;
 
     fn ledger(cluster: Option<&str>) -> LedgerTable {
         LedgerTable {

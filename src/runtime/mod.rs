@@ -8,9 +8,7 @@ pub mod client;
 pub mod ddl;
 pub mod error;
 pub mod lock;
-pub mod pending;
 pub mod queries;
-pub mod run;
 pub mod store;
 
 use std::time::Duration;
@@ -32,8 +30,8 @@ pub struct TargetConfig {
     /// How long to wait for a mutation to finish.
     pub mutation_timeout: Duration,
     /// Backups taken before statements that drop or rewrite data.
-    pub backup: crate::backup::BackupPolicy,
-    /// Migrations run at once within the target ([`crate::waves`]; 1:
+    pub backup: crate::ledger::backups::BackupPolicy,
+    /// Migrations run at once within the target ([`crate::plan::waves`]; 1:
     /// serial).
     pub parallel: usize,
 }

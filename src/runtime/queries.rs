@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::lock::{create_lock_sql, drop_lock_sql, lock_table, needs_sync_drop};
+use super::error::ChError;
 use crate::ledger::{LedgerEntry, LedgerTable};
 use crate::sql::ident::{Ident, string_literal};
 
@@ -330,9 +330,9 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         format!("CREATE VIEW {db}.derived_v AS SELECT id FROM {db}.derived_t"),
         format!("RENAME TABLE {db}.derived_t TO {db}.derived_t2"),
     ];
-    let up: Vec<crate::migration::Statement> = forward
+    let up: Vec<crate::model::migration::Statement> = forward
         .iter()
-        .map(|sql| crate::migration::Statement {
+        .map(|sql| crate::model::migration::Statement {
             sql: sql.clone(),
             line: 1,
         })
@@ -426,6 +426,68 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         drop_database_sql(&ledger.database, None),
     ));
     Ok(out)
+}
+
+/// The lock table for a ledger.
+pub fn lock_table(ledger: &LedgerTable) -> Result<Ident, ChError> {
+    Ident::new(
+        "lock table name",
+        &format!("{}_lock", ledger.table.as_str()),
+    )
+    .map_err(|e| ChError::Config(e.to_string()))
+}
+
+pub fn lock_zk_path(ledger: &LedgerTable) -> String {
+    format!("{}_lock", ledger.zookeeper_path())
+}
+
+/// `CREATE TABLE` of the lock (no `IF NOT EXISTS`: failing is the point).
+pub fn create_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
+    let engine = match &ledger.cluster {
+        Some(_) => format!(
+            "ReplicatedMergeTree({}, 'lock')",
+            string_literal(&lock_zk_path(ledger))
+        ),
+        None => "MergeTree()".to_string(),
+    };
+    Ok(format!(
+        "CREATE TABLE {}.{} (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = {engine} ORDER BY token",
+        ledger.database,
+        lock_table(ledger)?
+    ))
+}
+
+/// `DROP TABLE` of the lock; `sync` for servers that delay drops (20.x+).
+pub fn drop_lock_sql(
+    ledger: &LedgerTable,
+    if_exists: bool,
+    on_cluster: bool,
+    sync: bool,
+) -> Result<String, ChError> {
+    let mut s = format!(
+        "DROP TABLE {}{}.{}",
+        if if_exists { "IF EXISTS " } else { "" },
+        ledger.database,
+        lock_table(ledger)?
+    );
+    if on_cluster && let Some(c) = &ledger.cluster {
+        s.push_str(&format!(" ON CLUSTER {c}"));
+    }
+    if sync {
+        s.push_str(" SYNC");
+    }
+    Ok(s)
+}
+
+/// Whether the server delays `DROP TABLE` (Atomic databases, 20.x and later).
+pub fn needs_sync_drop(server_major: u32) -> bool {
+    server_major >= 20
+}
+
+/// `ATTACH TABLE` of the lock with its definition: takes up files left
+/// behind by a drop that did not finish.
+pub fn attach_lock_sql(ledger: &LedgerTable) -> Result<String, ChError> {
+    Ok(create_lock_sql(ledger)?.replacen("CREATE TABLE", "ATTACH TABLE", 1))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::client::Connection;
 use super::error::ChError;
-use crate::ledger::{LedgerEntry, LedgerTable, shape_mismatches};
+use crate::ledger::{LedgerEntry, LedgerTable, Record, shape_mismatches};
 
 /// Failures of the ledger itself.
 #[derive(Debug, thiserror::Error)]
@@ -164,9 +164,9 @@ impl Writer {
     }
 
     /// Stages one event built from the template; nothing is sent yet.
-    pub fn stage(&mut self, f: impl FnOnce(&mut LedgerEntry)) -> LedgerEntry {
+    pub fn stage(&mut self, record: Record) -> LedgerEntry {
         let mut e = self.template.clone();
-        f(&mut e);
+        record.fill(&mut e);
         e.seq = self.next_seq;
         if e.event_time_us == 0 {
             e.event_time_us = now_us();
@@ -189,11 +189,8 @@ impl Writer {
     }
 
     /// Stages one event and sends everything staged.
-    pub async fn write(
-        &mut self,
-        f: impl FnOnce(&mut LedgerEntry),
-    ) -> Result<LedgerEntry, LedgerError> {
-        let e = self.stage(f);
+    pub async fn write(&mut self, record: Record) -> Result<LedgerEntry, LedgerError> {
+        let e = self.stage(record);
         self.flush().await?;
         Ok(e)
     }

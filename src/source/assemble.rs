@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::file::{DownPart, Draft, FilePart};
 use super::{Loaded, SourceError, SourceErrorKind};
-use crate::migration::{Checksum, Migration, SourceFormat};
-use crate::version::Version;
+use crate::model::migration::{Checksum, Migration, SourceFormat};
+use crate::model::version::Version;
 
 /// Builds migrations from the parts of many files. Parts are taken in the
 /// order given (callers sort them by path), so the second definition of a
@@ -67,13 +67,13 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
         if draft.format != SourceFormat::Flyway || down_location.is_some() {
             match (draft.header.rollback, &down) {
                 (Some((true, line)), None) => errors.push(SourceError::new(
-                    crate::migration::Location::new(draft.location.file.clone(), line),
+                    crate::model::migration::Location::new(draft.location.file.clone(), line),
                     SourceErrorKind::RollbackConflict(
                         "header says Rollback: true but no rollback is written".into(),
                     ),
                 )),
                 (Some((false, line)), Some(_)) => errors.push(SourceError::new(
-                    crate::migration::Location::new(draft.location.file.clone(), line),
+                    crate::model::migration::Location::new(draft.location.file.clone(), line),
                     SourceErrorKind::RollbackConflict(
                         "header says Rollback: false but a rollback is written".into(),
                     ),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::file::parse_file;
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
-use crate::migration::Location;
+use crate::model::migration::Location;
 
 /// Loads every migration under `dir`.
 pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use super::header::{Header, parse_header};
 use super::{SourceError, SourceErrorKind};
-use crate::migration::{Location, SourceFormat, Statement};
+use crate::model::migration::{Location, SourceFormat, Statement};
+use crate::model::version::Version;
 use crate::sql::lexer::{LexError, TokenKind, tokenize};
 use crate::sql::split::line_of_offset;
-use crate::version::Version;
 
 /// What a file name says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

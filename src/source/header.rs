@@ -16,8 +16,8 @@
 //! line starting `-- ROLLBACK:` in capitals is rollback SQL, not a header.
 //! Unknown `-- Key: value` lines are ordinary comments.
 
-use crate::migration::Environments;
-use crate::version::Version;
+use crate::model::migration::Environments;
+use crate::model::version::Version;
 
 /// A parsed header. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct Header {
     /// `-- Rollback: true|false` and its line.
     pub rollback: Option<(bool, usize)>,
     /// `-- Rollback-Strategy: script|freeze-and-drop|forward-only`.
-    pub rollback_strategy: Option<crate::strategy::RollbackStrategy>,
+    pub rollback_strategy: Option<crate::model::strategy::RollbackStrategy>,
 }
 
 /// A header line that could not be read: its 1-based line and why.
@@ -147,7 +147,7 @@ pub fn parse_header(text: &str) -> (Header, Vec<HeaderError>) {
                 )),
             },
             "rollback-strategy" | "rollback_strategy" | "rollbackstrategy" => {
-                match crate::strategy::RollbackStrategy::parse(value) {
+                match crate::model::strategy::RollbackStrategy::parse(value) {
                     Ok(s) => h.rollback_strategy = Some(s),
                     Err(e) => err(format!("invalid Rollback-Strategy header: {e}")),
                 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::file::{Draft, FilePart, parse_file};
 use super::header::{Header, parse_dependencies, parse_environments};
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
-use crate::migration::{Location, SourceFormat};
-use crate::version::Version;
+use crate::model::migration::{Location, SourceFormat};
+use crate::model::version::Version;
 
 /// A migration given field by field (what the operator reads from a
 /// `ClickHouseMigration`).
@@ -28,7 +28,7 @@ pub struct MemoryMigration {
 /// Test files named as their content says (`(file name, content)`), loaded
 /// with the default size limit; any source error fails the test.
 #[cfg(test)]
-pub(crate) fn load_named(files: &[(&str, &str)]) -> Vec<crate::migration::Migration> {
+pub(crate) fn load_named(files: &[(&str, &str)]) -> Vec<crate::model::migration::Migration> {
     let files: Vec<(String, String, String)> = files
         .iter()
         .map(|(n, c)| (n.to_string(), n.to_string(), c.to_string()))
@@ -136,7 +136,7 @@ fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceErro
         }
     }
     if let Some(s) = &item.rollback_strategy {
-        match crate::strategy::RollbackStrategy::parse(s) {
+        match crate::model::strategy::RollbackStrategy::parse(s) {
             Ok(s) => header.rollback_strategy = Some(s),
             Err(e) => errors.push(err(
                 "rollbackStrategy",

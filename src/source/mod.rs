@@ -14,8 +14,8 @@ pub mod memory;
 
 use std::fmt;
 
-use crate::migration::{Location, Migration};
-use crate::version::Version;
+use crate::model::migration::{Location, Migration};
+use crate::model::version::Version;
 
 pub use assemble::assemble;
 pub use dir::load_dir;
@@ -93,7 +93,7 @@ pub(crate) fn statements(
     text: &str,
     file: &std::sync::Arc<str>,
     line_of: impl Fn(usize) -> usize,
-) -> Result<Vec<crate::migration::Statement>, SourceError> {
+) -> Result<Vec<crate::model::migration::Statement>, SourceError> {
     use crate::sql::split::{line_of_offset, split_statements};
     let stmts = split_statements(text).map_err(|e| {
         SourceError::new(
@@ -103,7 +103,7 @@ pub(crate) fn statements(
     })?;
     Ok(stmts
         .into_iter()
-        .map(|s| crate::migration::Statement {
+        .map(|s| crate::model::migration::Statement {
             sql: s.text,
             line: line_of(s.line),
         })
@@ -116,4 +116,10 @@ pub(crate) fn statements(
 pub struct Loaded {
     pub migrations: Vec<Migration>,
     pub errors: Vec<SourceError>,
+}
+
+impl From<SourceError> for crate::model::diagnostic::Diagnostic {
+    fn from(e: SourceError) -> Self {
+        crate::model::diagnostic::Diagnostic::error(Some(e.location), e.kind.to_string())
+    }
 }

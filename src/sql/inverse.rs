@@ -20,9 +20,9 @@
 //! dropping it would lose it). Derived statements keep `${…}` placeholders
 //! and carry no `ON CLUSTER`: they are prepared like written ones.
 
+use super::Statement;
 use super::lexer::LexError;
 use super::statement::{Head, ObjectKind, StatementKind, Verb, analyze, top_level_clauses};
-use crate::migration::Statement;
 
 /// Why a statement cannot be undone without a written rollback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,14 @@
+//! One module per command (or family of commands): each reads its
+//! arguments, calls the library, and prints.
+
+pub mod apply;
+pub mod authoring;
+pub mod backups;
+pub mod doctor;
+pub mod ledger;
+pub mod migrate;
+pub mod profile;
+pub mod repair;
+pub mod status;
+pub mod test;
+pub mod validate;

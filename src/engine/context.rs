@@ -1,0 +1,162 @@
+//! Who a run is and when it must stop: passed explicitly to every engine
+//! call (no task-locals, no globals).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::runtime::store::now_us;
+
+/// Which held locks a run may take over: the operator's own, left by an
+/// instance that is provably gone.
+///
+/// A lock is only ever taken over when it was taken before this process
+/// started (or became the leader) by an operator working on the same set,
+/// and either this instance holds the leader Lease (so the holder lost it
+/// and stops before its next statement) or the holder has this instance's
+/// own identity (this pod's container restarted). Two operators without
+/// leader election never take each other's locks: the second waits, the
+/// set says `LockHeld` naming the holder.
+#[derive(Debug, Clone)]
+pub struct StaleLocks {
+    /// Holders starting with this are instances of the same operator for
+    /// the same set (`operator:<ns>/<name> (`).
+    pub holder_prefix: String,
+    /// This instance's identity (pod name).
+    pub identity: String,
+    /// Whether this instance holds the leader Lease.
+    pub leader: bool,
+    /// When this process started, or became the leader (µs since the
+    /// epoch).
+    pub started_us: u64,
+}
+
+impl StaleLocks {
+    pub fn is_stale(&self, holder: &str, acquired_us: u64) -> bool {
+        let Some(who) = holder
+            .strip_prefix(&self.holder_prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+        else {
+            return false;
+        };
+        acquired_us < self.started_us && (self.leader || who == self.identity)
+    }
+}
+
+/// A stop request shared by every run of a process: set on SIGINT/SIGTERM
+/// (or the operator's loss of leadership); runs stop before their next
+/// statement, record where, and release the lock.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub(crate) fn flag(&self) -> &AtomicBool {
+        &self.0
+    }
+}
+
+/// Everything a run needs to know about who runs it.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Written into every ledger event and the lock: `user@machine
+    /// (chmigrate V, pid N)` for a person, `operator:<ns>/<name> (<pod>)`
+    /// for the operator.
+    pub actor: String,
+    /// Which held locks may be taken over (the operator's); `None`: never.
+    pub stale_locks: Option<StaleLocks>,
+    pub stop: StopFlag,
+}
+
+impl RunContext {
+    /// A run by this process on behalf of the person running it.
+    pub fn local(stop: StopFlag) -> Self {
+        RunContext {
+            actor: local_actor(),
+            stale_locks: None,
+            stop,
+        }
+    }
+}
+
+fn machine() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// `user@machine (chmigrate V, pid N)`.
+pub fn local_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{user}@{} (chmigrate {}, pid {})",
+        machine(),
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
+}
+
+/// A run's id: unique per process and moment.
+pub fn run_id() -> String {
+    format!("{:x}-{:x}", now_us(), std::process::id())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StaleLocks;
+
+    fn rule(leader: bool) -> StaleLocks {
+        StaleLocks {
+            holder_prefix: "operator:apps/events (".into(),
+            identity: "op-b".into(),
+            leader,
+            started_us: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_lock_is_taken_over_only_from_a_provably_gone_instance() {
+        let follower = rule(false);
+        let leader = rule(true);
+        // This pod's own earlier life (container restart): taken over.
+        assert!(follower.is_stale("operator:apps/events (op-b)", 999));
+        // Another instance without the lease: maybe alive, never taken.
+        assert!(!follower.is_stale("operator:apps/events (op-a)", 999));
+        // The lease holder takes over what a previous leader left.
+        assert!(leader.is_stale("operator:apps/events (op-a)", 999));
+        // Taken after this instance started or became the leader: alive.
+        assert!(!leader.is_stale("operator:apps/events (op-a)", 1_000));
+        assert!(!follower.is_stale("operator:apps/events (op-b)", 1_500));
+        // Other sets, the CLI and look-alike names are never taken over.
+        assert!(!leader.is_stale("operator:apps/events-2 (op-a)", 1));
+        assert!(!leader.is_stale("operator:apps/eventsx (op-a)", 1));
+        assert!(!leader.is_stale("alice@laptop (pid 7)", 1));
+        assert!(!follower.is_stale("operator:apps/events (op-b) extra", 1));
+    }
+}

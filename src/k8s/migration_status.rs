@@ -1,0 +1,241 @@
+//! Status of a `ClickHouseMigration` in each set that includes it (pure):
+//! its phase, when it was applied and how long it took, how many hosts
+//! finished it, and the last error — computed from the set's ledger after a
+//! run, never from what the run hoped to do.
+
+use std::collections::BTreeMap;
+
+use crate::k8s::crd::{ClickHouseMigrationStatus, Phase, SetStatus};
+use crate::ledger::LedgerEntry;
+use crate::ledger::fold::{Direction, EventKind, TargetState, VersionState};
+use crate::model::version::Version;
+
+/// What one reconcile of a set learnt about its target.
+#[derive(Debug, Clone, Default)]
+pub struct SetFacts {
+    /// `namespace/name` is not needed: the set's name is enough within a
+    /// namespace.
+    pub set: String,
+    pub hosts_total: u32,
+    /// The ledger after the run.
+    pub history: Vec<LedgerEntry>,
+    /// Hosts that have not finished some statement of a version.
+    pub pending_hosts: BTreeMap<Version, Vec<String>>,
+    /// Errors this run hit, per version.
+    pub errors: BTreeMap<Version, String>,
+    /// Versions the plan skipped (other environments).
+    pub skipped: Vec<Version>,
+}
+
+/// Start and completion times (µs) of the latest up run of each version.
+fn timings(history: &[LedgerEntry]) -> BTreeMap<Version, (Option<u64>, u64)> {
+    let mut started: BTreeMap<Version, u64> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for e in history {
+        let Ok(ev) = e.to_event() else { continue };
+        let Some(v) = ev.version else { continue };
+        match ev.kind {
+            EventKind::Started {
+                direction: Direction::Up,
+                ..
+            } => {
+                started.insert(v, e.event_time_us);
+            }
+            EventKind::Completed {
+                direction: Direction::Up,
+            }
+            | EventKind::Baselined { .. } => {
+                out.insert(v.clone(), (started.get(&v).copied(), e.event_time_us));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The status entry of `version` in the set `facts` describes.
+pub fn set_entry(version: &Version, facts: &SetFacts) -> SetStatus {
+    let state = {
+        let events: Vec<_> = facts
+            .history
+            .iter()
+            .filter_map(|e| e.to_event().ok())
+            .collect();
+        TargetState::fold(&events)
+    };
+    let pending = facts.pending_hosts.get(version).map_or(0, Vec::len) as u32;
+    let total = facts.hosts_total.max(1);
+    let mut entry = SetStatus {
+        set: facts.set.clone(),
+        hosts_total: total,
+        ..Default::default()
+    };
+    let (phase, error) = match state.get(version) {
+        _ if facts.skipped.contains(version) => (Phase::Skipped, None),
+        _ if facts.errors.contains_key(version) => {
+            (Phase::Failed, facts.errors.get(version).cloned())
+        }
+        Some(VersionState::Applied { .. }) if pending > 0 => (Phase::Running, None),
+        Some(VersionState::Applied { .. }) => (Phase::Applied, None),
+        Some(VersionState::RolledBack) => (Phase::RolledBack, None),
+        Some(VersionState::InProgress(p)) => match &p.failed {
+            Some(err) => (Phase::Failed, Some(err.clone())),
+            None => (Phase::Running, None),
+        },
+        None => (Phase::Pending, None),
+    };
+    entry.phase = phase;
+    entry.last_error = error;
+    entry.hosts_done = match phase {
+        Phase::Applied => total,
+        Phase::Running => total.saturating_sub(pending),
+        _ => 0,
+    };
+    if matches!(phase, Phase::Applied | Phase::Running)
+        && let Some((start, done)) = timings(&facts.history).get(version)
+    {
+        entry.applied_at = Some(crate::clock::format_us(*done));
+        entry.duration_ms = start.map(|s| done.saturating_sub(s) / 1000);
+    }
+    entry
+}
+
+/// `existing` with the entry of `entry.set` replaced (or removed when
+/// `entry` is `None`), entries sorted by set, and the summary fields
+/// `kubectl get` shows taken from the first entry.
+pub fn merge(
+    existing: Option<&ClickHouseMigrationStatus>,
+    set: &str,
+    entry: Option<SetStatus>,
+) -> ClickHouseMigrationStatus {
+    let mut sets: Vec<SetStatus> = existing
+        .map(|s| s.sets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.set != set)
+        .collect();
+    sets.extend(entry);
+    sets.sort_by(|a, b| a.set.cmp(&b.set));
+    let first = sets.first();
+    ClickHouseMigrationStatus {
+        set: first.map(|e| e.set.clone()),
+        phase: first.map(|e| e.phase),
+        hosts: first.map(|e| format!("{}/{}", e.hosts_done, e.hosts_total)),
+        sets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, at: u64, version: &str, event: &str, statement: i64) -> LedgerEntry {
+        LedgerEntry {
+            seq,
+            event_time_us: at,
+            version: version.into(),
+            event: event.into(),
+            direction: "up".into(),
+            statement,
+            checksum: "9ae975e7".repeat(8),
+            details: if event == "started" {
+                r#"{"statements":1}"#.into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn applied_history() -> Vec<LedgerEntry> {
+        vec![
+            entry(1, 1_700_000_000_000_000, "1", "started", -1),
+            entry(2, 1_700_000_000_250_000, "1", "statement_done", 0),
+            entry(3, 1_700_000_000_400_000, "1", "completed", -1),
+        ]
+    }
+
+    fn facts(history: Vec<LedgerEntry>) -> SetFacts {
+        SetFacts {
+            set: "app".into(),
+            hosts_total: 4,
+            history,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn applied_version_reports_time_duration_and_all_hosts() {
+        let h = applied_history();
+        assert!(
+            h.iter().all(|e| e.to_event().is_ok()),
+            "fixture rows are valid ledger rows: {:?}",
+            h.iter().map(|e| e.to_event()).collect::<Vec<_>>()
+        );
+        let e = set_entry(&v("1"), &facts(h));
+        assert_eq!(e.phase, Phase::Applied);
+        assert_eq!(e.hosts_done, 4);
+        assert_eq!(e.hosts_total, 4);
+        assert_eq!(e.duration_ms, Some(400));
+        assert_eq!(e.applied_at.as_deref(), Some("2023-11-14 22:13:20"));
+        assert_eq!(e.last_error, None);
+    }
+
+    #[test]
+    fn pending_hosts_make_an_applied_version_running() {
+        let mut f = facts(applied_history());
+        f.pending_hosts
+            .insert(v("1"), vec!["127.0.0.14:9004".into()]);
+        let e = set_entry(&v("1"), &f);
+        assert_eq!(e.phase, Phase::Running);
+        assert_eq!((e.hosts_done, e.hosts_total), (3, 4));
+    }
+
+    #[test]
+    fn unknown_skipped_and_failed_versions() {
+        let mut f = facts(applied_history());
+        assert_eq!(set_entry(&v("2"), &f).phase, Phase::Pending);
+        assert_eq!(set_entry(&v("2"), &f).hosts_done, 0);
+        f.skipped.push(v("3"));
+        assert_eq!(set_entry(&v("3"), &f).phase, Phase::Skipped);
+        f.errors.insert(v("4"), "Code: 62, syntax error".into());
+        let e = set_entry(&v("4"), &f);
+        assert_eq!(e.phase, Phase::Failed);
+        assert_eq!(e.last_error.as_deref(), Some("Code: 62, syntax error"));
+    }
+
+    #[test]
+    fn merge_replaces_only_this_sets_entry_and_summarises_the_first() {
+        let a = SetStatus {
+            set: "b-set".into(),
+            phase: Phase::Applied,
+            hosts_done: 4,
+            hosts_total: 4,
+            ..Default::default()
+        };
+        let one = merge(None, "b-set", Some(a.clone()));
+        assert_eq!(one.hosts.as_deref(), Some("4/4"));
+        let two = merge(
+            Some(&one),
+            "a-set",
+            Some(SetStatus {
+                set: "a-set".into(),
+                phase: Phase::Pending,
+                hosts_total: 1,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(two.sets.len(), 2);
+        assert_eq!(two.set.as_deref(), Some("a-set"));
+        assert_eq!(two.phase, Some(Phase::Pending));
+        let again = merge(Some(&two), "b-set", Some(a));
+        assert_eq!(again, two, "the same entry again changes nothing");
+        let removed = merge(Some(&two), "a-set", None);
+        assert_eq!(removed.sets, one.sets);
+        assert_eq!(removed.set.as_deref(), Some("b-set"));
+    }
+}

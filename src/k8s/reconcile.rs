@@ -1,0 +1,679 @@
+//! The reconcile of one `MigrationSet` over its manifests, through the
+//! engine's one migrate path: validate the set (its migrations, its spec,
+//! the operator's policy) → plan → apply → the status the operator writes.
+//! `chmigrate apply -f` and the operator both call [`reconcile_to`]; the
+//! status reasons come from typed outcomes and problems.
+
+use kube::ResourceExt;
+
+use crate::config::{ConnectionSection, MigrationsSection, Overrides, Settings};
+use crate::engine::{
+    self, Blocked, EngineError, LockHeld, Outcome, Planned, Report, RunContext, RunError,
+    TargetSpec,
+};
+use crate::k8s::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
+use crate::k8s::manifest::{self, Manifests};
+use crate::k8s::migration_status::SetFacts;
+use crate::k8s::set_status::{self, Health};
+use crate::ledger::fold::TargetState;
+use crate::model::migration::Migration;
+use crate::model::secret::Secret;
+use crate::model::version::Version;
+use crate::plan::{Problem, snapshot};
+use crate::runtime::ChError;
+
+/// What the operator (or the command line) forbids or sets for every set.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// No set may roll back, whatever its own policy says.
+    pub forbid_rollback: bool,
+    /// The environment this runner serves; sets naming another are refused.
+    pub environment: Option<String>,
+    /// Every set freezes before destructive statements, whatever its own
+    /// `policy.backup` says (`--backup freeze`; production).
+    pub always_freeze: bool,
+    /// The rollback strategy of sets that name none (`--rollback-strategy`).
+    pub default_rollback_strategy: Option<crate::model::strategy::RollbackStrategy>,
+    /// The parallelism of sets that name none (`--parallel`).
+    pub default_parallel: Option<usize>,
+}
+
+/// How a set's reconcile ended, as the command line's exit code and the
+/// operator's metrics read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Applied (or nothing to do, suspended, a dry run).
+    Ok,
+    /// The set or its migrations are invalid, or the plan is blocked.
+    Invalid,
+    /// A statement, a host, the server or the connection failed.
+    Failed,
+    /// Applied; some hosts have not finished.
+    HostsPending,
+    /// Another runner holds the lock.
+    Locked,
+}
+
+/// The outcome of one set: its status and what it calls for.
+#[derive(Debug)]
+pub struct SetResult {
+    pub namespace: String,
+    pub name: String,
+    pub status: MigrationSetStatus,
+    pub verdict: Verdict,
+    /// What the target's ledger says, when it was reached.
+    pub facts: Option<SetFacts>,
+    /// Versions applied and rolled back by this reconcile.
+    pub applied: Vec<Version>,
+    pub rolled_back: Vec<Version>,
+    /// The migration whose statement failed, and the error.
+    pub failed_version: Option<(Version, String)>,
+    /// Trying again later may succeed without a person acting (the server
+    /// was unreachable, the lock was held, a statement failed).
+    pub retry: bool,
+}
+
+impl SetResult {
+    /// Nothing known yet about the set `namespace/name`.
+    pub fn new(namespace: String, name: String) -> Self {
+        SetResult {
+            namespace,
+            name,
+            status: MigrationSetStatus::default(),
+            verdict: Verdict::Ok,
+            facts: None,
+            applied: Vec::new(),
+            rolled_back: Vec::new(),
+            failed_version: None,
+            retry: false,
+        }
+    }
+}
+
+/// Step 1, validate: the engine settings of a set, its Secret references
+/// resolved, checked against the runner's policy.
+pub fn settings_for(
+    set: &MigrationSet,
+    all: &Manifests,
+    policy: &Policy,
+) -> Result<Settings, String> {
+    let ns = set.namespace().unwrap_or_else(|| "default".into());
+    let spec = &set.spec;
+    let environment = match (&spec.environment, &policy.environment) {
+        (Some(mine), Some(op)) if mine != op => {
+            return Err(format!(
+                "spec.environment is {mine:?} but this operator runs {op:?}; \
+                 a set can only run in the environment its operator serves"
+            ));
+        }
+        (Some(e), _) | (None, Some(e)) => e.clone(),
+        (None, None) => "development".into(),
+    };
+    let creds = &spec.connection.credentials;
+    let password = match (&creds.password_secret_ref, creds.passwordless) {
+        (Some(r), _) => Some(Secret::new(manifest::secret_value(all, &ns, r)?)),
+        (None, Some(true)) => None,
+        (None, _) => return Err("credentials need passwordSecretRef or passwordless: true".into()),
+    };
+    let tls = spec.connection.tls.clone().unwrap_or_default();
+    let ca_file = match &tls.ca_secret_ref {
+        Some(r) => {
+            let pem = manifest::secret_value(all, &ns, r)?;
+            let path = std::env::temp_dir().join(format!(
+                "chmigrate-ca-{}-{}.pem",
+                std::process::id(),
+                set.name_any()
+            ));
+            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let overrides = Overrides {
+        environment: Some(environment),
+        connection: ConnectionSection {
+            url: Some(spec.connection.url.clone()),
+            user: Some(creds.user.clone()),
+            password,
+            database: Some(spec.connection.database.clone()),
+            cluster: spec.connection.cluster.clone(),
+            ca_file,
+            tls_verify: Some(!tls.insecure_skip_verify),
+            ddl_timeout: spec.policy.ddl_timeout_seconds.map(u64::from),
+            ..Default::default()
+        },
+        migrations: MigrationsSection {
+            history_table: spec.history_table.clone(),
+            on_cluster: Some(spec.policy.on_cluster),
+            // The operator's (here: the command line's) prohibition wins.
+            allow_rollback: Some(spec.policy.allow_rollback && !policy.forbid_rollback),
+            out_of_order: Some(spec.policy.out_of_order),
+            variables: Some(spec.variables.clone()),
+            rollback_strategy: spec
+                .policy
+                .rollback_strategy
+                .or(policy.default_rollback_strategy),
+            parallel: spec
+                .policy
+                .parallel
+                .map(usize::from)
+                .or(policy.default_parallel),
+            backup: Some(if policy.always_freeze {
+                crate::ledger::backups::BackupPolicy::Freeze
+            } else {
+                spec.policy.backup
+            }),
+            ..Default::default()
+        },
+        logging: Default::default(),
+    };
+    Settings::resolve(None, &overrides).map_err(|e| e.to_string())
+}
+
+/// Reconciles one set towards its `targetVersion` (or the latest).
+pub async fn reconcile(
+    set: &MigrationSet,
+    all: &Manifests,
+    policy: &Policy,
+    ctx: &RunContext,
+) -> SetResult {
+    reconcile_to(set, all, policy, None, ctx).await
+}
+
+/// What the validate step hands to plan and apply.
+struct Valid {
+    settings: Settings,
+    spec: TargetSpec,
+}
+
+/// Step 1: the set's migrations and spec, or the health that stops here.
+fn validate(
+    set: &MigrationSet,
+    all: &Manifests,
+    policy: &Policy,
+    target: Option<TargetSpec>,
+    errors: &[crate::source::SourceError],
+    out: &mut SetResult,
+) -> Result<Valid, Health> {
+    if set.spec.policy.suspend && target.is_none() {
+        return Err(Health::Progressing {
+            reason: "Suspended".into(),
+            message: "spec.policy.suspend is true".into(),
+        });
+    }
+    if !errors.is_empty() {
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(stalled("InvalidMigrations", messages.join("; "), out));
+    }
+    let spec = match (target, &set.spec.target_version) {
+        (Some(t), _) => Ok(t),
+        (None, Some(v)) => Version::parse(v)
+            .map(TargetSpec::Version)
+            .map_err(|e| format!("targetVersion: {e}")),
+        (None, None) => Ok(TargetSpec::Latest),
+    };
+    spec.and_then(|spec| {
+        Ok(Valid {
+            settings: settings_for(set, all, policy)?,
+            spec,
+        })
+    })
+    .map_err(|msg| stalled("InvalidSpec", msg, out))
+}
+
+/// Reconciles one set towards `target` when given (the operator's
+/// roll-everything-back on deletion), else towards its spec.
+pub async fn reconcile_to(
+    set: &MigrationSet,
+    all: &Manifests,
+    policy: &Policy,
+    target: Option<TargetSpec>,
+    ctx: &RunContext,
+) -> SetResult {
+    let mut out = SetResult::new(
+        set.namespace().unwrap_or_else(|| "default".into()),
+        set.name_any(),
+    );
+    let loaded = manifest::migrations_for(set, all);
+    out.status.latest_version = loaded
+        .migrations
+        .iter()
+        .map(|m| m.version.clone())
+        .max()
+        .map(|v| v.to_string());
+    let health = match validate(set, all, policy, target, &loaded.errors, &mut out) {
+        Err(health) => health,
+        Ok(valid) => {
+            let started = crate::clock::format_us(crate::runtime::store::now_us());
+            let dry_run = set.spec.policy.dry_run;
+            let result = plan_and_apply(&valid, &loaded.migrations, dry_run, ctx).await;
+            match result {
+                Ok(Applied::DryRun(planned)) => dry_run_status(&mut out, &planned),
+                Ok(Applied::Ran(outcome)) => outcome_status(
+                    &mut out,
+                    &valid.settings,
+                    &loaded.migrations,
+                    outcome,
+                    started,
+                ),
+                Err(e) => error_status(&mut out, e),
+            }
+        }
+    };
+    // What this reconcile could not observe stays as last seen.
+    if let Some(prev) = &set.status {
+        if out.status.last_run.is_none() {
+            out.status.last_run = prev.last_run.clone();
+        }
+        if out.facts.is_none() && out.status.applied_version.is_none() {
+            out.status.applied_version = prev.applied_version.clone();
+        }
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    out.status = set_status::finish(
+        std::mem::take(&mut out.status),
+        &health,
+        set.metadata.generation,
+        set.status.as_ref(),
+        now,
+    );
+    out
+}
+
+enum Applied {
+    DryRun(Planned),
+    Ran(Outcome),
+}
+
+/// Steps 2 and 3: plan (reads only), then apply through the engine.
+async fn plan_and_apply(
+    valid: &Valid,
+    migrations: &[Migration],
+    dry_run: bool,
+    ctx: &RunContext,
+) -> Result<Applied, EngineError> {
+    let session = engine::connect(&valid.settings).await?;
+    let planned = engine::plan(&session, &valid.settings, migrations, valid.spec.clone()).await?;
+    if dry_run {
+        return Ok(Applied::DryRun(planned));
+    }
+    let outcome =
+        engine::migrate(&session, &valid.settings, &planned, ctx, &engine::Silent).await?;
+    Ok(Applied::Ran(outcome))
+}
+
+fn stalled(reason: &str, message: String, out: &mut SetResult) -> Health {
+    out.verdict = Verdict::Invalid;
+    Health::Stalled {
+        reason: reason.into(),
+        message,
+    }
+}
+
+fn facts_of(set: &str, r: &Report) -> SetFacts {
+    let mut facts = SetFacts {
+        set: set.to_string(),
+        hosts_total: r.host_count as u32,
+        history: r.history.clone(),
+        skipped: r.skipped.clone(),
+        ..Default::default()
+    };
+    for t in &r.pending {
+        if let Ok(v) = Version::parse(&t.version) {
+            let hosts = facts.pending_hosts.entry(v).or_default();
+            for h in &t.hosts {
+                if !hosts.contains(h) {
+                    hosts.push(h.clone());
+                }
+            }
+        }
+    }
+    for f in &r.failed_hosts {
+        if let Ok(v) = Version::parse(&f.task.version) {
+            facts
+                .errors
+                .insert(v, format!("host {}: {}", f.host, f.error));
+        }
+    }
+    facts
+}
+
+fn dry_run_status(out: &mut SetResult, planned: &Planned) -> Health {
+    let status = &mut out.status;
+    status.applied_version = planned.applied_version().map(ToString::to_string);
+    out.facts = Some(facts_of(
+        &out.name,
+        &Report {
+            applied_version: planned.applied_version().cloned(),
+            host_count: planned.hosts.len().max(1),
+            ..Default::default()
+        },
+    ));
+    match &planned.plan {
+        Ok((plan, steps)) => {
+            status.pending_count = plan.steps.len() as u32;
+            status.plan = steps
+                .iter()
+                .map(|s| PlannedStep {
+                    action: match s.step {
+                        crate::plan::Step::Apply { .. } => "apply".into(),
+                        crate::plan::Step::Rollback { .. } => "rollback".into(),
+                        crate::plan::Step::Baseline { .. } => "baseline".into(),
+                    },
+                    version: s.step.version().to_string(),
+                    statements: s.statements.iter().map(|p| p.sql.clone()).collect(),
+                })
+                .collect();
+            Health::Progressing {
+                reason: "DryRun".into(),
+                message: format!(
+                    "dry run: {} step(s) planned, nothing applied",
+                    plan.steps.len()
+                ),
+            }
+        }
+        Err(blocked) => blocked_health(out, blocked),
+    }
+}
+
+/// The status reason of a blocked plan, from its typed problems.
+fn blocked_reason(blocked: &Blocked) -> &'static str {
+    if blocked
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::ChecksumChanged { .. }))
+    {
+        "ChecksumMismatch"
+    } else if blocked
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::RollbackNotAllowed { .. }))
+    {
+        "RollbackForbidden"
+    } else {
+        "Blocked"
+    }
+}
+
+fn blocked_health(out: &mut SetResult, blocked: &Blocked) -> Health {
+    let messages: Vec<String> = blocked
+        .diagnostics()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    stalled(blocked_reason(blocked), messages.join("; "), out)
+}
+
+fn locked_health(out: &mut SetResult, held: LockHeld) -> Health {
+    out.verdict = Verdict::Locked;
+    out.status.lock = Some(crd::LockStatus {
+        holder: held.info.holder.clone(),
+        age_seconds: held.age_secs,
+    });
+    out.retry = true;
+    Health::Progressing {
+        reason: "LockHeld".into(),
+        message: held.message,
+    }
+}
+
+fn outcome_status(
+    out: &mut SetResult,
+    settings: &Settings,
+    migrations: &[Migration],
+    outcome: Outcome,
+    started: String,
+) -> Health {
+    let r = match outcome {
+        Outcome::Locked(held) => return locked_health(out, held),
+        Outcome::Blocked(b) => return blocked_health(out, &b),
+        Outcome::NothingToDo(r)
+        | Outcome::Done(r)
+        | Outcome::HostsPending(r)
+        | Outcome::HostsFailed(r) => r,
+    };
+    out.facts = Some(facts_of(&out.name, &r));
+    let state = engine::events(&r.history)
+        .map(|e| TargetState::fold(&e))
+        .unwrap_or_default();
+    let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending);
+    let status = &mut out.status;
+    status.applied_version = snap.applied_version.as_ref().map(ToString::to_string);
+    out.applied = r.applied.clone();
+    out.rolled_back = r.rolled_back.clone();
+    if !r.applied.is_empty() || !r.rolled_back.is_empty() {
+        status.last_run = Some(crd::RunStatus {
+            started,
+            finished: crate::clock::format_us(crate::runtime::store::now_us()),
+            applied: r.applied.iter().map(ToString::to_string).collect(),
+            rolled_back: r.rolled_back.iter().map(ToString::to_string).collect(),
+        });
+    }
+    status.hosts = snap
+        .hosts_pending
+        .iter()
+        .map(|h| crd::HostStatus {
+            host: h.host.clone(),
+            pending_statements: h.statements.clone(),
+        })
+        .collect();
+    if !r.failed_hosts.is_empty() {
+        let msg = r
+            .failed_hosts
+            .iter()
+            .map(|f| {
+                format!(
+                    "host {} failed {}: {}",
+                    f.host,
+                    snapshot::task_label(&f.task),
+                    f.error
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        out.verdict = Verdict::Failed;
+        return Health::Stalled {
+            reason: "HostFailed".into(),
+            message: msg,
+        };
+    }
+    if !r.pending.is_empty() {
+        out.verdict = Verdict::HostsPending;
+        out.retry = true;
+        return Health::Progressing {
+            reason: "HostsPending".into(),
+            message: format!(
+                "{} statement(s) not finished on every host yet",
+                r.pending.len()
+            ),
+        };
+    }
+    Health::Ready
+}
+
+fn error_status(out: &mut SetResult, err: EngineError) -> Health {
+    match err {
+        EngineError::Blocked(b) => blocked_health(out, &b),
+        EngineError::Locked(held) => locked_health(out, held),
+        e if e.is_invalid() => stalled("Failed", e.to_string(), out),
+        EngineError::Run { failure, .. } if matches!(*failure, RunError::Statement { .. }) => {
+            out.verdict = Verdict::Failed;
+            // Resumed with backoff: the server may have been at fault.
+            out.retry = true;
+            let message = failure.to_string();
+            if let RunError::Statement { version, .. } = failure.as_ref() {
+                out.failed_version = Some((version.clone(), message.clone()));
+            }
+            Health::Stalled {
+                reason: "MigrationFailed".into(),
+                message,
+            }
+        }
+        e => {
+            out.verdict = Verdict::Failed;
+            out.retry = true;
+            let message = e.to_string();
+            match e.clickhouse() {
+                // Wrong credentials or TLS settings: a person (or a secret
+                // rotation) has to act; the Secret's watch brings it back.
+                Some(ChError::Auth { .. } | ChError::Tls { .. } | ChError::Config(_)) => {
+                    Health::Stalled {
+                        reason: "ConnectionRefused".into(),
+                        message,
+                    }
+                }
+                // The server, ZooKeeper or the network: it comes back.
+                _ => Health::Progressing {
+                    reason: "Unavailable".into(),
+                    message,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> SetResult {
+        SetResult::new("apps".into(), "orders".into())
+    }
+
+    #[test]
+    fn operator_defaults_apply_only_where_the_set_names_nothing() {
+        let yaml = |policy: &str| {
+            format!(
+                "apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: s, namespace: apps }}\n\
+                 spec:\n  connection:\n    url: http://127.0.0.1:8123\n    database: d\n    credentials: {{ user: u, passwordless: true }}\n\
+                 \x20 policy: {policy}\n"
+            )
+        };
+        let policy = Policy {
+            default_rollback_strategy: Some(crate::model::strategy::RollbackStrategy::ForwardOnly),
+            default_parallel: Some(3),
+            ..Default::default()
+        };
+        let settings = |p: &str| {
+            let all = manifest::parse(&[("s.yaml".into(), yaml(p))]).unwrap();
+            settings_for(&all.sets[0], &all, &policy).unwrap()
+        };
+        let s = settings("{}");
+        assert_eq!(
+            s.rollback_strategy,
+            crate::model::strategy::RollbackStrategy::ForwardOnly
+        );
+        assert_eq!(s.parallel, 3);
+        let s = settings("{ rollbackStrategy: script, parallel: 1 }");
+        assert_eq!(
+            s.rollback_strategy,
+            crate::model::strategy::RollbackStrategy::Script
+        );
+        assert_eq!(s.parallel, 1);
+        let all = manifest::parse(&[("s.yaml".into(), yaml("{}"))]).unwrap();
+        let s = settings_for(&all.sets[0], &all, &Policy::default()).unwrap();
+        assert_eq!((s.rollback_strategy, s.parallel), (Default::default(), 1));
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_in_status_and_is_retried() {
+        let mut out = empty();
+        let health = error_status(
+            &mut out,
+            EngineError::Locked(LockHeld {
+                info: crate::runtime::lock::LockInfo {
+                    token: "t".into(),
+                    holder: "ci@runner-7 (chmigrate 0.1.0, pid 7)".into(),
+                    acquired_us: 0,
+                    node: String::new(),
+                },
+                age_secs: 42,
+                message: "target is locked: held by ci@runner-7 for 42s".into(),
+            }),
+        );
+        assert_eq!(
+            health,
+            Health::Progressing {
+                reason: "LockHeld".into(),
+                message: "target is locked: held by ci@runner-7 for 42s".into()
+            }
+        );
+        assert_eq!(
+            out.status.lock,
+            Some(crd::LockStatus {
+                holder: "ci@runner-7 (chmigrate 0.1.0, pid 7)".into(),
+                age_seconds: 42
+            })
+        );
+        assert!(out.retry);
+        assert_eq!(out.verdict, Verdict::Locked);
+    }
+
+    #[test]
+    fn a_failed_statement_names_its_migration_and_stalls() {
+        let mut out = empty();
+        let failure = RunError::Statement {
+            migration: "V3 (events)".into(),
+            version: Version::parse("3").unwrap_or_else(|_| unreachable!()),
+            location: crate::model::migration::Location::new("V3__events.sql", 4),
+            number: 2,
+            host: Some("127.0.0.12:9002".into()),
+            message: "Code: 62, syntax error".into(),
+        };
+        let health = error_status(
+            &mut out,
+            EngineError::Run {
+                failure: Box::new(failure),
+                report: Box::default(),
+            },
+        );
+        let Health::Stalled { reason, message } = health else {
+            panic!("a failed statement stalls the set");
+        };
+        assert_eq!(reason, "MigrationFailed");
+        assert!(
+            message.contains(
+                "V3 (events) statement 2 (V3__events.sql:4) failed on host 127.0.0.12:9002"
+            ),
+            "{message}"
+        );
+        assert_eq!(
+            out.failed_version.map(|(v, _)| v.to_string()),
+            Some("3".into())
+        );
+        assert!(
+            out.retry,
+            "resumed with backoff: the server may have been at fault"
+        );
+    }
+
+    #[test]
+    fn status_reasons_come_from_typed_problems() {
+        let v = Version::parse("1").unwrap();
+        let blocked = |p: Problem| Blocked {
+            problems: vec![p],
+            diagnostics: Vec::new(),
+        };
+        let checksum = blocked(Problem::ChecksumChanged {
+            version: v.clone(),
+            location: crate::model::migration::Location::new("V1__a.sql", 1),
+            recorded: crate::model::migration::Checksum("a".repeat(64)),
+            current: crate::model::migration::Checksum("b".repeat(64)),
+        });
+        assert_eq!(blocked_reason(&checksum), "ChecksumMismatch");
+        let forbidden = blocked(Problem::RollbackNotAllowed {
+            versions: vec![v.clone()],
+            environment: "production".into(),
+        });
+        assert_eq!(blocked_reason(&forbidden), "RollbackForbidden");
+        let missing = blocked(Problem::MissingSource { version: v });
+        assert_eq!(blocked_reason(&missing), "Blocked");
+        let mut out = empty();
+        let Health::Stalled { reason, .. } = error_status(&mut out, EngineError::Blocked(checksum))
+        else {
+            panic!("a blocked plan stalls the set");
+        };
+        assert_eq!(reason, "ChecksumMismatch");
+        assert_eq!(out.verdict, Verdict::Invalid);
+    }
+}

@@ -1,0 +1,312 @@
+//! Status of a `MigrationSet` (pure): the kstatus conditions `Ready`,
+//! `Reconciling` and `Stalled` that `kubectl wait`, Flux and Argo CD read.
+//! A condition's `lastTransitionTime` changes only when its status flips,
+//! so recomputing an unchanged status yields an identical object (no write,
+//! no reconcile loop).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::k8s::crd::MigrationSetStatus;
+
+/// What the last reconcile found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Everything selected is applied and verified on every host.
+    Ready,
+    /// Work is under way or waiting on something that will resolve itself
+    /// (hosts pending, lock held, dry run, suspended).
+    Progressing { reason: String, message: String },
+    /// Blocked until a person acts (changed checksum, invalid migrations,
+    /// failed statement, rollback forbidden).
+    Stalled { reason: String, message: String },
+}
+
+fn condition(
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
+    let status = if on { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.chars().take(32 * 1024).collect(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// The three conditions for `health`, keyed by type, in a fixed order.
+pub fn conditions(
+    health: &Health,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Vec<Condition> {
+    let c = |t: &str, on: bool, reason: &str, msg: &str| {
+        condition(t, on, reason, msg, generation, previous, now)
+    };
+    match health {
+        Health::Ready => vec![
+            c(
+                "Ready",
+                true,
+                "Applied",
+                "all migrations are applied on every host",
+            ),
+            c("Reconciling", false, "Applied", ""),
+            c("Stalled", false, "Applied", ""),
+        ],
+        Health::Progressing { reason, message } => vec![
+            c("Ready", false, reason, message),
+            c("Reconciling", true, reason, message),
+            c("Stalled", false, reason, ""),
+        ],
+        Health::Stalled { reason, message } => vec![
+            c("Ready", false, reason, message),
+            c("Reconciling", false, reason, ""),
+            c("Stalled", true, reason, message),
+        ],
+    }
+}
+
+/// Sets the conditions and generation on a computed status.
+pub fn finish(
+    mut status: MigrationSetStatus,
+    health: &Health,
+    generation: Option<i64>,
+    previous: Option<&MigrationSetStatus>,
+    now: Timestamp,
+) -> MigrationSetStatus {
+    let prev = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    status.conditions = conditions(health, generation, prev, now);
+    status.observed_generation = generation;
+    status
+}
+
+/// `Ready` is `True`.
+pub fn is_ready(status: &MigrationSetStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// A Kubernetes Event the operator publishes on a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+fn ready_condition(status: &MigrationSetStatus) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == "Ready")
+}
+
+fn versions(vs: &[crate::model::version::Version]) -> String {
+    vs.iter()
+        .map(|v| format!("V{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What people want to hear about a reconcile: what it applied or rolled
+/// back, and a change of state (each new reason once, not on every
+/// recheck).
+pub fn notices(
+    previous: Option<&MigrationSetStatus>,
+    new: &MigrationSetStatus,
+    applied: &[crate::model::version::Version],
+    rolled_back: &[crate::model::version::Version],
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let hosts = if new.hosts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} host(s) pending)", new.hosts.len())
+    };
+    if !applied.is_empty() {
+        out.push(Notice {
+            warning: false,
+            reason: "Applied".into(),
+            note: format!("applied {}{hosts}", versions(applied)),
+        });
+    }
+    if !rolled_back.is_empty() {
+        out.push(Notice {
+            warning: false,
+            reason: "RolledBack".into(),
+            note: format!("rolled back {}{hosts}", versions(rolled_back)),
+        });
+    }
+    let before = previous.and_then(ready_condition);
+    let Some(now) = ready_condition(new) else {
+        return out;
+    };
+    let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
+    if !changed {
+        return out;
+    }
+    let stalled = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True");
+    let note: String = now.message.chars().take(1000).collect();
+    if now.status == "True" {
+        if applied.is_empty() && rolled_back.is_empty() {
+            out.push(Notice {
+                warning: false,
+                reason: "Ready".into(),
+                note,
+            });
+        }
+    } else {
+        let warning = stalled || matches!(now.reason.as_str(), "HostsPending" | "Unavailable");
+        out.push(Notice {
+            warning,
+            reason: now.reason.clone(),
+            note,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn ready_sets_kstatus_conditions() {
+        let cs = conditions(&Health::Ready, Some(3), &[], t(100));
+        let v: Vec<(&str, &str)> = cs
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("Ready", "True"),
+                ("Reconciling", "False"),
+                ("Stalled", "False")
+            ]
+        );
+        assert!(cs.iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    #[test]
+    fn stalled_names_the_reason() {
+        let h = Health::Stalled {
+            reason: "ChecksumMismatch".into(),
+            message: "V1 was applied with checksum …".into(),
+        };
+        let cs = conditions(&h, Some(1), &[], t(5));
+        assert_eq!(cs[0].status, "False");
+        assert_eq!(cs[2].status, "True");
+        assert_eq!(cs[2].reason, "ChecksumMismatch");
+        assert!(cs[0].message.starts_with("V1 was applied"));
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let first = conditions(&Health::Ready, Some(1), &[], t(100));
+        let same = conditions(&Health::Ready, Some(1), &first, t(200));
+        assert_eq!(
+            first, same,
+            "recomputing an unchanged status changes nothing"
+        );
+        let flipped = conditions(
+            &Health::Progressing {
+                reason: "HostsPending".into(),
+                message: "127.0.0.14:9004".into(),
+            },
+            Some(2),
+            &same,
+            t(300),
+        );
+        assert_eq!(
+            flipped[0].last_transition_time,
+            Time(t(300)),
+            "Ready flipped"
+        );
+        assert_eq!(
+            flipped[2].last_transition_time,
+            Time(t(100)),
+            "Stalled stayed False"
+        );
+        let mut st = MigrationSetStatus::default();
+        st = finish(st, &Health::Ready, Some(4), None, t(1));
+        assert!(is_ready(&st));
+        assert_eq!(st.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn notices_report_work_and_each_new_state_once() {
+        let v = |s: &str| crate::model::version::Version::parse(s).unwrap();
+        let ready = finish(
+            MigrationSetStatus::default(),
+            &Health::Ready,
+            Some(1),
+            None,
+            t(1),
+        );
+        let first = notices(None, &ready, &[v("1"), v("2")], &[]);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].reason, "Applied");
+        assert_eq!(first[0].note, "applied V1, V2");
+        assert!(!first[0].warning);
+        assert!(
+            notices(Some(&ready), &ready, &[], &[]).is_empty(),
+            "a recheck that changes nothing says nothing"
+        );
+        let mismatch = finish(
+            MigrationSetStatus::default(),
+            &Health::Stalled {
+                reason: "ChecksumMismatch".into(),
+                message: "V1 was applied with checksum a, the file has b".into(),
+            },
+            Some(2),
+            Some(&ready),
+            t(2),
+        );
+        let n = notices(Some(&ready), &mismatch, &[], &[]);
+        assert_eq!(n.len(), 1);
+        assert!(n[0].warning);
+        assert_eq!(n[0].reason, "ChecksumMismatch");
+        assert!(n[0].note.contains("was applied with checksum"));
+        assert!(notices(Some(&mismatch), &mismatch, &[], &[]).is_empty());
+        let pending = finish(
+            MigrationSetStatus::default(),
+            &Health::Progressing {
+                reason: "HostsPending".into(),
+                message: "1 statement(s) not finished on every host yet".into(),
+            },
+            Some(2),
+            Some(&mismatch),
+            t(3),
+        );
+        let n = notices(Some(&mismatch), &pending, &[], &[v("3")]);
+        let reasons: Vec<&str> = n.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["RolledBack", "HostsPending"]);
+        assert!(n[1].warning);
+        let back = notices(Some(&pending), &ready, &[], &[]);
+        assert_eq!(back[0].reason, "Ready");
+    }
+}

@@ -1,0 +1,498 @@
+//! The ledger's event vocabulary, typed on both sides: [`EventName`] is
+//! what a row's `event` column says (readers match on it, never on
+//! strings), and [`Record`] is an event to write — the one place each kind
+//! of row is built.
+
+use serde_json::{Value, json};
+
+use super::backups::BackupDetails;
+use super::fold::Direction;
+use super::pending::PendingDetails;
+use super::rows::{HostResult, LedgerEntry};
+use crate::model::migration::Checksum;
+use crate::model::version::Version;
+
+/// Every event a ledger row may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventName {
+    Started,
+    StatementDone,
+    Failed,
+    Stopped,
+    Completed,
+    Baselined,
+    ChecksumRepaired,
+    StatementResolved,
+    ManualRollback,
+    HostsPending,
+    HostsVerified,
+    LockTaken,
+    LockReleased,
+    LockForced,
+    Imported,
+    /// Written by earlier releases; read, never written.
+    Note,
+    Backup,
+    BackupPruned,
+    LedgerCleaned,
+}
+
+impl EventName {
+    pub const ALL: [EventName; 19] = [
+        EventName::Started,
+        EventName::StatementDone,
+        EventName::Failed,
+        EventName::Stopped,
+        EventName::Completed,
+        EventName::Baselined,
+        EventName::ChecksumRepaired,
+        EventName::StatementResolved,
+        EventName::ManualRollback,
+        EventName::HostsPending,
+        EventName::HostsVerified,
+        EventName::LockTaken,
+        EventName::LockReleased,
+        EventName::LockForced,
+        EventName::Imported,
+        EventName::Note,
+        EventName::Backup,
+        EventName::BackupPruned,
+        EventName::LedgerCleaned,
+    ];
+
+    /// The name in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Started => "started",
+            EventName::StatementDone => "statement_done",
+            EventName::Failed => "failed",
+            EventName::Stopped => "stopped",
+            EventName::Completed => "completed",
+            EventName::Baselined => "baselined",
+            EventName::ChecksumRepaired => "checksum_repaired",
+            EventName::StatementResolved => "statement_resolved",
+            EventName::ManualRollback => "manual_rollback",
+            EventName::HostsPending => "hosts_pending",
+            EventName::HostsVerified => "hosts_verified",
+            EventName::LockTaken => "lock_taken",
+            EventName::LockReleased => "lock_released",
+            EventName::LockForced => "lock_forced",
+            EventName::Imported => "imported",
+            EventName::Note => "note",
+            EventName::Backup => "backup",
+            EventName::BackupPruned => "backup_pruned",
+            EventName::LedgerCleaned => "ledger_cleaned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.as_str() == s)
+    }
+
+    /// Lock bookkeeping rather than migration history.
+    pub fn is_lock(self) -> bool {
+        matches!(
+            self,
+            EventName::LockTaken | EventName::LockReleased | EventName::LockForced
+        )
+    }
+}
+
+impl LedgerEntry {
+    /// The row's event, `None` for a name this release does not know.
+    pub fn name(&self) -> Option<EventName> {
+        EventName::parse(&self.event)
+    }
+
+    /// Whether the row records `name`.
+    pub fn is(&self, name: EventName) -> bool {
+        self.event == name.as_str()
+    }
+}
+
+fn dir(d: Direction) -> &'static str {
+    match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}
+
+/// An event to append. Fields the run shares (run id, actor, environment,
+/// user) come from the writer's template; `seq` and the time from the
+/// writer.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A run of a migration began.
+    Started {
+        version: Version,
+        direction: Direction,
+        checksum: Checksum,
+        description: String,
+        statements: usize,
+        source: String,
+        /// A derived rollback's statements: what ran is in no file.
+        derived_sql: Option<Vec<String>>,
+        /// Run in a wave with other migrations.
+        parallel: bool,
+    },
+    StatementDone {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        checksum: Checksum,
+        duration_ms: u64,
+        hosts: Vec<HostResult>,
+        query_id: String,
+    },
+    Failed {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        checksum: Checksum,
+        duration_ms: u64,
+        error: String,
+    },
+    Stopped {
+        version: Version,
+        direction: Direction,
+        index: usize,
+    },
+    Completed {
+        version: Version,
+        direction: Direction,
+        checksum: Checksum,
+        description: String,
+        duration_ms: u64,
+    },
+    Baselined {
+        version: Version,
+    },
+    ChecksumRepaired {
+        version: Version,
+        checksum: Checksum,
+        previous: Checksum,
+    },
+    StatementResolved {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        done: bool,
+    },
+    ManualRollback {
+        version: Version,
+        /// Empty when the source is gone.
+        checksum: String,
+        reason: Option<String>,
+    },
+    HostsPending {
+        version: String,
+        direction: String,
+        statement: i64,
+        details: PendingDetails,
+    },
+    HostsVerified {
+        version: String,
+        direction: String,
+        statement: i64,
+        details: PendingDetails,
+    },
+    LockTaken {
+        token: String,
+    },
+    LockReleased {
+        token: String,
+    },
+    /// A lock broken by `unlock` or taken over; `details` names the
+    /// previous holder and why.
+    LockForced {
+        details: Value,
+    },
+    Imported {
+        file: String,
+        events: usize,
+    },
+    Backup {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        details: BackupDetails,
+    },
+    BackupPruned {
+        version: String,
+        name: String,
+        database: String,
+        table: String,
+        how: &'static str,
+    },
+    LedgerCleaned {
+        removed: usize,
+        older_than_s: u64,
+        before_us: u64,
+    },
+}
+
+impl Record {
+    pub fn name(&self) -> EventName {
+        match self {
+            Record::Started { .. } => EventName::Started,
+            Record::StatementDone { .. } => EventName::StatementDone,
+            Record::Failed { .. } => EventName::Failed,
+            Record::Stopped { .. } => EventName::Stopped,
+            Record::Completed { .. } => EventName::Completed,
+            Record::Baselined { .. } => EventName::Baselined,
+            Record::ChecksumRepaired { .. } => EventName::ChecksumRepaired,
+            Record::StatementResolved { .. } => EventName::StatementResolved,
+            Record::ManualRollback { .. } => EventName::ManualRollback,
+            Record::HostsPending { .. } => EventName::HostsPending,
+            Record::HostsVerified { .. } => EventName::HostsVerified,
+            Record::LockTaken { .. } => EventName::LockTaken,
+            Record::LockReleased { .. } => EventName::LockReleased,
+            Record::LockForced { .. } => EventName::LockForced,
+            Record::Imported { .. } => EventName::Imported,
+            Record::Backup { .. } => EventName::Backup,
+            Record::BackupPruned { .. } => EventName::BackupPruned,
+            Record::LedgerCleaned { .. } => EventName::LedgerCleaned,
+        }
+    }
+
+    /// Writes the event's fields into `row` (a copy of the run's template).
+    pub fn fill(self, row: &mut LedgerEntry) {
+        row.event = self.name().as_str().to_string();
+        match self {
+            Record::Started {
+                version,
+                direction,
+                checksum,
+                description,
+                statements,
+                source,
+                derived_sql,
+                parallel,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.checksum = checksum.0;
+                row.description = description;
+                let mut details = json!({ "statements": statements, "source": source });
+                if let Some(sql) = derived_sql {
+                    details["derived"] = json!(true);
+                    details["sql"] = json!(sql);
+                }
+                if parallel {
+                    details["parallel"] = json!(true);
+                }
+                row.details = details.to_string();
+            }
+            Record::StatementDone {
+                version,
+                direction,
+                index,
+                checksum,
+                duration_ms,
+                hosts,
+                query_id,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.statement = index as i64;
+                row.checksum = checksum.0;
+                row.duration_ms = duration_ms;
+                row.hosts = serde_json::to_string(&hosts).unwrap_or_default();
+                row.details = json!({ "query_id": query_id }).to_string();
+            }
+            Record::Failed {
+                version,
+                direction,
+                index,
+                checksum,
+                duration_ms,
+                error,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.statement = index as i64;
+                row.checksum = checksum.0;
+                row.duration_ms = duration_ms;
+                row.error = error;
+            }
+            Record::Stopped {
+                version,
+                direction,
+                index,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.statement = index as i64;
+            }
+            Record::Completed {
+                version,
+                direction,
+                checksum,
+                description,
+                duration_ms,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.checksum = checksum.0;
+                row.description = description;
+                row.duration_ms = duration_ms;
+            }
+            Record::Baselined { version } => {
+                row.version = version.to_string();
+                row.description = "baseline".into();
+            }
+            Record::ChecksumRepaired {
+                version,
+                checksum,
+                previous,
+            } => {
+                row.version = version.to_string();
+                row.checksum = checksum.0;
+                row.details = json!({ "previous": previous.0 }).to_string();
+            }
+            Record::StatementResolved {
+                version,
+                direction,
+                index,
+                done,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.statement = index as i64;
+                row.details = json!({ "done": done }).to_string();
+            }
+            Record::ManualRollback {
+                version,
+                checksum,
+                reason,
+            } => {
+                row.version = version.to_string();
+                row.direction = "down".into();
+                row.checksum = checksum;
+                row.details = json!({ "reason": reason }).to_string();
+            }
+            Record::HostsPending {
+                version,
+                direction,
+                statement,
+                details,
+            }
+            | Record::HostsVerified {
+                version,
+                direction,
+                statement,
+                details,
+            } => {
+                row.version = version;
+                row.direction = direction;
+                row.statement = statement;
+                row.details = serde_json::to_string(&details).unwrap_or_default();
+            }
+            Record::LockTaken { token } | Record::LockReleased { token } => {
+                row.details = json!({ "token": token }).to_string();
+            }
+            Record::LockForced { details } => row.details = details.to_string(),
+            Record::Imported { file, events } => {
+                row.details = json!({ "file": file, "events": events }).to_string();
+            }
+            Record::Backup {
+                version,
+                direction,
+                index,
+                details,
+            } => {
+                row.version = version.to_string();
+                row.direction = dir(direction).into();
+                row.statement = index as i64;
+                row.details = serde_json::to_string(&details).unwrap_or_default();
+            }
+            Record::BackupPruned {
+                version,
+                name,
+                database,
+                table,
+                how,
+            } => {
+                row.version = version;
+                row.details = json!({
+                    "name": name,
+                    "database": database,
+                    "table": table,
+                    "how": how,
+                })
+                .to_string();
+            }
+            Record::LedgerCleaned {
+                removed,
+                older_than_s,
+                before_us,
+            } => {
+                row.details = json!({
+                    "removed": removed,
+                    "older_than_s": older_than_s,
+                    "before_us": before_us,
+                })
+                .to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips_and_every_record_reads_back_as_its_event() {
+        for n in EventName::ALL {
+            assert_eq!(EventName::parse(n.as_str()), Some(n));
+        }
+        assert_eq!(EventName::parse("nonsense"), None);
+        let v = Version::parse("3").unwrap();
+        let c = Checksum("abc".into());
+        let records = [
+            Record::Started {
+                version: v.clone(),
+                direction: Direction::Down,
+                checksum: c.clone(),
+                description: "d".into(),
+                statements: 2,
+                source: "V3__d.sql".into(),
+                derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
+                parallel: true,
+            },
+            Record::StatementResolved {
+                version: v.clone(),
+                direction: Direction::Up,
+                index: 1,
+                done: true,
+            },
+            Record::Baselined { version: v.clone() },
+        ];
+        for r in records {
+            let name = r.name();
+            let mut row = LedgerEntry::default();
+            r.fill(&mut row);
+            assert_eq!(row.name(), Some(name));
+            let ev = row.to_event().expect("a written row reads back");
+            assert_eq!(ev.version, Some(v.clone()));
+        }
+        let mut row = LedgerEntry::default();
+        Record::Started {
+            version: v.clone(),
+            direction: Direction::Down,
+            checksum: c,
+            description: "d".into(),
+            statements: 2,
+            source: "V3__d.sql".into(),
+            derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
+            parallel: false,
+        }
+        .fill(&mut row);
+        let details: Value = serde_json::from_str(&row.details).unwrap();
+        assert_eq!(details["statements"], 2);
+        assert_eq!(details["derived"], true);
+        assert_eq!(details["sql"][0], "DROP TABLE IF EXISTS t");
+        assert!(details.get("parallel").is_none());
+    }
+}

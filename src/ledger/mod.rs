@@ -1,0 +1,17 @@
+//! The history ledger (pure): its rows and SQL ([`rows`]), the typed event
+//! vocabulary ([`events`]), the fold of events into each version's state
+//! ([`fold`]), the host tasks still open ([`pending`]), and what is read
+//! from it: backups, `clean`, `profile`, reports. The runtime sends the SQL;
+//! nothing here does I/O.
+
+pub mod backups;
+pub mod clean;
+pub mod events;
+pub mod fold;
+pub mod pending;
+pub mod performance;
+pub mod report;
+pub mod rows;
+
+pub use events::{EventName, Record};
+pub use rows::{COLUMNS, HostResult, LedgerEntry, LedgerTable, RowError, shape_mismatches};
