@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerEntry;
+use crate::ledger::events::EventName;
 
 /// The `backup` policy of an environment.
 #[derive(
@@ -94,8 +95,8 @@ pub struct Backup {
 pub fn list(history: &[LedgerEntry]) -> Vec<Backup> {
     let mut out: Vec<Backup> = Vec::new();
     for e in history {
-        match e.event.as_str() {
-            "backup" => {
+        match e.name() {
+            Some(EventName::Backup) => {
                 if let Ok(details) = serde_json::from_str::<BackupDetails>(&e.details) {
                     out.push(Backup {
                         details,
@@ -105,7 +106,7 @@ pub fn list(history: &[LedgerEntry]) -> Vec<Backup> {
                     });
                 }
             }
-            "backup_pruned" => {
+            Some(EventName::BackupPruned) => {
                 #[derive(Deserialize)]
                 struct Pruned {
                     name: String,

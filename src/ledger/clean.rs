@@ -15,15 +15,16 @@
 use std::collections::BTreeMap;
 
 use crate::ledger::LedgerEntry;
+use crate::ledger::events::EventName;
 use crate::ledger::fold::TargetState;
 
 /// Events that start a version's state afresh. (`manual_rollback` does
 /// not: the fold turns an applied version back into "not applied" with it,
 /// so the run before it must stay.)
-const ANCHORS: [&str; 2] = ["started", "baselined"];
+const ANCHORS: [EventName; 2] = [EventName::Started, EventName::Baselined];
 
 /// Never deleted.
-const KEEP: [&str; 2] = ["lock_forced", "ledger_cleaned"];
+const KEEP: [EventName; 2] = [EventName::LockForced, EventName::LedgerCleaned];
 
 /// Why a clean was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +59,7 @@ pub fn removable(
     sorted.sort_by_key(|e| e.seq);
     let mut anchor: BTreeMap<&str, u64> = BTreeMap::new();
     for e in &sorted {
-        if !e.version.is_empty() && ANCHORS.contains(&e.event.as_str()) {
+        if !e.version.is_empty() && e.name().is_some_and(|n| ANCHORS.contains(&n)) {
             anchor.insert(&e.version, e.seq);
         }
     }
@@ -81,13 +82,23 @@ pub fn removable(
     };
     let mut out = Vec::new();
     for e in &sorted {
-        if e.event_time_us >= cutoff_us || e.run_id == own_run || KEEP.contains(&e.event.as_str()) {
+        if e.event_time_us >= cutoff_us
+            || e.run_id == own_run
+            || e.name().is_some_and(|n| KEEP.contains(&n))
+        {
             continue;
         }
-        let superseded = match e.event.as_str() {
-            "lock_taken" | "lock_released" | "note" | "imported" => true,
-            "backup" | "backup_pruned" => backup_key(e).is_some_and(|k| !unpruned.contains(&k)),
-            "hosts_pending" | "hosts_verified" => {
+        let superseded = match e.name() {
+            Some(
+                EventName::LockTaken
+                | EventName::LockReleased
+                | EventName::Note
+                | EventName::Imported,
+            ) => true,
+            Some(EventName::Backup | EventName::BackupPruned) => {
+                backup_key(e).is_some_and(|k| !unpruned.contains(&k))
+            }
+            Some(EventName::HostsPending | EventName::HostsVerified) => {
                 let task = serde_json::from_str::<serde_json::Value>(&e.details)
                     .ok()
                     .and_then(|d| d["task"].as_str().map(str::to_string));

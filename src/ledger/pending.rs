@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerEntry;
+use crate::ledger::events::EventName;
 
 /// One statement whose distributed task some hosts had not finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,15 +33,15 @@ pub fn open_tasks(history: &[LedgerEntry]) -> Vec<PendingTask> {
         let Ok(d) = serde_json::from_str::<PendingDetails>(&e.details) else {
             continue;
         };
-        match e.event.as_str() {
-            "hosts_pending" => open.push(PendingTask {
+        match e.name() {
+            Some(EventName::HostsPending) => open.push(PendingTask {
                 version: e.version.clone(),
                 direction: e.direction.clone(),
                 statement: e.statement,
                 task: d.task,
                 hosts: d.hosts,
             }),
-            "hosts_verified" => open.retain(|t| t.task != d.task),
+            Some(EventName::HostsVerified) => open.retain(|t| t.task != d.task),
             _ => {}
         }
     }

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::ledger::LedgerEntry;
+use crate::ledger::events::EventName;
 use crate::ledger::report::{StatementTiming, summarize};
 
 /// One statement of a profiled run.
@@ -39,11 +40,11 @@ pub struct Profile {
 pub fn profile(entries: &[LedgerEntry], version: &str) -> Option<Profile> {
     let mut sorted: Vec<&LedgerEntry> = entries.iter().filter(|e| e.version == version).collect();
     sorted.sort_by_key(|e| e.seq);
-    let start = sorted.iter().rposition(|e| e.event == "started")?;
+    let start = sorted.iter().rposition(|e| e.is(EventName::Started))?;
     let started = sorted[start];
     let mut statements: Vec<ProfiledStatement> = sorted[start..]
         .iter()
-        .filter(|e| e.event == "statement_done")
+        .filter(|e| e.is(EventName::StatementDone))
         .map(|e| {
             let details: serde_json::Value = serde_json::from_str(&e.details).unwrap_or_default();
             let hosts: Vec<crate::ledger::HostResult> =

@@ -12,6 +12,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::ledger::LedgerEntry;
+use crate::ledger::events::EventName;
 use crate::model::version::Version;
 
 /// Output format of `chmigrate report --format`.
@@ -125,11 +126,11 @@ pub struct StatementTiming {
 }
 
 fn is_up_completion(e: &LedgerEntry) -> bool {
-    e.event == "completed" && e.direction != "down"
+    e.is(EventName::Completed) && e.direction != "down"
 }
 
 fn is_rollback(e: &LedgerEntry) -> bool {
-    (e.event == "completed" && e.direction == "down") || e.event == "manual_rollback"
+    (e.is(EventName::Completed) && e.direction == "down") || e.is(EventName::ManualRollback)
 }
 
 fn push_unique(list: &mut Vec<String>, s: &str) {
@@ -159,12 +160,12 @@ fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
         .flat_map(|t| t.hosts)
         .collect();
     for e in evs {
-        state = match e.event.as_str() {
+        state = match e.name() {
             _ if is_rollback(e) => MigrationState::RolledBack,
-            "completed" => MigrationState::Applied,
-            "failed" => MigrationState::Failed,
-            "started" => MigrationState::InProgress,
-            "baselined" => MigrationState::Baselined,
+            Some(EventName::Completed) => MigrationState::Applied,
+            Some(EventName::Failed) => MigrationState::Failed,
+            Some(EventName::Started) => MigrationState::InProgress,
+            Some(EventName::Baselined) => MigrationState::Baselined,
             _ => state,
         };
     }
@@ -172,11 +173,11 @@ fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
     hosts.dedup();
     // `statement_done` events of `run` after its last `started` before `end`.
     let steps = |end: usize, run: &str| -> Vec<StatementTiming> {
-        let is = |e: &LedgerEntry, event: &str| e.event == event && e.run_id == run;
-        let from = evs[..end].iter().rposition(|e| is(e, "started"));
+        let is = |e: &LedgerEntry, event: EventName| e.is(event) && e.run_id == run;
+        let from = evs[..end].iter().rposition(|e| is(e, EventName::Started));
         let steps = evs[from.map_or(0, |i| i + 1)..end].iter();
         steps
-            .filter(|e| is(e, "statement_done"))
+            .filter(|e| is(e, EventName::StatementDone))
             .map(|e| timing(e))
             .collect()
     };
@@ -188,18 +189,18 @@ fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
         }
     });
     let mut statements = Vec::new();
-    if let Some(last) = evs.iter().rposition(|e| e.event == "started") {
+    if let Some(last) = evs.iter().rposition(|e| e.is(EventName::Started)) {
         statements = steps(evs.len(), &evs[last].run_id);
     }
     let last = |f: fn(&LedgerEntry) -> &str| evs.iter().rev().map(|e| f(e)).find(|s| !s.is_empty());
-    let applied = |e: &&&LedgerEntry| is_up_completion(e) || e.event == "baselined";
+    let applied = |e: &&&LedgerEntry| is_up_completion(e) || e.is(EventName::Baselined);
     MigrationSummary {
         version: version.to_string(),
         description: last(|e| &e.description).unwrap_or_default().to_string(),
         state,
         first_applied_us: evs.iter().find(applied).map(|e| e.event_time_us),
         last_event_us: evs.iter().map(|e| e.event_time_us).max().unwrap_or(0),
-        runs: evs.iter().filter(|e| e.event == "started").count(),
+        runs: evs.iter().filter(|e| e.is(EventName::Started)).count(),
         apply_duration_ms,
         statements,
         hosts_pending: hosts,
@@ -217,7 +218,7 @@ pub fn summarize(entries: &[LedgerEntry]) -> Summary {
     let mut run_index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut slowest: Vec<&LedgerEntry> = Vec::new();
     for &e in &sorted {
-        if e.event == "statement_done" {
+        if e.is(EventName::StatementDone) {
             slowest.push(e);
         }
         if !e.version.is_empty() {
@@ -241,12 +242,12 @@ pub fn summarize(entries: &[LedgerEntry]) -> Summary {
         if r.environment.is_empty() {
             r.environment.clone_from(&e.environment);
         }
-        let list = match e.event.as_str() {
+        let list = match e.name() {
             _ if e.version.is_empty() => continue,
             _ if is_up_completion(e) => &mut r.applied,
             _ if is_rollback(e) => &mut r.rolled_back,
-            "baselined" => &mut r.baselined,
-            "failed" => &mut r.failed,
+            Some(EventName::Baselined) => &mut r.baselined,
+            Some(EventName::Failed) => &mut r.failed,
             _ => continue,
         };
         push_unique(list, &e.version);
@@ -266,7 +267,7 @@ pub fn summarize(entries: &[LedgerEntry]) -> Summary {
         totals: Totals {
             events: entries.len(),
             migrations_applied: migrations.iter().filter(applied).count(),
-            failures: entries.iter().filter(|e| e.event == "failed").count(),
+            failures: entries.iter().filter(|e| e.is(EventName::Failed)).count(),
             rollbacks: entries.iter().filter(|e| is_rollback(e)).count(),
         },
         migrations,
@@ -413,10 +414,10 @@ const ORANGE: &str = "#ef6c00";
 const GREY: &str = "#9e9e9e";
 
 fn event_color(e: &LedgerEntry) -> &'static str {
-    match e.event.as_str() {
+    match e.name() {
         _ if is_rollback(e) => ORANGE,
-        "completed" | "baselined" => GREEN,
-        "failed" => RED,
+        Some(EventName::Completed | EventName::Baselined) => GREEN,
+        Some(EventName::Failed) => RED,
         _ => GREY,
     }
 }

@@ -1,6 +1,7 @@
 //! Offline validation (pure): every check that needs no database, collected
 //! into one list of diagnostics so a person sees all problems at once.
 
+use crate::ledger::EventName;
 use crate::ledger::fold::TargetState;
 use crate::model::diagnostic::{self, Diagnostic};
 use crate::model::migration::Migration;
@@ -85,7 +86,7 @@ pub fn conflicts(
     let norm = |d: &str| d.trim().to_lowercase().replace(['_', '-'], " ");
     let mut applied_desc: BTreeMap<&str, String> = BTreeMap::new();
     for e in history {
-        if e.event == "started" && !e.description.is_empty() {
+        if e.is(EventName::Started) && !e.description.is_empty() {
             applied_desc.insert(e.version.as_str(), norm(&e.description));
         }
     }

@@ -29,6 +29,7 @@ use super::queries::{
     needs_sync_drop,
 };
 use super::store::now_us;
+use crate::ledger::EventName;
 use crate::ledger::{LedgerEntry, LedgerTable};
 
 /// Who holds a lock.
@@ -268,8 +269,8 @@ pub async fn inspect(
 pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
     let mut current: Option<LockInfo> = None;
     for e in history {
-        match e.event.as_str() {
-            "lock_taken" => {
+        match e.name() {
+            Some(EventName::LockTaken) => {
                 current = Some(LockInfo {
                     token: e.run_id.clone(),
                     holder: e.actor.clone(),
@@ -277,7 +278,7 @@ pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
                     node: String::new(),
                 })
             }
-            "lock_released" | "lock_forced" => current = None,
+            Some(EventName::LockReleased | EventName::LockForced) => current = None,
             _ => {}
         }
     }
