@@ -7,7 +7,7 @@ use crate::runtime::lock::{LockError, LockInfo};
 use crate::runtime::store::LedgerError;
 
 use super::execute::RunError;
-use super::migrate::Report;
+use super::report::Report;
 
 /// Another runner holds the target's lock.
 #[derive(Debug, Clone)]

@@ -22,11 +22,13 @@ pub mod inspect;
 pub mod lock;
 pub mod maintenance;
 pub mod migrate;
+pub mod report;
 pub mod session;
 
 pub use context::{RunContext, StaleLocks, StopFlag};
 pub use error::{Blocked, EngineError, LockHeld};
 pub use execute::{Progress, RunError, Silent};
 pub use lock::{unlock, with_lock};
-pub use migrate::{HostFailure, Outcome, Planned, Report, TargetSpec, migrate, plan};
+pub use migrate::{Outcome, Planned, TargetSpec, migrate, plan};
+pub use report::{HostFailure, Report};
 pub use session::{connect, events, ledger_table};

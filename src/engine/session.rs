@@ -9,7 +9,7 @@ use crate::ledger::{LedgerEntry, LedgerTable};
 use crate::model::secret::Secret;
 use crate::runtime::{Endpoint, Session, TargetConfig};
 
-use super::EngineError;
+use super::error::EngineError;
 
 fn password(settings: &Settings) -> Result<Option<Secret>, EngineError> {
     Ok(match &settings.password {

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerEntry;
-use crate::ledger::events::EventName;
+use crate::ledger::vocabulary::EventName;
 
 /// The `backup` policy of an environment.
 #[derive(

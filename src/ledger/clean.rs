@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 
 use crate::ledger::LedgerEntry;
-use crate::ledger::events::EventName;
 use crate::ledger::fold::TargetState;
+use crate::ledger::vocabulary::EventName;
 
 /// Events that start a version's state afresh. (`manual_rollback` does
 /// not: the fold turns an applied version back into "not applied" with it,

@@ -1,7 +1,6 @@
-//! The ledger's event vocabulary, typed on both sides: [`EventName`] is
-//! what a row's `event` column says (readers match on it, never on
-//! strings), and [`Record`] is an event to write — the one place each kind
-//! of row is built.
+//! The write side of the ledger's event vocabulary: [`Record`] is an event
+//! to append — the one place each kind of row is built. (The read side is
+//! [`super::vocabulary`].)
 
 use serde_json::{Value, json};
 
@@ -9,106 +8,9 @@ use super::backups::BackupDetails;
 use super::fold::Direction;
 use super::pending::PendingDetails;
 use super::rows::{HostResult, LedgerEntry};
+use super::vocabulary::EventName;
 use crate::model::migration::Checksum;
 use crate::model::version::Version;
-
-/// Every event a ledger row may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventName {
-    Started,
-    StatementDone,
-    Failed,
-    Stopped,
-    Completed,
-    Baselined,
-    ChecksumRepaired,
-    StatementResolved,
-    ManualRollback,
-    HostsPending,
-    HostsVerified,
-    LockTaken,
-    LockReleased,
-    LockForced,
-    Imported,
-    /// Written by earlier releases; read, never written.
-    Note,
-    Backup,
-    BackupPruned,
-    LedgerCleaned,
-}
-
-impl EventName {
-    pub const ALL: [EventName; 19] = [
-        EventName::Started,
-        EventName::StatementDone,
-        EventName::Failed,
-        EventName::Stopped,
-        EventName::Completed,
-        EventName::Baselined,
-        EventName::ChecksumRepaired,
-        EventName::StatementResolved,
-        EventName::ManualRollback,
-        EventName::HostsPending,
-        EventName::HostsVerified,
-        EventName::LockTaken,
-        EventName::LockReleased,
-        EventName::LockForced,
-        EventName::Imported,
-        EventName::Note,
-        EventName::Backup,
-        EventName::BackupPruned,
-        EventName::LedgerCleaned,
-    ];
-
-    /// The name in the `event` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventName::Started => "started",
-            EventName::StatementDone => "statement_done",
-            EventName::Failed => "failed",
-            EventName::Stopped => "stopped",
-            EventName::Completed => "completed",
-            EventName::Baselined => "baselined",
-            EventName::ChecksumRepaired => "checksum_repaired",
-            EventName::StatementResolved => "statement_resolved",
-            EventName::ManualRollback => "manual_rollback",
-            EventName::HostsPending => "hosts_pending",
-            EventName::HostsVerified => "hosts_verified",
-            EventName::LockTaken => "lock_taken",
-            EventName::LockReleased => "lock_released",
-            EventName::LockForced => "lock_forced",
-            EventName::Imported => "imported",
-            EventName::Note => "note",
-            EventName::Backup => "backup",
-            EventName::BackupPruned => "backup_pruned",
-            EventName::LedgerCleaned => "ledger_cleaned",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|n| n.as_str() == s)
-    }
-
-    /// Lock bookkeeping rather than migration history.
-    pub fn is_lock(self) -> bool {
-        matches!(
-            self,
-            EventName::LockTaken | EventName::LockReleased | EventName::LockForced
-        )
-    }
-}
-
-impl LedgerEntry {
-    /// The row's event, `None` for a name this release does not know.
-    pub fn name(&self) -> Option<EventName> {
-        EventName::parse(&self.event)
-    }
-
-    /// Whether the row records `name`.
-    pub fn is(&self, name: EventName) -> bool {
-        self.event == name.as_str()
-    }
-}
 
 fn dir(d: Direction) -> &'static str {
     match d {

@@ -1,5 +1,5 @@
 //! The history ledger (pure): its rows and SQL ([`rows`]), the typed event
-//! vocabulary ([`events`]), the fold of events into each version's state
+//! vocabulary ([`vocabulary`] to read, [`events`] to write), the fold of events into each version's state
 //! ([`fold`]), the host tasks still open ([`pending`]), and what is read
 //! from it: backups, `clean`, `profile`, reports. The runtime sends the SQL;
 //! nothing here does I/O.
@@ -12,6 +12,8 @@ pub mod pending;
 pub mod performance;
 pub mod report;
 pub mod rows;
+pub mod vocabulary;
 
-pub use events::{EventName, Record};
+pub use events::Record;
 pub use rows::{COLUMNS, HostResult, LedgerEntry, LedgerTable, RowError, shape_mismatches};
+pub use vocabulary::EventName;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::LedgerEntry;
-use crate::ledger::events::EventName;
+use crate::ledger::vocabulary::EventName;
 
 /// One statement whose distributed task some hosts had not finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use crate::ledger::LedgerEntry;
-use crate::ledger::events::EventName;
 use crate::ledger::report::{StatementTiming, summarize};
+use crate::ledger::vocabulary::EventName;
 
 /// One statement of a profiled run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::ledger::LedgerEntry;
-use crate::ledger::events::EventName;
+use crate::ledger::vocabulary::EventName;
 use crate::model::version::Version;
 
 /// Output format of `chmigrate report --format`.

@@ -10,10 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::events::EventName;
-use crate::ledger::fold::{Direction, Event, EventKind};
-use crate::model::migration::Checksum;
-use crate::model::version::Version;
 use crate::sql::ident::{Ident, quote, string_literal};
 
 /// One ledger row. Column names and types are in [`COLUMNS`].
@@ -232,95 +228,11 @@ pub struct RowError {
     pub message: String,
 }
 
-fn direction(s: &str, seq: u64) -> Result<Direction, RowError> {
-    match s {
-        "up" => Ok(Direction::Up),
-        "down" => Ok(Direction::Down),
-        other => Err(RowError {
-            seq,
-            message: format!("unknown direction {other:?}"),
-        }),
-    }
-}
-
-fn index(i: i64, seq: u64) -> Result<usize, RowError> {
-    usize::try_from(i).map_err(|_| RowError {
-        seq,
-        message: format!("invalid statement index {i}"),
-    })
-}
-
-impl LedgerEntry {
-    /// The event this row records, for folding.
-    pub fn to_event(&self) -> Result<Event, RowError> {
-        let seq = self.seq;
-        let version = if self.version.is_empty() {
-            None
-        } else {
-            Some(Version::parse(&self.version).map_err(|e| RowError {
-                seq,
-                message: e.to_string(),
-            })?)
-        };
-        let checksum = || Checksum(self.checksum.clone());
-        let Some(name) = self.name() else {
-            return Err(RowError {
-                seq,
-                message: format!("unknown event {:?}", self.event),
-            });
-        };
-        let kind = match name {
-            EventName::Started => EventKind::Started {
-                direction: direction(&self.direction, seq)?,
-                checksum: checksum(),
-                statements: serde_json::from_str::<serde_json::Value>(&self.details)
-                    .ok()
-                    .and_then(|d| d.get("statements").and_then(|n| n.as_u64()))
-                    .unwrap_or(0) as usize,
-            },
-            EventName::StatementDone => EventKind::StatementDone {
-                direction: direction(&self.direction, seq)?,
-                index: index(self.statement, seq)?,
-            },
-            EventName::Failed => EventKind::Failed {
-                direction: direction(&self.direction, seq)?,
-                index: index(self.statement, seq)?,
-                error: self.error.clone(),
-            },
-            EventName::Stopped => EventKind::Stopped {
-                direction: direction(&self.direction, seq)?,
-                index: index(self.statement, seq)?,
-            },
-            EventName::Completed => EventKind::Completed {
-                direction: direction(&self.direction, seq)?,
-            },
-            EventName::Baselined => EventKind::Baselined {
-                checksum: (!self.checksum.is_empty()).then(checksum),
-            },
-            EventName::ChecksumRepaired => EventKind::ChecksumRepaired {
-                checksum: checksum(),
-            },
-            EventName::StatementResolved => EventKind::StatementResolved {
-                direction: direction(&self.direction, seq)?,
-                index: index(self.statement, seq)?,
-                done: serde_json::from_str::<serde_json::Value>(&self.details)
-                    .ok()
-                    .and_then(|d| d.get("done").and_then(|b| b.as_bool()))
-                    .unwrap_or(false),
-            },
-            EventName::ManualRollback => EventKind::ManualRollback,
-            other => EventKind::Note {
-                message: other.as_str().to_string(),
-            },
-        };
-        Ok(Event { seq, version, kind })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::fold::TargetState;
+    use crate::ledger::fold::{Event, EventKind, TargetState};
+    use crate::model::version::Version;
 
     fn table(cluster: Option<&str>) -> LedgerTable {
         LedgerTable {

@@ -12,8 +12,9 @@ use chmigrate::k8s::set_status::{self, Notice};
 use chmigrate::model::version::Version;
 
 use super::context::Ctx;
+use super::context::key_of;
 use super::dereference::{self, Inputs};
-use super::reconcile::{Error, key_of, retry_error};
+use super::error::{Error, retry_error};
 use super::status::{event, publish, write_migration_statuses};
 
 /// Who this instance is when it runs a set: the ledger's actor, which

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
 
 use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
 
@@ -18,6 +18,18 @@ use super::backoff::Backoff;
 use super::metrics::Metrics;
 use chmigrate::engine::StopFlag;
 use chmigrate::k8s::reconcile::Policy;
+
+/// The finalizer a set with `deletionPolicy: Rollback` carries.
+pub const FINALIZER: &str = "chmigrate.io/rollback";
+
+/// `namespace/name`.
+pub fn key_of<K: Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default()
+    )
+}
 
 /// Operator-wide settings.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ mod apply;
 mod backoff;
 mod context;
 mod dereference;
+mod error;
 mod metrics;
 mod reconcile;
 mod status;

@@ -8,53 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 
 use chmigrate::k8s::crd::{DeletionPolicy, MigrationSet};
-use chmigrate::k8s::reconcile::SetResult;
 
-use super::context::{Ctx, Memo};
+use super::context::{Ctx, FINALIZER, Memo, key_of};
 use super::dereference;
+use super::error::{Error, retry_error};
 use super::metrics::ResultLabels;
 use super::status::{publish, write_migration_statuses};
 use super::{apply, validate};
-
-/// The finalizer a set with `deletionPolicy: Rollback` carries.
-pub const FINALIZER: &str = "chmigrate.io/rollback";
-
-/// Why a reconcile has to be retried; the category labels metrics.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("MigrationSet {set}: {reason}: {message}")]
-    Target {
-        set: String,
-        reason: String,
-        message: String,
-    },
-}
-
-impl Error {
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kubernetes",
-            Error::Target { .. } => "clickhouse",
-        }
-    }
-}
-
-/// `namespace/name`.
-pub fn key_of<K: Resource>(o: &K) -> String {
-    format!(
-        "{}/{}",
-        o.meta().namespace.as_deref().unwrap_or_default(),
-        o.meta().name.as_deref().unwrap_or_default()
-    )
-}
 
 /// The controller's entry point.
 pub async fn reconcile(
@@ -149,17 +115,4 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         }),
     );
     Ok((Action::requeue(recheck), false))
-}
-
-/// The error that sends a set to backoff, when trying again may help.
-pub fn retry_error(set: &MigrationSet, result: &SetResult) -> Option<Error> {
-    if !result.retry {
-        return None;
-    }
-    let ready = result.status.conditions.iter().find(|c| c.type_ == "Ready");
-    Some(Error::Target {
-        set: key_of(set),
-        reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
-        message: ready.map(|c| c.message.clone()).unwrap_or_default(),
-    })
 }

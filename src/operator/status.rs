@@ -16,8 +16,8 @@ use chmigrate::model::version::Version;
 
 use super::context::Ctx;
 use super::dereference::Inputs;
+use super::error::Error;
 use super::metrics::SetLabels;
-use super::reconcile::Error;
 
 /// A JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys,
 /// and `null` for keys `new` no longer has.

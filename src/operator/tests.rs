@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 
 use chmigrate::k8s::crd::{ClickHouseMigration, MigrationSet};
 
+use super::context::FINALIZER;
 use super::context::{Ctx, Settings, Shared, Stores};
 use super::metrics::Metrics;
-use super::reconcile::{self, FINALIZER};
+use super::reconcile;
 use super::status::merge_diff;
 use chmigrate::k8s::reconcile::Policy;
 

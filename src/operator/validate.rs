@@ -16,7 +16,8 @@ use chmigrate::k8s::crd::{MigrationSet, MigrationSetStatus};
 use chmigrate::k8s::set_status::{self, Health, Notice};
 
 use super::context::{Ctx, Memo};
-use super::reconcile::{Error, FINALIZER, key_of};
+use super::context::{FINALIZER, key_of};
+use super::error::Error;
 use super::status::{event, patch_status};
 
 /// Adds or removes the finalizer with a compare-and-set merge patch.
