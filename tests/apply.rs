@@ -162,3 +162,96 @@ fn apply_reports_bad_references_and_documents() {
     );
     drop_db(SINGLE, &db, false);
 }
+
+fn migration(name: &str, version: &str, up: &str, envs: Option<&str>) -> String {
+    let envs = envs
+        .map(|e| format!("  environments: [{e}]\n"))
+        .unwrap_or_default();
+    let up: String = up.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "---\napiVersion: chmigrate.io/v1alpha1\nkind: ClickHouseMigration\nmetadata:\n  name: {name}\n  namespace: apps\n  labels: {{ chmigrate.io/set: truth }}\nspec:\n  version: \"{version}\"\n  description: {name}\n{envs}  up: |\n{up}"
+    )
+}
+
+#[test]
+fn after_a_failure_the_set_and_status_report_the_same_truthful_numbers() {
+    require(&[SINGLE]);
+    let db = unique_db("truth");
+    let set = format!(
+        "apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: truth, namespace: apps }}\nspec:\n  connection:\n    url: {SINGLE}\n    database: {db}\n    credentials: {{ user: default, passwordless: true }}\n  selector:\n    matchLabels: {{ chmigrate.io/set: truth }}\n  environment: development\n"
+    );
+    let docs = [
+        set,
+        migration("one", "1", "CREATE TABLE ${database}.one (x UInt8) ENGINE = Memory;", None),
+        migration("two", "2", "CREATE TABLE ${database}.two (x UInt8) ENGINE = Memory;", None),
+        migration(
+            "three",
+            "3",
+            "CREATE TABLE ${database}.three (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.broken (x UInt8) ENGINE = NoSuchEngine;",
+            None,
+        ),
+        migration(
+            "four",
+            "4",
+            "CREATE TABLE ${database}.four (x UInt8) ENGINE = Memory;",
+            Some("production"),
+        ),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    std::fs::write(&file, &docs).unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(
+        condition(&st, "Stalled")["reason"],
+        "MigrationFailed",
+        "{st}"
+    );
+    // V1 and V2 are applied; V3 failed on its second statement; V4 runs
+    // only in production: neither latest nor pending here.
+    assert_eq!(st["appliedVersion"], "2", "{st}");
+    assert_eq!(st["latestVersion"], "3", "{st}");
+    assert_eq!(st["pendingCount"], 1, "{st}");
+
+    // The command line's status says the same of the same target.
+    let migrations = tempfile::tempdir().unwrap();
+    write_files(
+        migrations.path(),
+        &[
+            (
+                "V1__one.sql",
+                "CREATE TABLE ${database}.one (x UInt8) ENGINE = Memory;",
+            ),
+            (
+                "V2__two.sql",
+                "CREATE TABLE ${database}.two (x UInt8) ENGINE = Memory;",
+            ),
+            (
+                "V3__three.sql",
+                "CREATE TABLE ${database}.three (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.broken (x UInt8) ENGINE = NoSuchEngine;",
+            ),
+            (
+                "V4__four.sql",
+                "-- Environment: production\nCREATE TABLE ${database}.four (x UInt8) ENGINE = Memory;",
+            ),
+        ],
+    );
+    let out = chm(&[
+        "--url",
+        SINGLE,
+        "--database",
+        &db,
+        "--dir",
+        migrations.path().to_str().unwrap(),
+        "status",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let s = out.json();
+    assert_eq!(s["applied_version"], "2", "{s}");
+    assert_eq!(s["latest_version"], "3", "{s}");
+    assert_eq!(s["pending"].as_array().map(Vec::len), Some(1), "{s}");
+    drop_db(SINGLE, &db, false);
+}

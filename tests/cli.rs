@@ -243,7 +243,8 @@ fn bad_inputs_exit_2_naming_file_and_line() {
                 ("V1__a.sql", "-- Dependencies: 2\nSELECT 1;"),
                 ("V2__b.sql", "-- Dependencies: 1\nSELECT 2;"),
             ],
-            "dependency cycle: V1 -> V2 -> V1",
+            // Every member named with its file and line.
+            "V2__b.sql:1) -> V1; remove one of these dependencies",
         ),
         (
             &[("5_x.sql", "SELECT 1;")],

@@ -1644,3 +1644,134 @@ fn clean_prunes_superseded_events_and_leaves_the_state_alone() {
     ));
     assert_eq!(out.json()["removed"], 0, "{}", out.stdout);
 }
+
+#[test]
+fn messages_name_what_happened_and_runs_recover_without_needless_steps() {
+    require(&[SINGLE]);
+    let db = unique_db("recover");
+    // A migration that fails on its first statement ran nothing: it is
+    // "failed before its first statement", and fixing its file needs no
+    // repair (no "applied with checksum" refusal).
+    let dir = folder(&[(
+        "V1__a.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = NoSuchEngine;\nCREATE TABLE ${database}.a2 (x UInt8) ENGINE = Memory;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 1);
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    let state = st["migrations"][0]["state"].as_str().unwrap_or_default();
+    assert!(
+        state.starts_with("failed before its first statement: ") && state.contains("NoSuchEngine"),
+        "{st}"
+    );
+    write_files(
+        dir.path(),
+        &[(
+            "V1__a.sql",
+            "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nCREATE TABLE ${database}.a2 (x UInt8) ENGINE = Memory;",
+        )],
+    );
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        !out.all().contains("applied with checksum"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(tables(SINGLE, &db), ["a", "a2", "schema_migrations"]);
+
+    // A manual rollback of a migration that is not the newest: the next
+    // migrate applies it again, without the out-of-order setting.
+    write_files(
+        dir.path(),
+        &[
+            (
+                "V2__b.sql",
+                "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE ${database}.b;\n-- ROLLBACK: DROP TABLE ${database}.no_such_table;",
+            ),
+            (
+                "V3__c.sql",
+                "CREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;",
+            ),
+        ],
+    );
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    q(SINGLE, &format!("DROP TABLE `{db}`.b"));
+    let out = chm(&args(&db, d, &["rollback", "--manual", "--version", "2"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(
+        out.code,
+        0,
+        "re-applying is not out of order: {}",
+        out.all()
+    );
+    assert!(out.stdout.contains("applied V2 "), "{}", out.stdout);
+    assert_eq!(
+        tables(SINGLE, &db),
+        ["a", "a2", "b", "c", "schema_migrations"]
+    );
+
+    // A rollback that fails part-way, repaired, then `rollback`: one step
+    // (V3 was rolled back before; V2 finishes), V1 stays.
+    let out = chm(&args(&db, d, &["rollback", "--steps", "2"]));
+    assert_eq!(
+        out.code,
+        1,
+        "V2's second down statement fails: {}",
+        out.all()
+    );
+    let out = chm(&args(
+        &db,
+        d,
+        &["repair", "--version", "2", "--statement", "2", "--done"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let out = chm(&args(&db, d, &["rollback"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("rolled back V2 "), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("rolled back V2, V1"),
+        "V1 stays applied: {}",
+        out.stdout
+    );
+    let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
+    assert_eq!(st["applied_version"], "1", "{st}");
+    assert_eq!(tables(SINGLE, &db), ["a", "a2", "schema_migrations"]);
+    drop_db(SINGLE, &db, false);
+
+    // A run of many migrations is summarised, not listed.
+    let db = unique_db("many");
+    let files: Vec<(String, String)> = (1..=12)
+        .map(|i| (format!("V{i}__m{i}.sql"), "SELECT 1;".to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let many = folder(&refs);
+    let out = chm(&args(&db, many.path().to_str().unwrap(), &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("applied 12 migrations, V1 … V12 (12 statement(s))"),
+        "{}",
+        out.stdout
+    );
+    drop_db(SINGLE, &db, false);
+
+    // A dependency cycle names every member with its file and line.
+    let cyc = folder(&[
+        ("V1__a.sql", "-- Dependencies: 2\nSELECT 1;"),
+        ("V2__b.sql", "-- Dependencies: 1\nSELECT 2;"),
+    ]);
+    let db = unique_db("cycle");
+    let out = chm(&args(&db, cyc.path().to_str().unwrap(), &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("V1__a.sql:1: dependency cycle: V1 (")
+            && out.stderr.contains("V2__b.sql:1) -> V1"),
+        "{}",
+        out.stderr
+    );
+}

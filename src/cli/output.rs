@@ -421,11 +421,16 @@ pub fn host_group(note: &OnClusterNote, cluster: Option<&str>, hosts: usize) -> 
 
 /// What a run did, in one line.
 pub fn outcome_summary(o: &Report) -> String {
-    let list = |v: &[Version]| {
-        v.iter()
+    // Hundreds of versions are summarised, not listed.
+    let list = |v: &[Version]| match v {
+        [first, .., last] if v.len() > 10 => {
+            format!("{} migrations, V{first} … V{last}", v.len())
+        }
+        _ => v
+            .iter()
             .map(|v| format!("V{v}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
     };
     let mut parts = Vec::new();
     if !o.baselined.is_empty() {

@@ -106,10 +106,18 @@ fn resolve_target(spec: &TargetSpec, state: &TargetState) -> Target {
         TargetSpec::Latest => Target::Latest,
         TargetSpec::Version(v) | TargetSpec::Only(v) => Target::Version(v.clone()),
         TargetSpec::StepsBack(n) => {
+            // A migration half applied or half rolled back counts as a step:
+            // after `repair` of a failed rollback, `rollback` finishes that
+            // one and goes no further.
             let applied: Vec<&Version> = state
                 .versions
                 .iter()
-                .filter(|(_, s)| matches!(s, VersionState::Applied { .. }))
+                .filter(|(_, s)| {
+                    matches!(
+                        s,
+                        VersionState::Applied { .. } | VersionState::InProgress(_)
+                    )
+                })
                 .map(|(v, _)| v)
                 .collect();
             match applied.len().checked_sub(*n + 1) {

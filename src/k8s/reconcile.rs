@@ -90,6 +90,19 @@ impl SetResult {
     }
 }
 
+/// The environment a set runs in: its own, else the runner's, else
+/// `development`; a set naming another than its runner's is refused.
+fn environment_of(set: &MigrationSet, policy: &Policy) -> Result<String, String> {
+    match (&set.spec.environment, &policy.environment) {
+        (Some(mine), Some(op)) if mine != op => Err(format!(
+            "spec.environment is {mine:?} but this operator runs {op:?}; \
+             a set can only run in the environment its operator serves"
+        )),
+        (Some(e), _) | (None, Some(e)) => Ok(e.clone()),
+        (None, None) => Ok("development".into()),
+    }
+}
+
 /// Step 1, validate: the engine settings of a set, its Secret references
 /// resolved, checked against the runner's policy.
 pub fn settings_for(
@@ -99,16 +112,7 @@ pub fn settings_for(
 ) -> Result<Settings, String> {
     let ns = set.namespace().unwrap_or_else(|| "default".into());
     let spec = &set.spec;
-    let environment = match (&spec.environment, &policy.environment) {
-        (Some(mine), Some(op)) if mine != op => {
-            return Err(format!(
-                "spec.environment is {mine:?} but this operator runs {op:?}; \
-                 a set can only run in the environment its operator serves"
-            ));
-        }
-        (Some(e), _) | (None, Some(e)) => e.clone(),
-        (None, None) => "development".into(),
-    };
+    let environment = environment_of(set, policy)?;
     let creds = &spec.connection.credentials;
     let password = match (&creds.password_secret_ref, creds.passwordless) {
         (Some(r), _) => Some(Secret::new(manifest::secret_value(all, &ns, r)?)),
@@ -235,9 +239,17 @@ pub async fn reconcile_to(
         set.name_any(),
     );
     let loaded = manifest::migrations_for(set, all);
+    // Migrations restricted to other environments are neither latest nor
+    // pending here.
+    let environment = environment_of(set, policy).ok();
     out.status.latest_version = loaded
         .migrations
         .iter()
+        .filter(|m| {
+            environment
+                .as_ref()
+                .is_none_or(|e| m.environments.includes(e))
+        })
         .map(|m| m.version.clone())
         .max()
         .map(|v| v.to_string());
@@ -256,7 +268,13 @@ pub async fn reconcile_to(
                     outcome,
                     started,
                 ),
-                Err(e) => error_status(&mut out, e),
+                Err(e) => error_status(
+                    &mut out,
+                    Some(&valid.settings),
+                    &loaded.migrations,
+                    e,
+                    started,
+                ),
             }
         }
     };
@@ -432,31 +450,7 @@ fn outcome_status(
         | Outcome::HostsPending(r)
         | Outcome::HostsFailed(r) => r,
     };
-    out.facts = Some(facts_of(&out.name, &r));
-    let state = engine::events(&r.history)
-        .map(|e| TargetState::fold(&e))
-        .unwrap_or_default();
-    let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending);
-    let status = &mut out.status;
-    status.applied_version = snap.applied_version.as_ref().map(ToString::to_string);
-    out.applied = r.applied.clone();
-    out.rolled_back = r.rolled_back.clone();
-    if !r.applied.is_empty() || !r.rolled_back.is_empty() {
-        status.last_run = Some(crd::RunStatus {
-            started,
-            finished: crate::clock::format_us(crate::runtime::store::now_us()),
-            applied: r.applied.iter().map(ToString::to_string).collect(),
-            rolled_back: r.rolled_back.iter().map(ToString::to_string).collect(),
-        });
-    }
-    status.hosts = snap
-        .hosts_pending
-        .iter()
-        .map(|h| crd::HostStatus {
-            host: h.host.clone(),
-            pending_statements: h.statements.clone(),
-        })
-        .collect();
+    report_status(out, settings, migrations, &r, started);
     if !r.failed_hosts.is_empty() {
         let msg = r
             .failed_hosts
@@ -491,18 +485,69 @@ fn outcome_status(
     Health::Ready
 }
 
-fn error_status(out: &mut SetResult, err: EngineError) -> Health {
+/// The status fields a run's report gives, also after a failure: the
+/// highest fully applied version, the latest and pending versions of this
+/// environment, hosts still pending, the last run.
+fn report_status(
+    out: &mut SetResult,
+    settings: &Settings,
+    migrations: &[Migration],
+    r: &Report,
+    started: String,
+) {
+    out.facts = Some(facts_of(&out.name, r));
+    let state = engine::events(&r.history)
+        .map(|e| TargetState::fold(&e))
+        .unwrap_or_default();
+    let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending);
+    let status = &mut out.status;
+    status.applied_version = snap.applied_version.as_ref().map(ToString::to_string);
+    status.latest_version = snap.latest_version.as_ref().map(ToString::to_string);
+    status.pending_count = snap.pending.as_ref().map_or(0, |p| p.len() as u32);
+    out.applied = r.applied.clone();
+    out.rolled_back = r.rolled_back.clone();
+    if !r.applied.is_empty() || !r.rolled_back.is_empty() {
+        status.last_run = Some(crd::RunStatus {
+            started,
+            finished: crate::clock::format_us(crate::runtime::store::now_us()),
+            applied: r.applied.iter().map(ToString::to_string).collect(),
+            rolled_back: r.rolled_back.iter().map(ToString::to_string).collect(),
+        });
+    }
+    status.hosts = snap
+        .hosts_pending
+        .iter()
+        .map(|h| crd::HostStatus {
+            host: h.host.clone(),
+            pending_statements: h.statements.clone(),
+        })
+        .collect();
+}
+
+fn error_status(
+    out: &mut SetResult,
+    settings: Option<&Settings>,
+    migrations: &[Migration],
+    err: EngineError,
+    started: String,
+) -> Health {
     match err {
         EngineError::Blocked(b) => blocked_health(out, &b),
         EngineError::Locked(held) => locked_health(out, held),
         e if e.is_invalid() => stalled("Failed", e.to_string(), out),
-        EngineError::Run { failure, .. } if matches!(*failure, RunError::Statement { .. }) => {
+        EngineError::Run { failure, report } if matches!(*failure, RunError::Statement { .. }) => {
+            if let Some(settings) = settings {
+                report_status(out, settings, migrations, &report, started);
+            }
             out.verdict = Verdict::Failed;
             // Resumed with backoff: the server may have been at fault.
             out.retry = true;
             let message = failure.to_string();
             if let RunError::Statement { version, .. } = failure.as_ref() {
                 out.failed_version = Some((version.clone(), message.clone()));
+                if let Some(f) = out.facts.as_mut() {
+                    f.errors.insert(version.clone(), message.clone());
+                }
             }
             Health::Stalled {
                 reason: "MigrationFailed".into(),
@@ -580,6 +625,8 @@ mod tests {
         let mut out = empty();
         let health = error_status(
             &mut out,
+            None,
+            &[],
             EngineError::Locked(LockHeld {
                 info: crate::runtime::lock::LockInfo {
                     token: "t".into(),
@@ -590,6 +637,7 @@ mod tests {
                 age_secs: 42,
                 message: "target is locked: held by ci@runner-7 for 42s".into(),
             }),
+            String::new(),
         );
         assert_eq!(
             health,
@@ -622,10 +670,13 @@ mod tests {
         };
         let health = error_status(
             &mut out,
+            None,
+            &[],
             EngineError::Run {
                 failure: Box::new(failure),
                 report: Box::default(),
             },
+            String::new(),
         );
         let Health::Stalled { reason, message } = health else {
             panic!("a failed statement stalls the set");
@@ -669,8 +720,13 @@ mod tests {
         let missing = blocked(Problem::MissingSource { version: v });
         assert_eq!(blocked_reason(&missing), "Blocked");
         let mut out = empty();
-        let Health::Stalled { reason, .. } = error_status(&mut out, EngineError::Blocked(checksum))
-        else {
+        let Health::Stalled { reason, .. } = error_status(
+            &mut out,
+            None,
+            &[],
+            EngineError::Blocked(checksum),
+            String::new(),
+        ) else {
             panic!("a blocked plan stalls the set");
         };
         assert_eq!(reason, "ChecksumMismatch");

@@ -124,6 +124,8 @@ pub enum Problem {
     },
     DependencyCycle {
         cycle: Vec<Version>,
+        /// Where each member of the cycle is defined, in cycle order.
+        locations: Vec<Location>,
     },
     DependencyAboveTarget {
         version: Version,
@@ -190,6 +192,7 @@ impl Problem {
             | Problem::ForwardOnly { location, .. }
             | Problem::DependencyNotApplied { location, .. }
             | Problem::InFlightUnsafe { location, .. } => Some(location),
+            Problem::DependencyCycle { locations, .. } => locations.first(),
             _ => None,
         }
     }
@@ -249,12 +252,25 @@ impl fmt::Display for Problem {
                 f,
                 "V{version} depends on V{dependency}, which does not run in environment {environment:?}"
             ),
-            Problem::DependencyCycle { cycle } => {
-                let mut names: Vec<String> = cycle.iter().map(|v| format!("V{v}")).collect();
-                if let Some(first) = names.first().cloned() {
-                    names.push(first);
+            Problem::DependencyCycle { cycle, locations } => {
+                // Every member with where it is defined, so each file to
+                // fix is named.
+                let mut names: Vec<String> = cycle
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match locations.get(i) {
+                        Some(l) => format!("V{v} ({l})"),
+                        None => format!("V{v}"),
+                    })
+                    .collect();
+                if let Some(first) = cycle.first() {
+                    names.push(format!("V{first}"));
                 }
-                write!(f, "dependency cycle: {}", names.join(" -> "))
+                write!(
+                    f,
+                    "dependency cycle: {}; remove one of these dependencies",
+                    names.join(" -> ")
+                )
             }
             Problem::DependencyAboveTarget {
                 version,
@@ -432,6 +448,13 @@ pub fn plan(
                     checksum.as_ref()
                 }
             }
+            // Failed before its first statement: nothing of it ran, so its
+            // source may be fixed; the next run records the new checksum.
+            VersionState::InProgress(p)
+                if p.direction == Direction::Up && p.completed == 0 && p.next_known_not_run =>
+            {
+                None
+            }
             VersionState::InProgress(p) => Some(&p.checksum),
             VersionState::RolledBack => continue,
         };
@@ -488,7 +511,11 @@ pub fn plan(
     let order = match topo_order(&active, &active_set) {
         Ok(o) => o,
         Err(cycle) => {
-            problems.push(Problem::DependencyCycle { cycle });
+            let locations = cycle
+                .iter()
+                .filter_map(|v| by_version.get(v).map(|m| m.location.clone()))
+                .collect();
+            problems.push(Problem::DependencyCycle { cycle, locations });
             return Err(problems);
         }
     };
@@ -645,6 +672,10 @@ pub fn plan(
                 continue;
             }
             Some(VersionState::InProgress(p)) => resume_point(m, p, &mut problems),
+            // A migration rolled back while a later one stays applied (a
+            // manual rollback: `rollback --manual`) is applied again, as its
+            // record says; that is not out of order.
+            Some(VersionState::RolledBack) => 0,
             _ => {
                 if let Some(newest) = newest_applied
                     && v < newest
@@ -1004,14 +1035,29 @@ mod tests {
         assert_eq!(
             err,
             vec![Problem::DependencyCycle {
-                cycle: vec![v("2"), v("3"), v("4")]
+                cycle: vec![v("2"), v("3"), v("4")],
+                locations: ["2", "3", "4"]
+                    .iter()
+                    .map(|n| Location::new(format!("V{n}__t.sql"), 1))
+                    .collect(),
             }]
         );
-        assert_eq!(err[0].to_string(), "dependency cycle: V2 -> V3 -> V4 -> V2");
+        assert_eq!(
+            err[0].to_string(),
+            "dependency cycle: V2 (V2__t.sql:1) -> V3 (V3__t.sql:1) -> V4 (V4__t.sql:1) -> V2; \
+             remove one of these dependencies"
+        );
+        assert_eq!(
+            err[0].location().map(ToString::to_string),
+            Some("V2__t.sql:1".into())
+        );
 
         let ms = vec![mig("1", &["1"])];
         let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
-        assert_eq!(err[0].to_string(), "dependency cycle: V1 -> V1");
+        assert_eq!(
+            err[0].to_string(),
+            "dependency cycle: V1 (V1__t.sql:1) -> V1; remove one of these dependencies"
+        );
     }
 
     #[test]
@@ -1044,7 +1090,7 @@ mod tests {
             })
             .collect();
         let err = plan(&ms, &TargetState::default(), &Target::Latest, &policy()).unwrap_err();
-        let [Problem::DependencyCycle { cycle }] = err.as_slice() else {
+        let [Problem::DependencyCycle { cycle, .. }] = err.as_slice() else {
             panic!("{err:?}");
         };
         assert_eq!(cycle.len(), n);

@@ -59,6 +59,16 @@ impl fmt::Display for MigrationState {
             MigrationState::Baselined => f.write_str("baselined"),
             MigrationState::RolledBack => f.write_str("rolled back"),
             MigrationState::Partial {
+                direction: Direction::Up,
+                completed: 0,
+                failed: Some(e),
+                ..
+            } => write!(
+                f,
+                "failed before its first statement: {}",
+                e.lines().next().unwrap_or("")
+            ),
+            MigrationState::Partial {
                 direction,
                 completed,
                 statements,
@@ -100,7 +110,7 @@ pub struct HostPending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub applied_version: Option<Version>,
-    /// The newest version among the sources.
+    /// The newest version among the sources that run in this environment.
     pub latest_version: Option<Version>,
     /// What a migrate to the latest version would apply, in order; the
     /// plan's problems instead when it is blocked.
@@ -182,7 +192,11 @@ pub fn snapshot(
     }
     Snapshot {
         applied_version: state.applied_version().cloned(),
-        latest_version: migrations.iter().map(|m| m.version.clone()).max(),
+        latest_version: migrations
+            .iter()
+            .filter(|m| m.environments.includes(&policy.environment))
+            .map(|m| m.version.clone())
+            .max(),
         pending,
         versions,
         hosts_pending,
@@ -244,7 +258,8 @@ mod tests {
         };
         let s = snapshot(&loaded, &state, &policy, &[task]);
         assert_eq!(s.applied_version, Some(v("1")));
-        assert_eq!(s.latest_version, Some(v("3")));
+        // V3 runs only in production: neither latest nor pending here.
+        assert_eq!(s.latest_version, Some(v("2")));
         let states: Vec<String> = s.versions.iter().map(|r| r.state.to_string()).collect();
         assert_eq!(
             states,
