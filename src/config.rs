@@ -51,6 +51,9 @@ use crate::sql::ident::{Ident, IdentError};
 use crate::sql::statement::OnClusterMode;
 use crate::sql::vars::{VarError, Variables};
 
+/// How long a lock stays held without its holder renewing it, by default.
+pub const DEFAULT_LOCK_LEASE_S: u64 = 30;
+
 /// The default config file name looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "chmigrate.yaml";
 
@@ -126,6 +129,13 @@ pub struct MigrationsSection {
     /// Migrations run at once within the target (independent ones only;
     /// default 1: serial).
     pub parallel: Option<usize>,
+    /// Seconds to wait for a lock held by a live runner before giving up
+    /// (exit 4); default 0: do not wait.
+    pub lock_wait: Option<u64>,
+    /// Seconds a lock stays held without its holder renewing it (the holder
+    /// renews every fifth of that); an expired lock is taken over, on the
+    /// record. Default 30.
+    pub lock_lease: Option<u64>,
 }
 
 /// Log line format.
@@ -266,7 +276,9 @@ impl MigrationsSection {
                 baseline,
                 backup,
                 rollback_strategy,
-                parallel
+                parallel,
+                lock_wait,
+                lock_lease
             ]
         );
         if let Some(vars) = &o.variables {
@@ -405,6 +417,10 @@ pub struct Settings {
     pub backup: crate::ledger::backups::BackupPolicy,
     pub rollback_strategy: crate::model::strategy::RollbackStrategy,
     pub parallel: usize,
+    /// See [`MigrationsSection::lock_wait`].
+    pub lock_wait_s: u64,
+    /// See [`MigrationsSection::lock_lease`].
+    pub lock_lease_s: u64,
     pub logging: LoggingSettings,
 }
 
@@ -503,6 +519,13 @@ impl Settings {
                 message: format!("{parallel}: must be between 1 and 64"),
             });
         }
+        let lock_lease_s = migs.lock_lease.unwrap_or(DEFAULT_LOCK_LEASE_S);
+        if !(2..=3600).contains(&lock_lease_s) {
+            return Err(ConfigError::Invalid {
+                field: "lock_lease",
+                message: format!("{lock_lease_s}: must be between 2 and 3600 seconds"),
+            });
+        }
         let max_file_size = migs.max_file_size.unwrap_or(DEFAULT_MAX_FILE_BYTES);
         if max_file_size == 0 {
             return Err(ConfigError::Invalid {
@@ -555,6 +578,8 @@ impl Settings {
             backup: migs.backup.unwrap_or_default(),
             rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
             parallel,
+            lock_wait_s: migs.lock_wait.unwrap_or(0),
+            lock_lease_s,
             logging: LoggingSettings {
                 level: logging.level.unwrap_or_default(),
                 format: logging.format.unwrap_or_default(),

@@ -253,6 +253,8 @@ fn zookeeper_down_fails_clearly_and_the_next_run_completes() {
     let l = ledger(NODES[0], &db);
     assert!(l.len() > before, "{last}");
     assert_eq!(events_of(&l, "1", "completed"), 1);
+    assert_eq!(events_of(&l, "2", "completed"), 1);
+    assert_eq!(events_of(&l, "2", "statement_done"), 1, "ran to completion once");
     for node in NODES {
         wait_until("table on every node", Duration::from_secs(30), || {
             tables(node, &db).contains(&"t".to_string())
@@ -729,4 +731,66 @@ fn a_freeze_that_fails_on_one_replica_records_what_it_took_and_runs_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_lock_whose_lease_expired_is_taken_over_through_another_node() {
+    let _g = serial();
+    healthy();
+    let (db, dir) = replicated_target("lease");
+    let d = dir.path().to_str().unwrap();
+    // A runner on another machine (a CI job) takes the lock through node 1
+    // and is killed mid-migration: its lock table lives on node 1 only and
+    // is never renewed again.
+    write_files(dir.path(), &[("V2__slow.sql", "SELECT sleep(3);")]);
+    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_chmigrate"))
+        .args(args(0, &db, d, &["migrate", "--lock-lease", "2"]))
+        .env("HOSTNAME", "elsewhere-7")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chmigrate starts");
+    wait_until(
+        "the other runner started V2",
+        Duration::from_secs(60),
+        || events_of(&ledger(NODES[0], &db), "2", "started") > 0,
+    );
+    elsewhere.kill().expect("kill -9");
+    let _ = elsewhere.wait();
+    // Through node 3, which does not hold the lock table: its lease is
+    // read from ZooKeeper; fresh, it is the holder's (exit 4)…
+    let mut run = args(2, &db, d, &["migrate", "--lock-lease", "2"]);
+    run.extend(["--ddl-timeout", "30"]);
+    let out = chm(&run);
+    assert_eq!(out.code, 4, "{}", out.all());
+    // …expired, it is taken over (dropped on the cluster), on the record,
+    // and the migration applies once on every host.
+    let mut last = String::new();
+    wait_until(
+        "the expired lease is taken over",
+        Duration::from_secs(60),
+        || {
+            let out = chm(&run);
+            last = out.all();
+            out.code == 0
+        },
+    );
+    let l = ledger(NODES[3], &db);
+    let forced: Vec<&serde_json::Value> =
+        l.iter().filter(|r| r["event"] == "lock_forced").collect();
+    assert_eq!(forced.len(), 1, "{last}");
+    let details = forced[0]["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("lease expired") && details.contains("@elsewhere-7 (chmigrate"),
+        "{details}"
+    );
+    assert_eq!(events_of(&l, "1", "completed"), 1);
+    assert_eq!(events_of(&l, "2", "completed"), 1);
+    assert_eq!(events_of(&l, "2", "statement_done"), 1, "ran to completion once");
+    for node in NODES {
+        wait_until("table on every node", Duration::from_secs(30), || {
+            tables(node, &db).contains(&"t".to_string())
+        });
+    }
+    drop_db(NODES[0], &db, true);
 }

@@ -274,33 +274,30 @@ fn a_killed_run_is_resumed_at_the_first_unrecorded_statement() {
     wait_for_statement_done(&db, "1", 1);
     child.kill().expect("kill -9");
     let _ = child.wait();
-    // The dead runner's lock is reported with holder and age (exit 4).
-    let out = chm(&args(&db, d, &["migrate"]));
-    assert_eq!(out.code, 4, "{}", out.all());
-    assert!(
-        out.stderr.contains("target is locked: held by"),
-        "{}",
-        out.stderr
-    );
+    // The dead runner's lock is still there, naming its holder…
     let st = chm(&args(&db, d, &["status", "--format", "json"])).json();
-    assert!(
-        st["lock"]["holder"].as_str().unwrap().contains("chmigrate"),
-        "{st}"
-    );
-    // unlock forces it, recorded in the ledger.
-    let out = chm(&args(&db, d, &["unlock"]));
+    let holder = st["lock"]["holder"].as_str().unwrap().to_string();
+    assert!(holder.contains("chmigrate"), "{st}");
+    // …and the next run, on the same machine, sees that its process is gone
+    // and takes it over at once, on the record: no `unlock` needed.
+    let out = chm(&args(&db, d, &["migrate"]));
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("lock released"), "{}", out.stdout);
-    assert_eq!(
-        ledger(SINGLE, &db)
-            .iter()
-            .filter(|r| r["event"] == "lock_forced")
-            .count(),
-        1
+    let forced: Vec<serde_json::Value> = ledger(SINGLE, &db)
+        .into_iter()
+        .filter(|r| r["event"] == "lock_forced")
+        .collect();
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    let details: serde_json::Value =
+        serde_json::from_str(forced[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["previous"]["holder"], holder.as_str());
+    assert!(
+        details["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{details}"
     );
     // The in-flight statement was a SELECT (safe to repeat): resumed there.
-    let out = chm(&args(&db, d, &["migrate"]));
-    assert_eq!(out.code, 0, "{}", out.all());
     let l = ledger(SINGLE, &db);
     assert_eq!(events_of(&l, "1", "started"), 1);
     let done: Vec<i64> = l
@@ -1774,4 +1771,140 @@ fn messages_name_what_happened_and_runs_recover_without_needless_steps() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn runs_killed_at_several_points_are_finished_by_the_next_run_without_help() {
+    require(&[SINGLE]);
+    let db = unique_db("killpoints");
+    let dir = folder(&[(
+        "V1__steps.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;\nSELECT sleep(1);\n\
+         CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\nSELECT sleep(1);\n\
+         CREATE TABLE ${database}.c (x UInt8) ENGINE = Memory;\nSELECT sleep(1);\n\
+         CREATE TABLE ${database}.d (x UInt8) ENGINE = Memory;\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    // Killed after statement 1, then (resumed) after 3, then after 5.
+    for done in [1, 3, 5] {
+        let mut child = spawn(&args(&db, d, &["migrate"]));
+        wait_for_statement_done(&db, "1", done);
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+    let out = chm(&args(&db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    let l = ledger(SINGLE, &db);
+    let mut done: Vec<i64> = l
+        .iter()
+        .filter(|r| r["version"] == "1" && r["event"] == "statement_done")
+        .map(|r| r["statement"].as_i64().unwrap())
+        .collect();
+    done.sort();
+    assert_eq!(done, [0, 1, 2, 3, 4, 5, 6], "every statement once");
+    assert_eq!(events_of(&l, "1", "completed"), 1);
+    // Each dead runner's lock was taken over by the next run, on the record.
+    let forced = l.iter().filter(|r| r["event"] == "lock_forced").count();
+    assert_eq!(forced, 3, "{l:?}");
+    assert_eq!(
+        tables(SINGLE, &db),
+        ["a", "b", "c", "d", "schema_migrations"]
+    );
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
+    require(&[SINGLE]);
+    let db = unique_db("lease");
+    let dir = folder(&[(
+        "V1__a.sql",
+        "CREATE TABLE ${database}.a (x UInt8) ENGINE = Memory;",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    // A runner on another machine took the lock and vanished (its CI job
+    // was cancelled): it never renews its lease.
+    q(
+        SINGLE,
+        &format!(
+            "CREATE TABLE `{db}`.schema_migrations_lock (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = MergeTree() ORDER BY token"
+        ),
+    );
+    q(
+        SINGLE,
+        &format!(
+            "INSERT INTO `{db}`.schema_migrations_lock VALUES ('t-gone', 'ci@elsewhere-7 (chmigrate 0.1.0, pid 42)', 1)"
+        ),
+    );
+    write_files(
+        dir.path(),
+        &[(
+            "V2__b.sql",
+            "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
+        )],
+    );
+    let lease = ["--lock-lease", "2"];
+    let mut with_lease = args(&db, d, &["migrate"]);
+    with_lease.extend(lease);
+    // While the lease is fresh the lock is the holder's (exit 4)…
+    let out = chm(&with_lease);
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.stderr.contains("its lease was renewed"),
+        "{}",
+        out.stderr
+    );
+    // …once it is older than the lease, the next run takes it over.
+    let mut last = String::new();
+    wait_until(
+        "the expired lease is taken over",
+        Duration::from_secs(30),
+        || {
+            let out = chm(&with_lease);
+            last = out.all();
+            out.code == 0
+        },
+    );
+    let forced: Vec<serde_json::Value> = ledger(SINGLE, &db)
+        .into_iter()
+        .filter(|r| r["event"] == "lock_forced")
+        .collect();
+    assert_eq!(forced.len(), 1, "{last}");
+    let details = forced[0]["details"].as_str().unwrap();
+    assert!(
+        details.contains("lease expired") && details.contains("ci@elsewhere-7"),
+        "{details}"
+    );
+    assert_eq!(tables(SINGLE, &db), ["a", "b", "schema_migrations"]);
+
+    // A live holder is never taken over, even when its statement runs
+    // longer than the lease (it renews the lease meanwhile): with
+    // --lock-wait the second run waits for it and then finds nothing left
+    // to do.
+    write_files(
+        dir.path(),
+        &[("V3__slow.sql", "SELECT sleep(3);\nSELECT sleep(3);")],
+    );
+    let mut holder = args(&db, d, &["migrate"]);
+    holder.extend(lease);
+    let first = spawn(&holder);
+    wait_until(
+        "the first runner holds the lock",
+        Duration::from_secs(30),
+        || events_of(&ledger(SINGLE, &db), "3", "started") > 0,
+    );
+    let mut waiting = args(&db, d, &["migrate", "--lock-wait", "60"]);
+    waiting.extend(lease);
+    let out = chm(&waiting);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(wait_out(first).code, 0);
+    let l = ledger(SINGLE, &db);
+    assert_eq!(events_of(&l, "3", "completed"), 1, "applied once");
+    assert_eq!(
+        l.iter().filter(|r| r["event"] == "lock_forced").count(),
+        1,
+        "the live holder's lock was not taken over"
+    );
+    drop_db(SINGLE, &db, false);
 }

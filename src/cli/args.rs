@@ -115,6 +115,24 @@ pub struct Global {
     /// dependency between them, no table in common), in waves [default: 1]
     #[arg(long, global = true, env = "CHMIGRATE_PARALLEL", value_name = "N")]
     pub parallel: Option<usize>,
+    /// Seconds to wait for a lock held by a live runner instead of exiting
+    /// 4 [default: 0]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_LOCK_WAIT",
+        value_name = "SECONDS"
+    )]
+    pub lock_wait: Option<u64>,
+    /// Seconds a lock stays held without its holder renewing it; an expired
+    /// lock is taken over, on the record [default: 30]
+    #[arg(
+        long,
+        global = true,
+        env = "CHMIGRATE_LOCK_LEASE",
+        value_name = "SECONDS"
+    )]
+    pub lock_lease: Option<u64>,
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,

@@ -96,6 +96,8 @@ pub(crate) fn overrides(g: &Global) -> Overrides {
             variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
             rollback_strategy: g.rollback_strategy,
             parallel: g.parallel,
+            lock_wait: g.lock_wait,
+            lock_lease: g.lock_lease,
             backup: g.backup.map(|b| match b {
                 BackupArg::None => chmigrate::ledger::backups::BackupPolicy::None,
                 BackupArg::Freeze => chmigrate::ledger::backups::BackupPolicy::Freeze,

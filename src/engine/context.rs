@@ -106,6 +106,34 @@ pub fn local_actor() -> String {
     )
 }
 
+/// When `holder` names a run of chmigrate on this machine
+/// (`user@machine (chmigrate V, pid N)`) whose process no longer exists,
+/// its pid. A process that exists but is not chmigrate (the pid was
+/// reused) counts as gone.
+pub fn local_holder_gone(holder: &str) -> Option<u32> {
+    let (_, rest) = holder.split_once('@')?;
+    let (host, rest) = rest.split_once(" (chmigrate ")?;
+    let pid: u32 = rest
+        .rsplit_once(", pid ")?
+        .1
+        .strip_suffix(')')?
+        .parse()
+        .ok()?;
+    if host != machine() || pid == std::process::id() {
+        return None;
+    }
+    let proc = std::path::Path::new("/proc").join(pid.to_string());
+    if !std::path::Path::new("/proc/self").exists() {
+        // No procfs: nothing can be said.
+        return None;
+    }
+    match std::fs::read(proc.join("cmdline")) {
+        Err(_) => Some(pid),
+        Ok(cmd) if !String::from_utf8_lossy(&cmd).contains("chmigrate") => Some(pid),
+        Ok(_) => None,
+    }
+}
+
 /// A run's id: unique per process and moment.
 pub fn run_id() -> String {
     format!("{:x}-{:x}", now_us(), std::process::id())
@@ -129,7 +157,28 @@ pub async fn terminated() {
 
 #[cfg(test)]
 mod tests {
-    use super::StaleLocks;
+    use super::{StaleLocks, local_actor, local_holder_gone};
+
+    #[test]
+    fn only_a_vanished_process_on_this_machine_counts_as_gone() {
+        let me = local_actor();
+        assert_eq!(local_holder_gone(&me), None, "this very process");
+        let (user_host, _) = me.split_once(" (chmigrate ").unwrap();
+        // A pid far above any pid_max: no such process.
+        let dead = format!("{user_host} (chmigrate 0.1.0, pid 4194999)");
+        assert_eq!(local_holder_gone(&dead), Some(4_194_999));
+        // pid 1 exists and is not chmigrate: the pid was reused.
+        let reused = format!("{user_host} (chmigrate 0.1.0, pid 1)");
+        assert_eq!(local_holder_gone(&reused), Some(1));
+        // Another machine, the operator, or a holder of unknown form: no
+        // judgement from here.
+        assert_eq!(
+            local_holder_gone("ci@elsewhere-7 (chmigrate 0.1.0, pid 4194999)"),
+            None
+        );
+        assert_eq!(local_holder_gone("operator:apps/events (op-a)"), None);
+        assert_eq!(local_holder_gone(""), None);
+    }
 
     fn rule(leader: bool) -> StaleLocks {
         StaleLocks {

@@ -492,7 +492,8 @@ async fn run_step(
     for ps in &step.statements {
         // Everything staged so far is durable before the statement runs.
         writer.lock().await.flush().await?;
-        if stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst) {
+        let lock_lost = writer.lock().await.lock_lost();
+        if stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst) || lock_lost {
             writer
                 .lock()
                 .await

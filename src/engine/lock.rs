@@ -1,15 +1,22 @@
 //! Holding the target lock around a piece of work: lock events in the
-//! ledger, takeover of a stale operator lock, release whatever happens.
+//! ledger, a lease renewed while the work runs, takeover of a lock whose
+//! holder is gone (its lease expired, its process on this machine no longer
+//! exists, or it was a previous instance of this operator), waiting for a
+//! live holder (`--lock-wait`), and release whatever happens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::config::Settings;
 use crate::ledger::{LedgerEntry, Record};
 use crate::runtime::Session;
-use crate::runtime::lock::{self, LockError, LockInfo};
+use crate::runtime::lock::{self, Lock, LockError, LockInfo};
 use crate::runtime::store::{self, Writer};
 
-use super::context::{RunContext, run_id};
+use super::context::{RunContext, local_holder_gone, run_id};
 use super::error::{EngineError, LockHeld};
 
 /// The fields every event of a run shares.
@@ -70,42 +77,53 @@ pub async fn with_lock<T, E: From<EngineError>>(
             &before,
         )
     };
-    let mut held = acquire().await;
-    if let Err(LockError::Held { info, .. }) = &held
-        && let Some(rule) = &ctx.stale_locks
-        && rule.is_stale(&info.holder, info.acquired_us)
-    {
-        // A previous instance of this operator died holding the lock; only
-        // one instance runs at a time (leader Lease), so it is not coming
-        // back. Take it over, on the record.
-        tracing::warn!(holder = %info.holder, "taking over a lock left by a previous operator instance");
-        lock::force(
-            &session.conn,
-            ledger,
-            session.server.major,
-            session.cfg.ddl_timeout.as_secs(),
-        )
-        .await
-        .map_err(EngineError::from)?;
-        record_lock_forced(
-            session,
-            settings,
-            ctx,
-            &run,
-            json!({
-                "previous": info,
-                "reason": "held by a previous instance of this operator, which is gone",
-            }),
-        )
-        .await?;
-        held = acquire().await;
-    }
-    let lock = match held {
-        Ok(l) => l,
-        Err(LockError::Held { info, now_us }) => {
-            return Err(EngineError::Locked(held_by(info, now_us)).into());
+    let deadline = Instant::now() + Duration::from_secs(settings.lock_wait_s);
+    let mut takeovers = 0;
+    let lock = loop {
+        match acquire().await {
+            Ok(l) => break l,
+            Err(LockError::Held { info, now_us }) => {
+                if takeovers < 3
+                    && let Some(reason) = takeover_reason(session, settings, ctx, &info).await?
+                {
+                    // The holder is gone: take its lock over, on the record.
+                    // The run resumes under the in-flight rule, so a
+                    // statement the holder left running is repeated only
+                    // when that is safe.
+                    takeovers += 1;
+                    tracing::warn!(holder = %info.holder, %reason, "taking over a lock whose holder is gone");
+                    lock::force(
+                        &session.conn,
+                        ledger,
+                        session.server.major,
+                        session.cfg.ddl_timeout.as_secs(),
+                    )
+                    .await
+                    .map_err(EngineError::from)?;
+                    record_lock_forced(
+                        session,
+                        settings,
+                        ctx,
+                        &run,
+                        json!({ "previous": info, "reason": reason }),
+                    )
+                    .await?;
+                    continue;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    tracing::info!(holder = %info.holder, waiting_s = left.as_secs(), "the lock is held; waiting (--lock-wait)");
+                    tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+                    continue;
+                }
+                let renewed = lock::renewed_ago(&session.conn, ledger)
+                    .await
+                    .ok()
+                    .flatten();
+                return Err(EngineError::Locked(held_by(info, now_us, renewed, settings)).into());
+            }
+            Err(e) => return Err(EngineError::from(e).into()),
         }
-        Err(e) => return Err(EngineError::from(e).into()),
     };
     let result = async {
         let history = store::read(&session.conn, ledger)
@@ -119,10 +137,15 @@ pub async fn with_lock<T, E: From<EngineError>>(
         .await
         .map_err(EngineError::from)?;
         writer
-            .write(Record::LockTaken { token: run.clone() })
+            .write(Record::LockTaken {
+                token: run.clone(),
+                lease_s: settings.lock_lease_s,
+            })
             .await
             .map_err(EngineError::from)?;
+        let keeper = keep_lease(&lock, writer.fence(), settings.lock_lease_s);
         let r = f(&mut writer, history).await;
+        keeper.abort();
         let released = writer
             .write(Record::LockReleased { token: run.clone() })
             .await;
@@ -142,11 +165,85 @@ pub async fn with_lock<T, E: From<EngineError>>(
     result
 }
 
+/// Renews the lock every fifth of its lease while the work runs. When it
+/// cannot renew for six tenths of the lease, it sets the run's fence: the
+/// run stops before its next statement, before anyone may take the lock
+/// over.
+fn keep_lease(lock: &Lock, fence: Arc<AtomicBool>, lease_s: u64) -> tokio::task::JoinHandle<()> {
+    let renewal = lock.renewal();
+    let every = Duration::from_millis((lease_s * 1000 / 5).max(500));
+    let limit = Duration::from_millis(lease_s * 600);
+    tokio::spawn(async move {
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match tokio::time::timeout(every, renewal.renew()).await {
+                Ok(Ok(())) => renewed = Instant::now(),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the lock's lease"),
+                Err(_) => tracing::warn!("renewing the lock's lease timed out"),
+            }
+            if renewed.elapsed() > limit && !fence.swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    unrenewed_s = renewed.elapsed().as_secs(),
+                    "the lock's lease could not be renewed: stopping before the next statement"
+                );
+            }
+        }
+    })
+}
+
+/// Why a held lock may be taken over, if it may: its holder is a previous
+/// instance of this operator that is gone, a chmigrate process on this
+/// machine that no longer exists, or any runner whose lease expired.
+async fn takeover_reason(
+    session: &Session,
+    settings: &Settings,
+    ctx: &RunContext,
+    info: &LockInfo,
+) -> Result<Option<String>, EngineError> {
+    if let Some(rule) = &ctx.stale_locks
+        && rule.is_stale(&info.holder, info.acquired_us)
+    {
+        return Ok(Some(
+            "held by a previous instance of this operator, which is gone".into(),
+        ));
+    }
+    if let Some(pid) = local_holder_gone(&info.holder) {
+        return Ok(Some(format!(
+            "its process (pid {pid} on this machine) no longer exists"
+        )));
+    }
+    // The holder's lease is the one it announced (it renews at that pace),
+    // never shorter than ours.
+    let history = store::read(&session.conn, &session.cfg.ledger).await?;
+    let lease = lock::announced_lease_s(&history)
+        .unwrap_or(0)
+        .max(settings.lock_lease_s);
+    match lock::renewed_ago(&session.conn, &session.cfg.ledger).await? {
+        Some(age) if age > lease => Ok(Some(format!(
+            "its lease expired: last renewed {age}s ago (lease {lease}s)"
+        ))),
+        _ => Ok(None),
+    }
+}
+
 /// The lock as a refusal to run.
-pub(crate) fn held_by(info: LockInfo, now_us: u64) -> LockHeld {
+pub(crate) fn held_by(
+    info: LockInfo,
+    now_us: u64,
+    renewed_s: Option<u64>,
+    settings: &Settings,
+) -> LockHeld {
+    let lease = match renewed_s {
+        Some(s) => format!(
+            "; its lease was renewed {s}s ago and is taken over once it is {}s old",
+            settings.lock_lease_s
+        ),
+        None => String::new(),
+    };
     LockHeld {
         message: format!(
-            "target is locked: {} — if that runner is gone, run `chmigrate unlock`",
+            "target is locked: {}{lease} — wait for it with --lock-wait SECONDS; if that runner is gone, run `chmigrate unlock`",
             info.describe(now_us)
         ),
         age_secs: info.age_secs(now_us),

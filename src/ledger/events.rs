@@ -100,6 +100,9 @@ pub enum Record {
     },
     LockTaken {
         token: String,
+        /// How long the holder's lock stays held without renewal: what
+        /// others judge its lease by.
+        lease_s: u64,
     },
     LockReleased {
         token: String,
@@ -290,7 +293,10 @@ impl Record {
                 row.statement = statement;
                 row.details = serde_json::to_string(&details).unwrap_or_default();
             }
-            Record::LockTaken { token } | Record::LockReleased { token } => {
+            Record::LockTaken { token, lease_s } => {
+                row.details = json!({ "token": token, "lease_s": lease_s }).to_string();
+            }
+            Record::LockReleased { token } => {
                 row.details = json!({ "token": token }).to_string();
             }
             Record::LockForced { details } => row.details = details.to_string(),

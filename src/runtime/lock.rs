@@ -155,6 +155,85 @@ pub async fn acquire(
     })
 }
 
+impl Lock {
+    /// What renews this lock, for a task of its own.
+    pub fn renewal(&self) -> Renewal {
+        Renewal {
+            conn: self.conn.clone(),
+            ledger: self.ledger.clone(),
+            token: self.info.token.clone(),
+            holder: self.info.holder.clone(),
+        }
+    }
+}
+
+/// Renews a held lock: each renewal adds a row to the lock table, which the
+/// server stamps (a part's modification time; on a cluster, a replication
+/// log entry in ZooKeeper). Readers compare that stamp with their server's
+/// clock: no runner's own clock is trusted.
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    conn: Connection,
+    ledger: LedgerTable,
+    token: String,
+    holder: String,
+}
+
+impl Renewal {
+    pub async fn renew(&self) -> Result<(), ChError> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            token: &'a str,
+            holder: &'a str,
+            acquired_us: u64,
+        }
+        let head = queries::lock_insert_sql(&self.ledger, &lock_table(&self.ledger)?);
+        self.conn
+            .insert_json(
+                &head,
+                &[Row {
+                    token: &self.token,
+                    holder: &self.holder,
+                    acquired_us: now_us(),
+                }],
+                &[],
+            )
+            .await
+    }
+}
+
+/// Seconds since the lock's holder last renewed it, by the server's clock
+/// (ZooKeeper's on a cluster, from any node); `None` when there is no
+/// lock table to ask about.
+pub async fn renewed_ago(conn: &Connection, ledger: &LedgerTable) -> Result<Option<u64>, ChError> {
+    let sql = match &ledger.cluster {
+        Some(_) => queries::lock_renewed_zk_sql(&format!("{}/log", lock_zk_path(ledger))),
+        None => {
+            queries::lock_renewed_parts_sql(ledger.database.as_str(), lock_table(ledger)?.as_str())
+        }
+    };
+    #[derive(Deserialize)]
+    struct R {
+        age: i32,
+        n: u32,
+    }
+    let rows: Vec<R> = match conn.rows(&sql).await {
+        Ok(r) => r,
+        // No such ZooKeeper path: no lock.
+        Err(e)
+            if e.code() == Some(codes::KEEPER_EXCEPTION)
+                && e.server_message().is_some_and(|m| m.contains("No node")) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(rows
+        .first()
+        .filter(|r| r.n > 0)
+        .map(|r| u64::try_from(r.age).unwrap_or(0)))
+}
+
 /// Fails when the lock table on `conn` is a replica that lost its
 /// ZooKeeper session: dropping it then (18.16) removes it from the catalogue
 /// but keeps its files, and every later `CREATE` of the lock fails.
@@ -263,6 +342,24 @@ pub async fn inspect(
             i
         },
     )))
+}
+
+/// The lease the current holder announced in its `lock_taken` event
+/// (releases before 0.2 announce none).
+pub fn announced_lease_s(history: &[LedgerEntry]) -> Option<u64> {
+    let mut lease = None;
+    for e in history {
+        match e.name() {
+            Some(EventName::LockTaken) => {
+                lease = serde_json::from_str::<serde_json::Value>(&e.details)
+                    .ok()
+                    .and_then(|d| d["lease_s"].as_u64());
+            }
+            Some(EventName::LockReleased | EventName::LockForced) => lease = None,
+            _ => {}
+        }
+    }
+    lease
 }
 
 /// The last `lock_taken` event with no `lock_released`/`lock_forced` after it.

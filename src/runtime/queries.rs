@@ -39,6 +39,29 @@ pub fn table_exists_sql(database: &str, table: &str) -> String {
     )
 }
 
+/// Seconds since the lock table last got a part (its holder's latest
+/// renewal), by this server's clock, and how many parts it has (none: no
+/// lock table here).
+pub fn lock_renewed_parts_sql(database: &str, table: &str) -> String {
+    format!(
+        "SELECT toInt32(toInt64(now()) - toInt64(max(modification_time))) AS age, toUInt32(count()) AS n \
+         FROM system.parts WHERE database = {} AND table = {} AND active",
+        string_literal(database),
+        string_literal(table)
+    )
+}
+
+/// On a cluster: seconds since the replicated lock table's newest
+/// replication log entry (its holder's latest renewal, by ZooKeeper's
+/// clock against this server's), read from any node.
+pub fn lock_renewed_zk_sql(log_path: &str) -> String {
+    format!(
+        "SELECT toInt32(toInt64(now()) - toInt64(max(ctime))) AS age, toUInt32(count()) AS n \
+         FROM system.zookeeper WHERE path = {}",
+        string_literal(log_path)
+    )
+}
+
 /// Whether a replicated table on this node lost its ZooKeeper session (one
 /// row per replicated table; none for other engines).
 pub fn replica_readonly_sql(database: &str, table: &str) -> String {
@@ -276,6 +299,13 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         CatalogEntry {
             contains: Some("catalog@ci".into()),
             ..entry("read lock holder", lock_holder_sql(&ledger, &lock))
+        },
+        CatalogEntry {
+            contains: Some("\"n\":1".into()),
+            ..entry(
+                "lock last renewed",
+                lock_renewed_parts_sql(ledger.database.as_str(), lock.as_str()),
+            )
         },
         entry("max seq (empty)", ledger.max_seq_sql()),
         entry(

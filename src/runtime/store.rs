@@ -2,6 +2,8 @@
 //! read-your-writes across replicas, appended to with monotonic sequence
 //! numbers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -132,6 +134,10 @@ pub struct Writer {
     settings: Vec<(&'static str, String)>,
     staged: Vec<LedgerEntry>,
     pub template: LedgerEntry,
+    /// Set when the run can no longer show that it holds the lock (its
+    /// lease could not be renewed): the run stops before its next
+    /// statement.
+    lost: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -160,7 +166,19 @@ impl Writer {
             settings,
             staged: Vec::new(),
             template,
+            lost: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The flag a lease keeper sets when the lock may no longer be this
+    /// run's.
+    pub fn fence(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Whether the run may have lost the lock (see [`Writer::fence`]).
+    pub fn lock_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     /// Stages one event built from the template; nothing is sent yet.
