@@ -129,6 +129,9 @@ pub struct MigrationsSection {
     /// Migrations run at once within the target (independent ones only;
     /// default 1: serial).
     pub parallel: Option<usize>,
+    /// User variables whose values are identifiers: quoted in code when
+    /// they need it, as `${database}` is.
+    pub identifier_variables: Option<Vec<String>>,
     /// Seconds to wait for a lock held by a live runner before giving up
     /// (exit 4); default 0: do not wait.
     pub lock_wait: Option<u64>,
@@ -277,6 +280,7 @@ impl MigrationsSection {
                 backup,
                 rollback_strategy,
                 parallel,
+                identifier_variables,
                 lock_wait,
                 lock_lease
             ]
@@ -414,6 +418,8 @@ pub struct Settings {
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
+    /// See [`MigrationsSection::identifier_variables`].
+    pub identifier_variables: Vec<String>,
     pub backup: crate::ledger::backups::BackupPolicy,
     pub rollback_strategy: crate::model::strategy::RollbackStrategy,
     pub parallel: usize,
@@ -548,13 +554,15 @@ impl Settings {
             migs.history_table.as_deref().unwrap_or("schema_migrations"),
         )?;
         let variables = migs.variables.unwrap_or_default();
+        let identifier_variables = migs.identifier_variables.unwrap_or_default();
         // Fail early on bad variable names.
         Variables::new(
             database.as_str(),
             cluster.as_ref().map(Ident::as_str),
             &environment,
             &variables,
-        )?;
+        )?
+        .with_identifiers(&identifier_variables)?;
         Ok(Settings {
             allow_rollback: migs.allow_rollback.unwrap_or(environment != "production"),
             require_rollback: migs.require_rollback.unwrap_or(false),
@@ -575,6 +583,7 @@ impl Settings {
             out_of_order: migs.out_of_order.unwrap_or(false),
             baseline: migs.baseline,
             variables,
+            identifier_variables,
             backup: migs.backup.unwrap_or_default(),
             rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
             parallel,
@@ -608,6 +617,7 @@ impl Settings {
                 &self.environment,
                 &self.variables,
             )
+            .and_then(|v| v.with_identifiers(&self.identifier_variables))
             .unwrap_or_default(),
             cluster,
             on_cluster: self.on_cluster,

@@ -1908,3 +1908,51 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     );
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn a_database_name_that_needs_quoting_works_in_code_and_in_strings() {
+    require(&[SINGLE]);
+    // The CRD admits '-' and '.' in database names.
+    let db = format!("{}-dash", unique_db("acc"));
+    let dir = folder(&[
+        (
+            "V1__events.sql",
+            "CREATE TABLE ${database}.events (x UInt8, src String) ENGINE = MergeTree ORDER BY x;\n\
+             -- ROLLBACK: DROP TABLE ${database}.events;",
+        ),
+        (
+            "V2__seed.sql",
+            "INSERT INTO ${database}.events SELECT 1, '${database}' WHERE '${database}' = currentDatabase();\n\
+             INSERT INTO ${raw_db}.events SELECT 2, 'from an identifier variable';",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let ident_var = format!("raw_db={db}");
+    let mut run = args(&db, d, &["migrate"]);
+    run.extend(["--ident-var", ident_var.as_str()]);
+    let out = chm(&run);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let rows = rows(
+        SINGLE,
+        &format!("SELECT x, src FROM `{db}`.events ORDER BY x FORMAT JSONEachRow"),
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0]["src"],
+        db.as_str(),
+        "escaped text inside the string"
+    );
+    // The plan shows the quoted identifier.
+    let mut plan = args(&db, d, &["plan", "--offline"]);
+    plan.extend(["--ident-var", ident_var.as_str()]);
+    let out = chm(&plan);
+    assert!(
+        out.stdout.contains(&format!("CREATE TABLE `{db}`.events")),
+        "{}",
+        out.stdout
+    );
+    // The ledger and lock chmigrate keeps in that database work too.
+    let out = chm(&args(&db, d, &["status", "--format", "json"]));
+    assert_eq!(out.json()["applied_version"], "2", "{}", out.all());
+    drop_db(SINGLE, &db, false);
+}

@@ -136,6 +136,10 @@ pub struct Global {
     /// A ${NAME} variable, repeatable
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// A ${NAME} variable whose value is an identifier (quoted in SQL where
+    /// it needs it, like ${database}), repeatable
+    #[arg(long = "ident-var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub ident_vars: Vec<(String, String)>,
     /// Output format (html and markdown: `report` only)
     #[arg(long, global = true, env = "CHMIGRATE_FORMAT", value_enum, default_value_t = Format::Table)]
     pub format: Format,

@@ -93,7 +93,10 @@ pub(crate) fn overrides(g: &Global) -> Overrides {
                 OnClusterArg::Never => OnClusterMode::Never,
             }),
             max_file_size: g.max_file_size,
-            variables: (!g.vars.is_empty()).then(|| g.vars.iter().cloned().collect()),
+            variables: (!g.vars.is_empty() || !g.ident_vars.is_empty())
+                .then(|| g.vars.iter().chain(&g.ident_vars).cloned().collect()),
+            identifier_variables: (!g.ident_vars.is_empty())
+                .then(|| g.ident_vars.iter().map(|(k, _)| k.clone()).collect()),
             rollback_strategy: g.rollback_strategy,
             parallel: g.parallel,
             lock_wait: g.lock_wait,
