@@ -611,6 +611,7 @@ impl Settings {
     pub fn prepare_settings(&self) -> PrepareSettings {
         let cluster = self.cluster.as_ref().map(|c| c.as_str().to_string());
         PrepareSettings {
+            lookups: Default::default(),
             variables: Variables::new(
                 self.database.as_str(),
                 cluster.as_deref(),

@@ -802,3 +802,69 @@ fn a_lock_whose_lease_expired_is_taken_over_through_another_node() {
     }
     drop_db(NODES[0], &db, true);
 }
+
+#[test]
+fn unqualified_names_reach_every_host_in_the_target_database() {
+    let _g = serial();
+    healthy();
+    // A database name that needs quoting, and migrations written the way
+    // teams write them: no database in any name.
+    let db = format!("{}-dash", unique_db("unq"));
+    let dir = folder(&[
+        (
+            "V1__events_local.sql",
+            "CREATE TABLE IF NOT EXISTS events_local (d Date, id UInt64) \
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/events_local', '{replica}') ORDER BY id;",
+        ),
+        (
+            "V2__events.sql",
+            "CREATE TABLE IF NOT EXISTS events AS events_local \
+             ENGINE = Distributed(${cluster}, currentDatabase(), events_local, rand());",
+        ),
+        (
+            "V3__view.sql",
+            "CREATE VIEW IF NOT EXISTS per_day AS SELECT d, count() AS n FROM events_local GROUP BY d;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    // The plan shows the SQL as sent: every name qualified.
+    let out = chm(&args(0, &db, d, &["plan"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!("AS `{db}`.events_local"))
+            && out
+                .stdout
+                .contains(&format!("Distributed(chm_cluster, '{db}', events_local"))
+            && out.stdout.contains(&format!("FROM `{db}`.events_local")),
+        "{}",
+        out.stdout
+    );
+    let out = chm(&args(0, &db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    for node in NODES {
+        wait_until("the objects on every host", Duration::from_secs(30), || {
+            let t = tables(node, &db);
+            ["events", "events_local", "per_day"]
+                .iter()
+                .all(|n| t.contains(&n.to_string()))
+        });
+        assert!(
+            !tables(node, "default")
+                .iter()
+                .any(|t| t == "events_local" || t == "events"),
+            "nothing lands in the default database of {node}"
+        );
+    }
+    // Rows written through the Distributed table on one host are read
+    // through the view on another.
+    q(
+        NODES[1],
+        &format!(
+            "INSERT INTO `{db}`.events VALUES ('2026-12-01', 1), ('2026-12-01', 2), ('2026-12-02', 3)"
+        ),
+    );
+    wait_until("rows reach their shards", Duration::from_secs(30), || {
+        count(NODES[3], &format!("SELECT count() FROM `{db}`.events")) == 3
+    });
+    drop_db(NODES[0], &db, true);
+}

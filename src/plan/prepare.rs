@@ -1,5 +1,9 @@
 //! Turning a plan into the exact SQL to send (pure): variables substituted,
-//! then `ON CLUSTER` added when a cluster is configured.
+//! then `ON CLUSTER` added when a cluster is configured, and in statements
+//! sent `ON CLUSTER` every unqualified table reference qualified with the
+//! target database ([`crate::sql::qualify`]).
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -7,6 +11,7 @@ use crate::model::diagnostic::Diagnostic;
 use crate::model::migration::{Location, Migration, Statement};
 use crate::model::version::Version;
 use crate::plan::{Plan, Step};
+use crate::sql::qualify::{created_lookup_names, qualify};
 use crate::sql::statement::{OnClusterMode, Rewrite, StatementKind, add_on_cluster, analyze};
 use crate::sql::vars::Variables;
 
@@ -16,6 +21,38 @@ pub struct PrepareSettings {
     pub cluster: Option<String>,
     pub on_cluster: OnClusterMode,
     pub variables: Variables,
+    /// Dictionaries and `Join` tables the migrations create: their names in
+    /// `dictGet*`/`joinGet` strings are qualified too ([`prepare`] fills it).
+    pub lookups: BTreeSet<String>,
+}
+
+impl PrepareSettings {
+    /// These settings knowing the lookup objects `migrations` create.
+    pub fn with_lookups_of(&self, migrations: &[Migration]) -> PrepareSettings {
+        let mut s = self.clone();
+        for m in migrations {
+            for st in &m.up {
+                if let Ok(sql) = self.variables.substitute(&st.sql) {
+                    s.lookups.extend(created_lookup_names(&sql));
+                }
+            }
+        }
+        s
+    }
+
+    /// Qualifies the unqualified table references of a statement sent
+    /// `ON CLUSTER`.
+    fn qualified(&self, sql: String, location: &Location) -> Result<String, Diagnostic> {
+        let Some(database) = self.variables.get("database") else {
+            return Ok(sql);
+        };
+        qualify(&sql, database, &self.lookups).map_err(|e| {
+            Diagnostic::error(
+                Some(location.clone()),
+                format!("sent ON CLUSTER, so names must not depend on the current database: {e}"),
+            )
+        })
+    }
 }
 
 /// The `ON CLUSTER` mode to use against a database with `engine`: a
@@ -97,7 +134,7 @@ pub fn prepare_statement(
             Rewrite::Rewritten(s) => {
                 return Ok(PreparedStatement {
                     index,
-                    sql: s,
+                    sql: settings.qualified(s, &location)?,
                     location,
                     kind: info.kind,
                     note: OnClusterNote::Added,
@@ -118,6 +155,11 @@ pub fn prepare_statement(
             }
         },
     };
+    let sql = if note == OnClusterNote::AlreadyPresent {
+        settings.qualified(sql, &location)?
+    } else {
+        sql
+    };
     Ok(PreparedStatement {
         index,
         sql,
@@ -133,6 +175,7 @@ pub fn prepare(
     migrations: &[Migration],
     settings: &PrepareSettings,
 ) -> Result<Vec<PreparedStep>, Vec<Diagnostic>> {
+    let settings = &settings.with_lookups_of(migrations);
     let find = |v: &Version| migrations.iter().find(|m| &m.version == v);
     let mut out = Vec::with_capacity(plan.steps.len());
     let mut errors = Vec::new();
@@ -200,6 +243,7 @@ mod tests {
 
     fn settings(cluster: Option<&str>, mode: OnClusterMode) -> PrepareSettings {
         PrepareSettings {
+            lookups: Default::default(),
             cluster: cluster.map(str::to_string),
             on_cluster: mode,
             variables: Variables::new("analytics", cluster, "dev", &BTreeMap::new()).unwrap(),

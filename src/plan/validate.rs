@@ -220,6 +220,7 @@ mod tests {
         .collect();
         let loaded = from_files(&files, 1 << 20);
         let settings = PrepareSettings {
+            lookups: Default::default(),
             cluster: Some("c".into()),
             on_cluster: OnClusterMode::Auto,
             variables: Variables::new("db", Some("c"), "dev", &BTreeMap::new()).unwrap(),

@@ -419,6 +419,7 @@ mod tests {
         )
         .unwrap();
         let settings = PrepareSettings {
+            lookups: Default::default(),
             cluster: None,
             on_cluster: OnClusterMode::Auto,
             variables: Variables::new("db", None, "dev", &BTreeMap::new()).unwrap(),

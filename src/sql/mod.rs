@@ -5,6 +5,7 @@ pub mod destructive;
 pub mod ident;
 pub mod inverse;
 pub mod lexer;
+pub mod qualify;
 pub mod split;
 pub mod statement;
 pub mod vars;
