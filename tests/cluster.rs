@@ -868,3 +868,60 @@ fn unqualified_names_reach_every_host_in_the_target_database() {
     });
     drop_db(NODES[0], &db, true);
 }
+
+#[test]
+fn an_alter_the_server_would_refuse_half_way_is_refused_before_anything_runs() {
+    let _g = serial();
+    healthy();
+    let db = unique_db("alter371");
+    let dir = folder(&[(
+        "V1__events.sql",
+        "CREATE TABLE events_local (d Date, id UInt64) \
+         ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/events_local', '{replica}') ORDER BY id;\n\
+         CREATE TABLE events AS events_local ENGINE = Distributed(${cluster}, ${database}, events_local, rand());",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(chm(&args(0, &db, d, &["migrate"])).code, 0);
+    // The second ALTER is one 18.16 refuses on every host (code 371), after
+    // the first one ran: refused before either runs.
+    write_files(
+        dir.path(),
+        &[(
+            "V2__add_x.sql",
+            "ALTER TABLE events_local ADD COLUMN x UInt8;\nALTER TABLE events ADD COLUMN x UInt8;",
+        )],
+    );
+    let out = chm(&args(0, &db, d, &["plan"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("V2__add_x.sql:2: ClickHouse 18 refuses ALTER … ON CLUSTER")
+            && out.stderr.contains("drop it and create it again"),
+        "{}",
+        out.stderr
+    );
+    let out = chm(&args(0, &db, d, &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(events_of(&ledger(NODES[0], &db), "2", "started"), 0);
+    for node in NODES {
+        let cols = rows(
+            node,
+            &format!(
+                "SELECT name FROM system.columns WHERE database = '{db}' AND table = 'events_local' FORMAT JSONEachRow"
+            ),
+        );
+        assert_eq!(cols.len(), 2, "nothing ran on {node}: {cols:?}");
+    }
+    // Written the way the message says, it applies.
+    write_files(
+        dir.path(),
+        &[(
+            "V2__add_x.sql",
+            "ALTER TABLE events_local ADD COLUMN x UInt8;\nDROP TABLE events;\n\
+             CREATE TABLE events AS events_local ENGINE = Distributed(${cluster}, ${database}, events_local, rand());",
+        )],
+    );
+    let out = chm(&args(0, &db, d, &["migrate"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    drop_db(NODES[0], &db, true);
+}

@@ -10,6 +10,7 @@ use crate::ledger::fold::{TargetState, VersionState};
 use crate::ledger::pending::{self, PendingTask};
 use crate::model::migration::Migration;
 use crate::model::version::Version;
+use crate::plan::preflight::{self, TargetFacts};
 use crate::plan::prepare::{PreparedStep, effective_on_cluster, prepare};
 use crate::plan::{Plan, Target};
 use crate::runtime::store::{self, Writer};
@@ -81,6 +82,8 @@ pub struct Planned {
     pub hosts: Vec<ClusterHost>,
     /// `ON CLUSTER` statements some hosts had not finished.
     pub open_tasks: Vec<PendingTask>,
+    /// What the target is, for the checks before anything runs (clusters).
+    pub facts: Option<TargetFacts>,
 }
 
 impl Planned {
@@ -135,6 +138,7 @@ pub fn plan_and_prepare(
     state: &TargetState,
     spec: &TargetSpec,
     database_engine: &str,
+    facts: Option<&TargetFacts>,
 ) -> Result<(Plan, Vec<PreparedStep>), Blocked> {
     let planned = match spec {
         TargetSpec::Only(v) => crate::plan::plan_only(migrations, state, v, &settings.policy()),
@@ -155,6 +159,15 @@ pub fn plan_and_prepare(
         problems: Vec::new(),
         diagnostics,
     })?;
+    if let Some(facts) = facts {
+        let refused = preflight::check(&steps, facts);
+        if !refused.is_empty() {
+            return Err(Blocked {
+                problems: Vec::new(),
+                diagnostics: refused,
+            });
+        }
+    }
     Ok((planned, steps))
 }
 
@@ -172,8 +185,25 @@ pub async fn plan(
     if settings.cluster.is_some() && engine == "Replicated" {
         tracing::info!("database engine is Replicated: statements are sent without ON CLUSTER");
     }
-    let plan = plan_and_prepare(settings, &migrations, &state, &spec, &engine);
     let hosts = session.cluster_hosts().await?;
+    // What the server is known to refuse part-way is checked first.
+    let facts = match settings.cluster {
+        Some(_) => Some(TargetFacts {
+            server_major: session.server.major,
+            replicated_shards: hosts.iter().any(|h| h.replica_num > 1),
+            engines: session.table_engines().await?,
+            database: settings.database.as_str().to_string(),
+        }),
+        None => None,
+    };
+    let plan = plan_and_prepare(
+        settings,
+        &migrations,
+        &state,
+        &spec,
+        &engine,
+        facts.as_ref(),
+    );
     let open_tasks = pending::open_tasks(&history);
     Ok(Planned {
         migrations,
@@ -183,6 +213,7 @@ pub async fn plan(
         plan,
         hosts,
         open_tasks,
+        facts,
     })
 }
 
@@ -219,8 +250,15 @@ pub async fn migrate(
             let (still, failed) = execute::verify_pending(session, Some(writer), open).await?;
             let state = TargetState::fold(&events(&history)?);
             let engine = session.database_engine().await?;
-            let (_, steps) = plan_and_prepare(settings, migrations, &state, spec, &engine)
-                .map_err(EngineError::Blocked)?;
+            let (_, steps) = plan_and_prepare(
+                settings,
+                migrations,
+                &state,
+                spec,
+                &engine,
+                planned.facts.as_ref(),
+            )
+            .map_err(EngineError::Blocked)?;
             let (ran, result) = execute::execute(
                 session,
                 writer,

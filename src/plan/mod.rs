@@ -19,6 +19,7 @@
 //!   safe to repeat (`IF [NOT] EXISTS`, `CREATE OR REPLACE`, …); otherwise
 //!   the plan is blocked until `repair` records whether it took effect.
 
+pub mod preflight;
 pub mod prepare;
 pub mod sandbox;
 pub mod snapshot;

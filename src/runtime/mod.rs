@@ -126,6 +126,28 @@ impl Session {
             .unwrap_or_default())
     }
 
+    /// `(database, table)` → engine of every table of the target database.
+    pub async fn table_engines(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(String, String), String>, ChError> {
+        #[derive(Deserialize)]
+        struct T {
+            database: String,
+            name: String,
+            engine: String,
+        }
+        let rows: Vec<T> = self
+            .conn
+            .rows(&queries::table_engines_sql(
+                self.cfg.ledger.database.as_str(),
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|t| ((t.database, t.name), t.engine))
+            .collect())
+    }
+
     /// The configured cluster's hosts.
     pub async fn cluster_hosts(&self) -> Result<Vec<ClusterHost>, ChError> {
         let Some(cluster) = &self.cfg.ledger.cluster else {

@@ -72,6 +72,15 @@ pub fn replica_readonly_sql(database: &str, table: &str) -> String {
     )
 }
 
+/// The engine of every table of a database (what `ALTER … ON CLUSTER` may
+/// be refused for).
+pub fn table_engines_sql(database: &str) -> String {
+    format!(
+        "SELECT database, name, engine FROM system.tables WHERE database = {}",
+        string_literal(database)
+    )
+}
+
 pub fn database_engine_sql(database: &str) -> String {
     format!(
         "SELECT engine FROM system.databases WHERE name = {}",
@@ -327,6 +336,10 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         },
         entry("clean: delete superseded events", ledger.delete_sql(&[1])),
         entry("cluster hosts", cluster_hosts_sql("default")),
+        CatalogEntry {
+            contains: Some("MergeTree".into()),
+            ..entry("table engines", table_engines_sql(ledger.database.as_str()))
+        },
         entry(
             "unfinished mutations",
             mutations_pending_sql(None, ledger.database.as_str(), ledger.table.as_str()),
