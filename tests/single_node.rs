@@ -1956,3 +1956,69 @@ fn a_database_name_that_needs_quoting_works_in_code_and_in_strings() {
     assert_eq!(out.json()["applied_version"], "2", "{}", out.all());
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn if_not_exists_creations_roll_back_only_what_the_migration_created() {
+    require(&[SINGLE]);
+    let db = unique_db("ifne");
+    let dir = folder(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE IF NOT EXISTS ${database}.a (x UInt8) ENGINE = Memory;",
+        ),
+        (
+            "V2__b_c.sql",
+            "CREATE TABLE IF NOT EXISTS ${database}.b (x UInt8) ENGINE = Memory;\n\
+             CREATE TABLE IF NOT EXISTS ${database}.c (x UInt8) ENGINE = Memory;",
+        ),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    // `b` was there before the migrations (made by hand, holding data).
+    q(SINGLE, &format!("CREATE DATABASE `{db}`"));
+    q(
+        SINGLE,
+        &format!("CREATE TABLE `{db}`.b (x UInt8) ENGINE = Memory"),
+    );
+    q(SINGLE, &format!("INSERT INTO `{db}`.b VALUES (7)"));
+    assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
+    // The ledger recorded which statement created its object.
+    let done: Vec<(String, i64, bool)> = ledger(SINGLE, &db)
+        .iter()
+        .filter(|r| r["event"] == "statement_done")
+        .map(|r| {
+            let details: serde_json::Value =
+                serde_json::from_str(r["details"].as_str().unwrap()).unwrap();
+            (
+                r["version"].as_str().unwrap().to_string(),
+                r["statement"].as_i64().unwrap(),
+                details["created"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        done,
+        [
+            ("1".to_string(), 0, true),
+            ("2".to_string(), 0, false),
+            ("2".to_string(), 1, true)
+        ]
+    );
+    // The rollback drops what the migrations created, and only that.
+    let out = chm(&args(&db, d, &["rollback", "--to", "0", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("rollback derived by chmigrate"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains(".b"),
+        "b is not dropped: {}",
+        out.stdout
+    );
+    let out = chm(&args(&db, d, &["rollback", "--to", "0"]));
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(tables(SINGLE, &db), ["b", "schema_migrations"]);
+    assert_eq!(count(SINGLE, &format!("SELECT count() FROM `{db}`.b")), 1);
+    drop_db(SINGLE, &db, false);
+}

@@ -21,7 +21,8 @@ use crate::runtime::error::{ChError, codes};
 use crate::runtime::queries;
 use crate::runtime::store::{LedgerError, Writer, now_us};
 use crate::sql::ident::split_qualified;
-use crate::sql::statement::{StatementKind, analyze};
+use crate::sql::inverse::creates_if_not_exists;
+use crate::sql::statement::{ObjectKind, StatementKind, analyze};
 
 /// Progress reports for people (the CLI prints them; the operator logs them).
 pub trait Progress: Send + Sync {
@@ -229,6 +230,25 @@ async fn run_statement(
             .map_err(|e| (None, e))?;
     }
     Ok(result)
+}
+
+/// Whether the object `sql` creates exists already (on the entry node);
+/// `None` when that cannot be told.
+async fn object_exists(session: &Session, sql: &str) -> Option<bool> {
+    let info = analyze(sql).ok()?;
+    let name = info.object_name?;
+    let (db, object) = split_qualified(&name);
+    let db = db.unwrap_or_else(|| session.cfg.ledger.database.as_str().to_string());
+    let query = match info.kind {
+        StatementKind::Ddl {
+            object: ObjectKind::Database,
+            ..
+        } => queries::database_exists_sql(&object),
+        StatementKind::Ddl { .. } => queries::table_exists_sql(&db, &object),
+        _ => return None,
+    };
+    let rows: Vec<Count> = session.conn.rows(&query).await.ok()?;
+    rows.first().map(|r| r.n > 0)
 }
 
 /// Polls until no mutation of the statement's table is left unfinished (on
@@ -517,6 +537,13 @@ async fn run_step(
             Ok(())
         };
         let qid = query_id(&writer.lock().await.template.run_id, version, dir, ps.index);
+        // Whether an `IF NOT EXISTS` creation creates its object or finds it
+        // there, for the rollback derived from it later.
+        let created = if direction == Direction::Up && creates_if_not_exists(&ps.sql) {
+            object_exists(session, &ps.sql).await.map(|e| !e)
+        } else {
+            None
+        };
         let result = match backed_up {
             Ok(()) => run_statement(session, ps, &qid).await,
             Err(e) => Err(e),
@@ -538,6 +565,7 @@ async fn run_step(
                     duration_ms: elapsed.as_millis() as u64,
                     hosts: r.hosts.clone(),
                     query_id: qid.clone(),
+                    created,
                 });
                 if let Some((task, hosts)) = r.pending {
                     let details = PendingDetails {

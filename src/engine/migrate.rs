@@ -180,6 +180,9 @@ pub async fn plan(
 ) -> Result<Planned, EngineError> {
     let migrations = crate::model::strategy::resolve(migrations, settings.rollback_strategy);
     let history = store::read_if_exists(&session.conn, &session.cfg.ledger).await?;
+    // Rollbacks the ledger's records of IF NOT EXISTS creations make
+    // derivable.
+    let migrations = crate::plan::rollbacks::complete(&migrations, &history);
     let state = TargetState::fold(&events(&history)?);
     let engine = session.database_engine().await?;
     if settings.cluster.is_some() && engine == "Replicated" {

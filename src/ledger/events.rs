@@ -45,6 +45,9 @@ pub enum Record {
         duration_ms: u64,
         hosts: Vec<HostResult>,
         query_id: String,
+        /// For `CREATE … IF NOT EXISTS`: whether the statement created its
+        /// object (it did not exist before), when that was checked.
+        created: Option<bool>,
     },
     Failed {
         version: Version,
@@ -196,6 +199,7 @@ impl Record {
                 duration_ms,
                 hosts,
                 query_id,
+                created,
             } => {
                 row.version = version.to_string();
                 row.direction = dir(direction).into();
@@ -203,7 +207,11 @@ impl Record {
                 row.checksum = checksum.0;
                 row.duration_ms = duration_ms;
                 row.hosts = serde_json::to_string(&hosts).unwrap_or_default();
-                row.details = json!({ "query_id": query_id }).to_string();
+                let mut details = json!({ "query_id": query_id });
+                if let Some(c) = created {
+                    details["created"] = json!(c);
+                }
+                row.details = details.to_string();
             }
             Record::Failed {
                 version,

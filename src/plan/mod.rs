@@ -21,6 +21,7 @@
 
 pub mod preflight;
 pub mod prepare;
+pub mod rollbacks;
 pub mod sandbox;
 pub mod snapshot;
 pub mod validate;

@@ -62,6 +62,13 @@ pub fn lock_renewed_zk_sql(log_path: &str) -> String {
     )
 }
 
+pub fn database_exists_sql(database: &str) -> String {
+    format!(
+        "SELECT count() AS n FROM system.databases WHERE name = {}",
+        string_literal(database)
+    )
+}
+
 /// Whether a replicated table on this node lost its ZooKeeper session (one
 /// row per replicated table; none for other engines).
 pub fn replica_readonly_sql(database: &str, table: &str) -> String {
@@ -277,6 +284,13 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
             ..entry(
                 "database engine",
                 database_engine_sql(ledger.database.as_str()),
+            )
+        },
+        CatalogEntry {
+            contains: Some("\"n\":".into()),
+            ..entry(
+                "database exists? (before CREATE DATABASE IF NOT EXISTS)",
+                database_exists_sql(ledger.database.as_str()),
             )
         },
         entry(

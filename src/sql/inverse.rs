@@ -37,6 +37,30 @@ pub struct Irreversible {
 /// The rollback of `up`, or the first statement that has none. An empty
 /// result means there is nothing to undo.
 pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible> {
+    derive_rollback_known(up, &|_| None)
+}
+
+/// Whether statement `sql` is `CREATE … IF NOT EXISTS` (not `OR REPLACE`):
+/// its object may predate it, and the ledger can say whether it did.
+pub fn creates_if_not_exists(sql: &str) -> bool {
+    let Ok(h) = Head::new(sql) else {
+        return false;
+    };
+    let w = |k: usize, kw: &str| h.toks.get(k).is_some_and(|t| t.is_word(sql, kw));
+    w(0, "CREATE")
+        && !(w(1, "OR") && w(2, "REPLACE"))
+        && (1..h.toks.len()).any(|k| w(k, "IF") && w(k + 1, "NOT") && w(k + 2, "EXISTS"))
+}
+
+/// [`derive_rollback`] knowing, from the ledger, whether each `IF NOT
+/// EXISTS` creation created its object (`created(i) == Some(true)`: undone
+/// with `DROP … IF EXISTS`) or found it there (`Some(false)`: nothing to
+/// undo, the object predates the migration). Without a record (`None`)
+/// such a creation stays irreversible.
+pub fn derive_rollback_known(
+    up: &[Statement],
+    created: &dyn Fn(usize) -> Option<bool>,
+) -> Result<Vec<Statement>, Irreversible> {
     let mut down = Vec::new();
     for (i, st) in up.iter().enumerate().rev() {
         let irreversible = |reason: String| Irreversible {
@@ -44,6 +68,24 @@ pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
             line: st.line,
             reason,
         };
+        if creates_if_not_exists(&st.sql)
+            && let Some(was_created) = created(i)
+        {
+            if was_created {
+                let info = analyze(&st.sql).map_err(|e| irreversible(e.to_string()))?;
+                if let (StatementKind::Ddl { object, .. }, Some(name)) =
+                    (info.kind, info.object_name)
+                {
+                    down.push(Statement {
+                        sql: format!("DROP {} IF EXISTS {name}", drop_keyword(object)),
+                        line: st.line,
+                    });
+                    continue;
+                }
+            } else {
+                continue;
+            }
+        }
         match inverse_of(&st.sql) {
             Ok(Some(sql)) => down.push(Statement { sql, line: st.line }),
             Ok(None) => {}
@@ -62,6 +104,16 @@ pub fn derive_rollback(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
 /// hold other tables, the ledger among them), and `IF NOT EXISTS` or `OR
 /// REPLACE` creations, whose object may predate the migration.
 pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible> {
+    freeze_and_drop_known(up, &|_| None)
+}
+
+/// [`freeze_and_drop`] knowing, from the ledger, whether each `IF NOT
+/// EXISTS` creation created its object (dropped on rollback) or found it
+/// there (left alone).
+pub fn freeze_and_drop_known(
+    up: &[Statement],
+    recorded: &dyn Fn(usize) -> Option<bool>,
+) -> Result<Vec<Statement>, Irreversible> {
     let mut created: Vec<String> = Vec::new();
     let mut down = Vec::new();
     for (i, st) in up.iter().enumerate() {
@@ -94,10 +146,16 @@ pub fn freeze_and_drop(up: &[Statement]) -> Result<Vec<Statement>, Irreversible>
                     _ => drop_keyword(object),
                 };
                 if info.rerun_safe {
-                    return Err(no(
-                        "IF NOT EXISTS / OR REPLACE: the object may predate the migration, and dropping it would lose what was there"
-                            .into(),
-                    ));
+                    match (creates_if_not_exists(&st.sql), recorded(i)) {
+                        (true, Some(true)) => {}
+                        (true, Some(false)) => continue,
+                        _ => {
+                            return Err(no(
+                                "IF NOT EXISTS / OR REPLACE: the object may predate the migration, and dropping it would lose what was there"
+                                    .into(),
+                            ));
+                        }
+                    }
                 }
                 let name = info
                     .object_name
@@ -256,6 +314,33 @@ fn rename_inverse(mut h: Head<'_>) -> Result<String, Why> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_not_exists_creations_are_undone_as_the_ledger_recorded_them() {
+        let up = [
+            st("CREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = Memory", 1),
+            st("CREATE TABLE IF NOT EXISTS b (x UInt8) ENGINE = Memory", 2),
+            st("CREATE OR REPLACE VIEW v AS SELECT 1", 3),
+        ];
+        // No record: irreversible, as before.
+        assert!(derive_rollback(&up[..2]).is_err());
+        // `a` was created by the migration, `b` was there before it.
+        let known = |i: usize| [Some(true), Some(false)].get(i).copied().flatten();
+        let down = derive_rollback_known(&up[..2], &known).unwrap();
+        assert_eq!(
+            down.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>(),
+            ["DROP TABLE IF EXISTS a"]
+        );
+        // OR REPLACE lost what was there: never undone.
+        assert!(derive_rollback_known(&up, &|_| Some(true)).is_err());
+        let fd = freeze_and_drop_known(&up[..2], &known).unwrap();
+        assert_eq!(
+            fd.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>(),
+            ["DROP TABLE IF EXISTS a"]
+        );
+        assert!(creates_if_not_exists(&up[0].sql));
+        assert!(!creates_if_not_exists(&up[2].sql));
+    }
 
     fn st(sql: &str, line: usize) -> Statement {
         Statement {
