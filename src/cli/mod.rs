@@ -350,6 +350,26 @@ fn spec(to: Option<&str>) -> Result<TargetSpec, CliError> {
     })
 }
 
+/// Connects to the settings' target and reads its ledger (empty when it has
+/// none yet); errors as the command reports them.
+pub(crate) async fn connect_and_read(
+    settings: &Settings,
+    format: Format,
+) -> Result<
+    (
+        chmigrate::runtime::Session,
+        Vec<chmigrate::ledger::LedgerEntry>,
+    ),
+    CliError,
+> {
+    let fail = error::engine(format);
+    let session = chmigrate::engine::connect(settings).await.map_err(&fail)?;
+    let history = chmigrate::runtime::store::read_if_exists(&session.conn, &session.cfg.ledger)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Ok((session, history))
+}
+
 /// Runs an async command on a single-threaded runtime.
 fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()

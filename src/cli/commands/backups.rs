@@ -7,8 +7,8 @@ use chmigrate::config::Settings;
 use chmigrate::engine::maintenance;
 use chmigrate::engine::{self, RunContext, StopFlag};
 use chmigrate::ledger::backups::{self, Backup};
-use chmigrate::runtime::store;
 
+use crate::cli::connect_and_read;
 use crate::cli::error::{self, CliError};
 use crate::cli::output::{self, Format};
 
@@ -26,11 +26,7 @@ fn describe(b: &Backup) -> String {
 }
 
 pub async fn list(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (_, history) = connect_and_read(settings, format).await?;
     let all = backups::list(&history);
     match format {
         Format::Json => output::print_json_value(&json!({ "backups": all })),

@@ -9,8 +9,9 @@ use chmigrate::config::Settings;
 use chmigrate::engine::maintenance;
 use chmigrate::engine::{self, RunContext, StopFlag};
 use chmigrate::ledger::LedgerEntry;
-use chmigrate::runtime::store::{self, now_us};
+use chmigrate::runtime::store::now_us;
 
+use crate::cli::connect_and_read;
 use crate::cli::error::{self, CliError};
 use crate::cli::output::{self, Format};
 
@@ -27,11 +28,7 @@ pub struct Export {
 pub const EXPORT_FORMAT: &str = "chmigrate-ledger/v1";
 
 pub async fn export(settings: &Settings, file: &Path, format: Format) -> Result<(), CliError> {
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let entries = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (_, entries) = connect_and_read(settings, format).await?;
     let doc = Export {
         format: EXPORT_FORMAT.into(),
         database: settings.database.as_str().into(),
@@ -96,11 +93,7 @@ pub async fn report(
     output: Option<&Path>,
 ) -> Result<(), CliError> {
     use chmigrate::ledger::report::{ReportFormat, ReportMeta, render};
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (session, history) = connect_and_read(settings, format).await?;
     let meta = ReportMeta {
         title: format!("chmigrate history of {}", session.cfg.ledger.qualified()),
         target: format!(

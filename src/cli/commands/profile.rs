@@ -10,11 +10,9 @@ use chmigrate::config::Settings;
 use chmigrate::ledger::performance::{self, Profile};
 use chmigrate::model::version::Version;
 use chmigrate::runtime::queries::{log_queries_sql, query_log_sql};
-use chmigrate::runtime::store;
 
-use chmigrate::engine;
-
-use crate::cli::error::{self, CliError};
+use crate::cli::connect_and_read;
+use crate::cli::error::CliError;
 use crate::cli::load;
 use crate::cli::output::{self, Format};
 
@@ -34,11 +32,7 @@ pub async fn profile(
     version: Version,
     format: Format,
 ) -> Result<(), CliError> {
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (session, history) = connect_and_read(settings, format).await?;
     let v = version.to_string();
     let Some(p) = performance::profile(&history, &v) else {
         return Err(CliError::Invalid(format!(
@@ -202,11 +196,7 @@ async fn server_log(
 }
 
 pub async fn report_performance(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (_, history) = connect_and_read(settings, format).await?;
     let p = performance::performance(&history, 10);
     match format {
         Format::Json => output::print_json_value(&serde_json::to_value(&p).unwrap_or_default()),

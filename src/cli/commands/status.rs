@@ -7,8 +7,8 @@ use chmigrate::engine::{self, inspect};
 use chmigrate::ledger::pending::PendingTask;
 use chmigrate::model::version::Version;
 use chmigrate::runtime::lock::LockInfo;
-use chmigrate::runtime::store;
 
+use crate::cli::connect_and_read;
 use crate::cli::error::{self, CliError};
 use crate::cli::load;
 use crate::cli::output::{self, Format, opt_version};
@@ -187,11 +187,7 @@ fn print_status(format: Format, st: &Status) {
 }
 
 pub async fn history(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
+    let (_, history) = connect_and_read(settings, format).await?;
     output::print_history(format, &history);
     Ok(())
 }

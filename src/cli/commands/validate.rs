@@ -7,8 +7,8 @@ use chmigrate::ledger::fold::TargetState;
 use chmigrate::model::diagnostic::{self, Diagnostic};
 use chmigrate::plan::prepare::prepare;
 use chmigrate::plan::{Target, plan};
-use chmigrate::runtime::store;
 
+use crate::cli::connect_and_read;
 use crate::cli::error::{self, CliError};
 use crate::cli::output::{self, Format};
 use crate::cli::validate_folder;
@@ -29,12 +29,8 @@ pub async fn online(
     format: Format,
 ) -> Result<(), CliError> {
     let (loaded, mut diags) = validate_folder(settings);
-    let fail = error::engine(format);
-    let session = engine::connect(settings).await.map_err(&fail)?;
-    let history = store::read_if_exists(&session.conn, &session.cfg.ledger)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let state = TargetState::fold(&engine::events(&history).map_err(&fail)?);
+    let (_, history) = connect_and_read(settings, format).await?;
+    let state = TargetState::fold(&engine::events(&history).map_err(error::engine(format))?);
     if check_conflicts {
         diags.extend(chmigrate::plan::validate::conflicts(
             &loaded.migrations,
