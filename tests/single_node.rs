@@ -132,19 +132,12 @@ fn every_file_format_applies_and_rolls_back() {
         let out = chm(&args(&db, dir, &["migrate"]));
         assert_eq!(out.code, 0, "{dir}: {}", out.all());
         assert!(tables(SINGLE, &db).len() >= 2, "{dir}");
-        // updown's last migration has no down file: rolling it back is refused.
+        // updown's last migration has no down file and creates its view
+        // IF NOT EXISTS: the ledger recorded that it created the view, so
+        // its rollback is derived (DROP VIEW) and everything rolls back.
         let out = chm(&args(&db, dir, &["rollback", "--to", "0"]));
-        if dir.ends_with("updown") {
-            assert_eq!(out.code, 2, "{}", out.all());
-            assert!(
-                out.stderr.contains("has no rollback statements"),
-                "{}",
-                out.stderr
-            );
-        } else {
-            assert_eq!(out.code, 0, "{}", out.all());
-            assert_eq!(tables(SINGLE, &db), ["schema_migrations"]);
-        }
+        assert_eq!(out.code, 0, "{dir}: {}", out.all());
+        assert_eq!(tables(SINGLE, &db), ["schema_migrations"], "{dir}");
         drop_db(SINGLE, &db, false);
     }
 }
@@ -1823,18 +1816,19 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     )]);
     let d = dir.path().to_str().unwrap();
     assert_eq!(chm(&args(&db, d, &["migrate"])).code, 0);
-    // A runner on another machine took the lock and vanished (its CI job
-    // was cancelled): it never renews its lease.
-    q(
-        SINGLE,
-        &format!(
-            "CREATE TABLE `{db}`.schema_migrations_lock (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = MergeTree() ORDER BY token"
-        ),
+    let lease = ["--lock-lease", "2"];
+    let mut with_lease = args(&db, d, &["migrate"]);
+    with_lease.extend(lease);
+    // A lock made by hand (or by a release before leases) announces no
+    // lease: it is never taken over, only `unlock` releases it.
+    let lock_table = format!(
+        "CREATE TABLE `{db}`.schema_migrations_lock (`token` String, `holder` String, `acquired_us` UInt64) ENGINE = MergeTree() ORDER BY token"
     );
+    q(SINGLE, &lock_table);
     q(
         SINGLE,
         &format!(
-            "INSERT INTO `{db}`.schema_migrations_lock VALUES ('t-gone', 'ci@elsewhere-7 (chmigrate 0.1.0, pid 42)', 1)"
+            "INSERT INTO `{db}`.schema_migrations_lock VALUES ('t-old', 'ci@elsewhere-7 (chmigrate 0.0.9, pid 42)', 1)"
         ),
     );
     write_files(
@@ -1844,10 +1838,44 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
             "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;",
         )],
     );
-    let lease = ["--lock-lease", "2"];
-    let mut with_lease = args(&db, d, &["migrate"]);
-    with_lease.extend(lease);
-    // While the lease is fresh the lock is the holder's (exit 4)…
+    let out = chm(&with_lease);
+    assert_eq!(out.code, 4, "{}", out.all());
+    wait_until(
+        "the lock is older than the lease",
+        Duration::from_secs(30),
+        || {
+            count(
+                SINGLE,
+                &format!(
+                    "SELECT toUInt64(now() - max(modification_time)) FROM system.parts WHERE database = '{db}' AND table = 'schema_migrations_lock' AND active"
+                ),
+            ) > 2
+        },
+    );
+    assert_eq!(
+        chm(&with_lease).code,
+        4,
+        "no lease announced: not taken over"
+    );
+    assert_eq!(chm(&args(&db, d, &["unlock"])).code, 0);
+    // A runner on another machine takes the lock and is killed mid-run (its
+    // CI job was cancelled): it stops renewing its lease.
+    write_files(dir.path(), &[("V3__slow.sql", "SELECT sleep(3);")]);
+    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_chmigrate"))
+        .args(&with_lease)
+        .env("HOSTNAME", "elsewhere-7")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chmigrate starts");
+    wait_until(
+        "the other runner started V3",
+        Duration::from_secs(30),
+        || events_of(&ledger(SINGLE, &db), "3", "started") > 0,
+    );
+    elsewhere.kill().expect("kill -9");
+    let _ = elsewhere.wait();
+    // While its lease is fresh the lock is the holder's (exit 4)…
     let out = chm(&with_lease);
     assert_eq!(out.code, 4, "{}", out.all());
     assert!(
@@ -1870,10 +1898,11 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
         .into_iter()
         .filter(|r| r["event"] == "lock_forced")
         .collect();
-    assert_eq!(forced.len(), 1, "{last}");
-    let details = forced[0]["details"].as_str().unwrap();
+    // One forced by `unlock`, one by the takeover.
+    assert_eq!(forced.len(), 2, "{last}");
+    let details = forced[1]["details"].as_str().unwrap();
     assert!(
-        details.contains("lease expired") && details.contains("ci@elsewhere-7"),
+        details.contains("lease expired") && details.contains("@elsewhere-7 (chmigrate"),
         "{details}"
     );
     assert_eq!(tables(SINGLE, &db), ["a", "b", "schema_migrations"]);
@@ -1884,7 +1913,7 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     // to do.
     write_files(
         dir.path(),
-        &[("V3__slow.sql", "SELECT sleep(3);\nSELECT sleep(3);")],
+        &[("V4__slow.sql", "SELECT sleep(3);\nSELECT sleep(3);")],
     );
     let mut holder = args(&db, d, &["migrate"]);
     holder.extend(lease);
@@ -1892,7 +1921,7 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     wait_until(
         "the first runner holds the lock",
         Duration::from_secs(30),
-        || events_of(&ledger(SINGLE, &db), "3", "started") > 0,
+        || events_of(&ledger(SINGLE, &db), "4", "started") > 0,
     );
     let mut waiting = args(&db, d, &["migrate", "--lock-wait", "60"]);
     waiting.extend(lease);
@@ -1900,10 +1929,10 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(wait_out(first).code, 0);
     let l = ledger(SINGLE, &db);
-    assert_eq!(events_of(&l, "3", "completed"), 1, "applied once");
+    assert_eq!(events_of(&l, "4", "completed"), 1, "applied once");
     assert_eq!(
         l.iter().filter(|r| r["event"] == "lock_forced").count(),
-        1,
+        2,
         "the live holder's lock was not taken over"
     );
     drop_db(SINGLE, &db, false);

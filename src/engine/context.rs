@@ -106,31 +106,55 @@ pub fn local_actor() -> String {
     )
 }
 
-/// When `holder` names a run of chmigrate on this machine
-/// (`user@machine (chmigrate V, pid N)`) whose process no longer exists,
-/// its pid. A process that exists but is not chmigrate (the pid was
-/// reused) counts as gone.
-pub fn local_holder_gone(holder: &str) -> Option<u32> {
-    let (_, rest) = holder.split_once('@')?;
-    let (host, rest) = rest.split_once(" (chmigrate ")?;
+/// This process's boot and pid namespace, `<boot id>/<pid namespace>`:
+/// where a pid means the same process (empty when unknown).
+pub fn host_identity() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.is_empty() || ns.is_empty() {
+        String::new()
+    } else {
+        format!("{boot}/{ns}")
+    }
+}
+
+/// When `holder` names a run of chmigrate by this user in this very boot
+/// and pid namespace (`host`, as its `lock_taken` announced it) whose
+/// process no longer exists, its pid. A process that exists but is not
+/// chmigrate (the pid was reused) counts as gone; one whose command line
+/// cannot be read counts as alive.
+pub fn local_holder_gone(holder: &str, host: &str) -> Option<u32> {
+    let (user, rest) = holder.split_once('@')?;
+    let (machine_name, rest) = rest.split_once(" (chmigrate ")?;
     let pid: u32 = rest
         .rsplit_once(", pid ")?
         .1
         .strip_suffix(')')?
         .parse()
         .ok()?;
-    if host != machine() || pid == std::process::id() {
+    let me = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let here = host_identity();
+    if machine_name != machine()
+        || user != me
+        || here.is_empty()
+        || host != here
+        || pid == std::process::id()
+    {
         return None;
     }
     let proc = std::path::Path::new("/proc").join(pid.to_string());
-    if !std::path::Path::new("/proc/self").exists() {
-        // No procfs: nothing can be said.
-        return None;
+    if !proc.exists() {
+        return Some(pid);
     }
     match std::fs::read(proc.join("cmdline")) {
-        Err(_) => Some(pid),
-        Ok(cmd) if !String::from_utf8_lossy(&cmd).contains("chmigrate") => Some(pid),
-        Ok(_) => None,
+        Ok(cmd) if !cmd.is_empty() && !String::from_utf8_lossy(&cmd).contains("chmigrate") => {
+            Some(pid)
+        }
+        _ => None,
     }
 }
 
@@ -157,27 +181,35 @@ pub async fn terminated() {
 
 #[cfg(test)]
 mod tests {
-    use super::{StaleLocks, local_actor, local_holder_gone};
+    use super::{StaleLocks, host_identity, local_actor, local_holder_gone};
 
     #[test]
-    fn only_a_vanished_process_on_this_machine_counts_as_gone() {
+    fn only_a_vanished_process_in_this_boot_and_namespace_counts_as_gone() {
         let me = local_actor();
-        assert_eq!(local_holder_gone(&me), None, "this very process");
+        let here = host_identity();
+        assert!(!here.is_empty(), "procfs is there on the build machines");
+        assert_eq!(local_holder_gone(&me, &here), None, "this very process");
         let (user_host, _) = me.split_once(" (chmigrate ").unwrap();
         // A pid far above any pid_max: no such process.
         let dead = format!("{user_host} (chmigrate 0.1.0, pid 4194999)");
-        assert_eq!(local_holder_gone(&dead), Some(4_194_999));
+        assert_eq!(local_holder_gone(&dead, &here), Some(4_194_999));
         // pid 1 exists and is not chmigrate: the pid was reused.
         let reused = format!("{user_host} (chmigrate 0.1.0, pid 1)");
-        assert_eq!(local_holder_gone(&reused), Some(1));
-        // Another machine, the operator, or a holder of unknown form: no
-        // judgement from here.
+        assert_eq!(local_holder_gone(&reused, &here), Some(1));
+        // Another boot or pid namespace (a container on this host), no
+        // announcement, another machine, the operator, or a holder of
+        // unknown form: no judgement from here.
+        assert_eq!(local_holder_gone(&dead, "other-boot/pid:[1]"), None);
+        assert_eq!(local_holder_gone(&dead, ""), None);
         assert_eq!(
-            local_holder_gone("ci@elsewhere-7 (chmigrate 0.1.0, pid 4194999)"),
+            local_holder_gone("ci@elsewhere-7 (chmigrate 0.1.0, pid 4194999)", &here),
             None
         );
-        assert_eq!(local_holder_gone("operator:apps/events (op-a)"), None);
-        assert_eq!(local_holder_gone(""), None);
+        assert_eq!(
+            local_holder_gone("operator:apps/events (op-a)", &here),
+            None
+        );
+        assert_eq!(local_holder_gone("", &here), None);
     }
 
     fn rule(leader: bool) -> StaleLocks {

@@ -2,6 +2,7 @@
 //! before the next statement starts; `ON CLUSTER` answers are checked host by
 //! host; mutations are awaited.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,10 @@ pub enum RunError {
     Ledger(#[from] LedgerError),
     #[error("stopped on request before {migration} statement {number}; the next run resumes there")]
     Interrupted { migration: String, number: usize },
+    #[error(
+        "stopped before {migration} statement {number}: the lock's lease could not be renewed (the server or ZooKeeper did not answer), so the lock may no longer be this run's; the next run resumes there"
+    )]
+    LockLost { migration: String, number: usize },
     #[error("{migration} statement {number} ({location}){}: {message}", host.as_ref().map(|h| format!(" failed on host {h}")).unwrap_or_default())]
     Statement {
         migration: String,
@@ -156,11 +161,28 @@ pub fn query_id(run_id: &str, version: &Version, direction: &str, index: usize) 
     format!("chmigrate-{run_id}-V{v}-{direction}-{}", index + 1)
 }
 
+/// Why a statement failed: the host that said so, its message, and whether
+/// it may have taken effect somewhere (other hosts ran it, a mutation was
+/// submitted).
+struct Failure {
+    host: Option<String>,
+    message: String,
+    partial: bool,
+}
+
+fn failure(host: Option<String>, message: String, partial: bool) -> Failure {
+    Failure {
+        host,
+        message,
+        partial,
+    }
+}
+
 async fn run_statement(
     session: &Session,
     ps: &PreparedStatement,
     query_id: &str,
-) -> Result<StatementResult, (Option<String>, String)> {
+) -> Result<StatementResult, Failure> {
     let on_cluster = matches!(
         ps.note,
         OnClusterNote::Added | OnClusterNote::AlreadyPresent
@@ -175,22 +197,30 @@ async fn run_statement(
         settings.extend(id.iter().cloned());
         match session.statements.text(&ps.sql, &settings).await {
             Ok(text) => {
-                let hosts = ddl::parse_host_rows(&text).map_err(|e| (None, e))?;
+                let hosts = ddl::parse_host_rows(&text).map_err(|e| failure(None, e, true))?;
                 if let Some(bad) = hosts.iter().find(|h| h.status != 0) {
-                    return Err((Some(ddl::host_id(&bad.host, bad.port)), bad.error.clone()));
+                    return Err(failure(
+                        Some(ddl::host_id(&bad.host, bad.port)),
+                        bad.error.clone(),
+                        hosts.iter().any(|h| h.status == 0),
+                    ));
                 }
                 result.hosts = hosts;
             }
             Err(e) if e.code() == Some(codes::TIMEOUT_EXCEEDED) => {
                 let msg = e.server_message().unwrap_or_default().to_string();
                 let Some(task) = ddl::parse_timeout(&msg) else {
-                    return Err((None, e.to_string()));
+                    return Err(failure(None, e.to_string(), true));
                 };
                 let (all, done) = task_progress(session, &task.task_path)
                     .await
-                    .map_err(|e| (None, e.to_string()))?;
+                    .map_err(|e| failure(None, e.to_string(), true))?;
                 if let Some((host, Err(err))) = done.iter().find(|(_, r)| r.is_err()) {
-                    return Err((Some(host.clone()), err.clone()));
+                    return Err(failure(
+                        Some(host.clone()),
+                        err.clone(),
+                        done.iter().any(|(_, r)| r.is_ok()),
+                    ));
                 }
                 let finished: Vec<&String> = done.iter().map(|(h, _)| h).collect();
                 let pending: Vec<String> =
@@ -211,9 +241,11 @@ async fn run_statement(
             }
             Err(e) => {
                 let msg = e.server_message().unwrap_or_default();
+                // A host's error: the others may have run it. The entry
+                // node's own refusal: nothing ran.
                 return Err(match ddl::parse_host_error(msg) {
-                    Some((host, inner)) => (Some(host), inner),
-                    None => (None, e.to_string()),
+                    Some((host, inner)) => failure(Some(host), inner, true),
+                    None => failure(None, e.to_string(), false),
                 });
             }
         }
@@ -222,33 +254,57 @@ async fn run_statement(
             .statements
             .execute_with(&ps.sql, &id)
             .await
-            .map_err(|e| (None, e.to_string()))?;
+            .map_err(|e| failure(None, e.to_string(), false))?;
     }
     if ps.kind == StatementKind::Mutation {
+        // Submitted: it runs on the server whatever the wait says.
         wait_for_mutations(session, &ps.sql)
             .await
-            .map_err(|e| (None, e))?;
+            .map_err(|e| failure(None, e, true))?;
     }
     Ok(result)
 }
 
 /// Whether the object `sql` creates exists already (on the entry node);
 /// `None` when that cannot be told.
+/// On a cluster it asks one replica of every shard too (`cluster()`); the
+/// object counts as existing when any host has it. Functions and other
+/// objects outside `system.tables` are not told.
 async fn object_exists(session: &Session, sql: &str) -> Option<bool> {
     let info = analyze(sql).ok()?;
     let name = info.object_name?;
     let (db, object) = split_qualified(&name);
     let db = db.unwrap_or_else(|| session.cfg.ledger.database.as_str().to_string());
-    let query = match info.kind {
+    let database = matches!(
+        info.kind,
         StatementKind::Ddl {
             object: ObjectKind::Database,
             ..
-        } => queries::database_exists_sql(&object),
-        StatementKind::Ddl { .. } => queries::table_exists_sql(&db, &object),
+        }
+    );
+    let mut queries_to_ask = match info.kind {
+        StatementKind::Ddl {
+            object: ObjectKind::Function,
+            ..
+        } => return None,
+        StatementKind::Ddl { .. } if database => vec![queries::database_exists_sql(&object)],
+        StatementKind::Ddl { .. } => vec![queries::table_exists_sql(&db, &object)],
         _ => return None,
     };
-    let rows: Vec<Count> = session.conn.rows(&query).await.ok()?;
-    rows.first().map(|r| r.n > 0)
+    if let Some(cluster) = &session.cfg.ledger.cluster {
+        queries_to_ask.push(queries::exists_on_cluster_sql(
+            cluster.as_str(),
+            database.then_some(object.as_str()),
+            (!database).then_some((db.as_str(), object.as_str())),
+        ));
+    }
+    for q in queries_to_ask {
+        let rows: Vec<Count> = session.conn.rows(&q).await.ok()?;
+        if rows.first()?.n > 0 {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Polls until no mutation of the statement's table is left unfinished (on
@@ -301,12 +357,8 @@ async fn backup_before(
     version: &Version,
     direction: Direction,
     ps: &PreparedStatement,
-) -> Result<Result<(), (Option<String>, String)>, RunError> {
-    let name = crate::ledger::backups::backup_name(
-        &version.to_string(),
-        now_us() / 1_000_000,
-        ps.index + 1,
-    );
+) -> Result<Result<(), Failure>, RunError> {
+    let name = crate::ledger::backups::backup_name(&version.to_string(), now_us(), ps.index + 1);
     let frozen = crate::runtime::backup::freeze_before(session, &ps.sql, &name, ps.index).await;
     // Everything taken is recorded, also when a later freeze failed.
     for b in frozen.taken {
@@ -327,9 +379,10 @@ async fn backup_before(
                 | crate::runtime::backup::BackupError::Connect { host, .. } => Some(host.clone()),
                 crate::runtime::backup::BackupError::Unreadable(_) => None,
             };
-            Ok(Err((
+            Ok(Err(failure(
                 host,
                 format!("the backup before the statement failed, so it did not run: {e}"),
+                false,
             )))
         }
     }
@@ -344,9 +397,13 @@ pub async fn execute(
     migrations: &[Migration],
     progress: &dyn Progress,
     stop: &AtomicBool,
+    in_doubt: &BTreeSet<(Version, usize)>,
 ) -> (Ran, Result<(), RunError>) {
     let mut out = Ran::default();
-    let result = execute_steps(session, writer, steps, migrations, progress, stop, &mut out).await;
+    let result = execute_steps(
+        session, writer, steps, migrations, progress, stop, in_doubt, &mut out,
+    )
+    .await;
     // Whatever happened, what was staged reaches the ledger.
     let flushed = writer.flush().await;
     let result = result.and(flushed.map_err(RunError::from));
@@ -366,6 +423,7 @@ struct StepDone {
 /// keeps `seq` strictly increasing). A failure in a wave stops the other
 /// members before their next statement (recorded as `stopped`, resumed by
 /// the next run); the failure is what the run reports.
+#[allow(clippy::too_many_arguments)]
 async fn execute_steps(
     session: &Session,
     writer: &mut Writer,
@@ -373,6 +431,7 @@ async fn execute_steps(
     migrations: &[Migration],
     progress: &dyn Progress,
     stop: &AtomicBool,
+    in_doubt: &BTreeSet<(Version, usize)>,
     out: &mut Ran,
 ) -> Result<(), RunError> {
     let waves = crate::plan::waves::assign(
@@ -406,6 +465,7 @@ async fn execute_steps(
                 stop,
                 &abort,
                 wave.len() > 1,
+                in_doubt,
             )
             .await;
             // Any failure of a member (a statement, the ledger, a backup)
@@ -458,6 +518,7 @@ async fn run_step(
     stop: &AtomicBool,
     abort: &AtomicBool,
     in_wave: bool,
+    in_doubt: &BTreeSet<(Version, usize)>,
 ) -> Result<StepDone, RunError> {
     let mut done = StepDone::default();
     let (version, from, direction) = match &step.step {
@@ -523,9 +584,16 @@ async fn run_step(
                     index: ps.index,
                 })
                 .await?;
-            return Err(RunError::Interrupted {
-                migration: m.label(),
-                number: ps.index + 1,
+            return Err(if lock_lost {
+                RunError::LockLost {
+                    migration: m.label(),
+                    number: ps.index + 1,
+                }
+            } else {
+                RunError::Interrupted {
+                    migration: m.label(),
+                    number: ps.index + 1,
+                }
             });
         }
         progress.statement_started(step, ps, total);
@@ -539,7 +607,12 @@ async fn run_step(
         let qid = query_id(&writer.lock().await.template.run_id, version, dir, ps.index);
         // Whether an `IF NOT EXISTS` creation creates its object or finds it
         // there, for the rollback derived from it later.
-        let created = if direction == Direction::Up && creates_if_not_exists(&ps.sql) {
+        // A statement an earlier run left in flight may have created its
+        // object already: nothing is recorded for it.
+        let created = if direction == Direction::Up
+            && creates_if_not_exists(&ps.sql)
+            && !in_doubt.contains(&(version.clone(), ps.index))
+        {
             object_exists(session, &ps.sql).await.map(|e| !e)
         } else {
             None
@@ -590,7 +663,11 @@ async fn run_step(
                 done.statements += 1;
                 progress.statement_done(step, ps, &r.hosts, &pending_hosts, elapsed);
             }
-            Err((host, message)) => {
+            Err(Failure {
+                host,
+                message,
+                partial,
+            }) => {
                 abort.store(true, Ordering::SeqCst);
                 let elapsed = t0.elapsed();
                 writer
@@ -606,6 +683,7 @@ async fn run_step(
                             Some(h) => format!("on {h}: {message}"),
                             None => message.clone(),
                         },
+                        partial,
                     })
                     .await?;
                 return Err(RunError::Statement {

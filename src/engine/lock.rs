@@ -16,7 +16,7 @@ use crate::runtime::Session;
 use crate::runtime::lock::{self, Lock, LockError, LockInfo};
 use crate::runtime::store::{self, Writer};
 
-use super::context::{RunContext, local_holder_gone, run_id};
+use super::context::{RunContext, host_identity, local_holder_gone, run_id};
 use super::error::{EngineError, LockHeld};
 
 /// The fields every event of a run shares.
@@ -89,8 +89,15 @@ pub async fn with_lock<T, E: From<EngineError>>(
                     // The holder is gone: take its lock over, on the record.
                     // The run resumes under the in-flight rule, so a
                     // statement the holder left running is repeated only
-                    // when that is safe.
+                    // when that is safe. Another runner may have taken it
+                    // over first: only the lock that was judged is dropped.
                     takeovers += 1;
+                    let now = lock::inspect(&session.conn, ledger, &before)
+                        .await
+                        .map_err(EngineError::from)?;
+                    if now.as_ref().is_some_and(|n| n.token != info.token) {
+                        continue;
+                    }
                     tracing::warn!(holder = %info.holder, %reason, "taking over a lock whose holder is gone");
                     lock::force(
                         &session.conn,
@@ -140,12 +147,21 @@ pub async fn with_lock<T, E: From<EngineError>>(
             .write(Record::LockTaken {
                 token: run.clone(),
                 lease_s: settings.lock_lease_s,
+                host: host_identity(),
             })
             .await
             .map_err(EngineError::from)?;
         let keeper = keep_lease(&lock, writer.fence(), settings.lock_lease_s);
         let r = f(&mut writer, history).await;
         keeper.abort();
+        // A lock taken over meanwhile (this run's lease lapsed) is not
+        // released by this run: it is someone else's now.
+        if !lock::still_ours(&lock).await.unwrap_or(false) {
+            tracing::warn!(
+                "the lock was taken over while this run held it; leaving it to its new holder"
+            );
+            return r;
+        }
         let released = writer
             .write(Record::LockReleased { token: run.clone() })
             .await;
@@ -156,6 +172,9 @@ pub async fn with_lock<T, E: From<EngineError>>(
         }
     }
     .await;
+    if !lock::still_ours(&lock).await.unwrap_or(false) {
+        return result;
+    }
     if let Err(e) = lock::release(lock).await {
         tracing::warn!(error = %e, "could not release the lock");
         if result.is_ok() {
@@ -208,17 +227,21 @@ async fn takeover_reason(
             "held by a previous instance of this operator, which is gone".into(),
         ));
     }
-    if let Some(pid) = local_holder_gone(&info.holder) {
+    // Only a holder that announced its lease (and where it runs) renews
+    // one: a lock of a release before leases, or one made by hand, is left
+    // to `unlock`.
+    let history = store::read(&session.conn, &session.cfg.ledger).await?;
+    let Some(announced) = lock::announcement(&history).filter(|a| a.token == info.token) else {
+        return Ok(None);
+    };
+    if let Some(pid) = local_holder_gone(&info.holder, &announced.host) {
         return Ok(Some(format!(
             "its process (pid {pid} on this machine) no longer exists"
         )));
     }
     // The holder's lease is the one it announced (it renews at that pace),
     // never shorter than ours.
-    let history = store::read(&session.conn, &session.cfg.ledger).await?;
-    let lease = lock::announced_lease_s(&history)
-        .unwrap_or(0)
-        .max(settings.lock_lease_s);
+    let lease = announced.lease_s.max(settings.lock_lease_s);
     match lock::renewed_ago(&session.conn, &session.cfg.ledger).await? {
         Some(age) if age > lease => Ok(Some(format!(
             "its lease expired: last renewed {age}s ago (lease {lease}s)"

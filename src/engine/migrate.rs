@@ -262,6 +262,20 @@ pub async fn migrate(
                 planned.facts.as_ref(),
             )
             .map_err(EngineError::Blocked)?;
+            // Statements an earlier run left in flight (they may have run).
+            let in_doubt = state
+                .versions
+                .iter()
+                .filter_map(|(v, s)| match s {
+                    VersionState::InProgress(p)
+                        if p.direction == crate::ledger::fold::Direction::Up
+                            && !p.next_known_not_run =>
+                    {
+                        Some((v.clone(), p.completed))
+                    }
+                    _ => None,
+                })
+                .collect();
             let (ran, result) = execute::execute(
                 session,
                 writer,
@@ -269,6 +283,7 @@ pub async fn migrate(
                 migrations,
                 progress,
                 ctx.stop.flag(),
+                &in_doubt,
             )
             .await;
             Ok::<_, EngineError>((ran, result, still, failed))

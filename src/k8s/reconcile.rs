@@ -263,14 +263,14 @@ pub async fn reconcile_to(
                 Ok(Applied::DryRun(planned)) => dry_run_status(&mut out, &planned),
                 Ok(Applied::Ran(outcome)) => outcome_status(
                     &mut out,
-                    &valid.settings,
+                    (&valid.settings, &valid.spec),
                     &loaded.migrations,
                     outcome,
                     started,
                 ),
                 Err(e) => error_status(
                     &mut out,
-                    Some(&valid.settings),
+                    Some((&valid.settings, &valid.spec)),
                     &loaded.migrations,
                     e,
                     started,
@@ -437,7 +437,7 @@ fn locked_health(out: &mut SetResult, held: LockHeld) -> Health {
 
 fn outcome_status(
     out: &mut SetResult,
-    settings: &Settings,
+    settings: (&Settings, &TargetSpec),
     migrations: &[Migration],
     outcome: Outcome,
     started: String,
@@ -490,7 +490,7 @@ fn outcome_status(
 /// environment, hosts still pending, the last run.
 fn report_status(
     out: &mut SetResult,
-    settings: &Settings,
+    (settings, spec): (&Settings, &TargetSpec),
     migrations: &[Migration],
     r: &Report,
     started: String,
@@ -500,10 +500,16 @@ fn report_status(
         .map(|e| TargetState::fold(&e))
         .unwrap_or_default();
     let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending);
+    // Pending towards the set's own target (its targetVersion, if any).
+    let target = match spec {
+        TargetSpec::Version(v) => crate::plan::Target::Version(v.clone()),
+        _ => crate::plan::Target::Latest,
+    };
+    let pending = snapshot::pending_to(migrations, &state, &settings.policy(), &target);
     let status = &mut out.status;
     status.applied_version = snap.applied_version.as_ref().map(ToString::to_string);
     status.latest_version = snap.latest_version.as_ref().map(ToString::to_string);
-    status.pending_count = snap.pending.as_ref().map_or(0, |p| p.len() as u32);
+    status.pending_count = pending.as_ref().map_or(0, |p| p.len() as u32);
     out.applied = r.applied.clone();
     out.rolled_back = r.rolled_back.clone();
     if !r.applied.is_empty() || !r.rolled_back.is_empty() {
@@ -526,7 +532,7 @@ fn report_status(
 
 fn error_status(
     out: &mut SetResult,
-    settings: Option<&Settings>,
+    settings: Option<(&Settings, &TargetSpec)>,
     migrations: &[Migration],
     err: EngineError,
     started: String,

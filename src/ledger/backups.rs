@@ -25,16 +25,22 @@ pub enum BackupPolicy {
     Freeze,
 }
 
-/// The name a freeze is taken under: `V<version>_<YYYYMMDDHHMMSS>_s<n>`
-/// (n: the 1-based statement the freeze protects). Only `[0-9A-Za-z_]`: it
-/// becomes the folder `shadow/<name>/` on each server, and ClickHouse
-/// escapes every other character in folder names (`-` becomes `%2D`).
-pub fn backup_name(version: &str, unix_secs: u64, statement: usize) -> String {
+/// The name a freeze is taken under: `V<version>_<YYYYMMDDHHMMSS><mmm>_s<n>`
+/// (to the millisecond: two runs retrying one statement within a second
+/// must not collide in `shadow/`; n: the 1-based statement the freeze
+/// protects). Only `[0-9A-Za-z_]`: it becomes the folder `shadow/<name>/`
+/// on each server, and ClickHouse escapes every other character in folder
+/// names (`-` becomes `%2D`).
+pub fn backup_name(version: &str, unix_us: u64, statement: usize) -> String {
     let v: String = version
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    format!("V{v}_{}_s{statement}", crate::clock::compact(unix_secs))
+    format!(
+        "V{v}_{}{:03}_s{statement}",
+        crate::clock::compact(unix_us / 1_000_000),
+        (unix_us / 1_000) % 1_000
+    )
 }
 
 /// The URL of `host` reached the way the entry node is (same scheme, port
@@ -135,8 +141,16 @@ mod tests {
 
     #[test]
     fn names_are_folder_safe_and_say_what_and_when() {
-        assert_eq!(backup_name("3", 1_764_684_000, 2), "V3_20251202140000_s2");
-        assert_eq!(backup_name("1.1", 0, 1), "V1_1_19700101000000_s1");
+        assert_eq!(
+            backup_name("3", 1_764_684_000_123_456, 2),
+            "V3_20251202140000123_s2"
+        );
+        assert_eq!(backup_name("1.1", 0, 1), "V1_1_19700101000000000_s1");
+        assert_ne!(
+            backup_name("3", 1_764_684_000_123_456, 2),
+            backup_name("3", 1_764_684_000_623_456, 2),
+            "two attempts within a second get two names"
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum Record {
         checksum: Checksum,
         duration_ms: u64,
         error: String,
+        /// The statement may have taken effect somewhere (other hosts ran
+        /// it, a mutation was submitted).
+        partial: bool,
     },
     Stopped {
         version: Version,
@@ -106,6 +109,10 @@ pub enum Record {
         /// How long the holder's lock stays held without renewal: what
         /// others judge its lease by.
         lease_s: u64,
+        /// The machine boot and process namespace the holder's pid belongs
+        /// to (`<boot id>/<pid namespace>`): only a runner in the same one
+        /// may judge that pid gone.
+        host: String,
     },
     LockReleased {
         token: String,
@@ -220,6 +227,7 @@ impl Record {
                 checksum,
                 duration_ms,
                 error,
+                partial,
             } => {
                 row.version = version.to_string();
                 row.direction = dir(direction).into();
@@ -227,6 +235,9 @@ impl Record {
                 row.checksum = checksum.0;
                 row.duration_ms = duration_ms;
                 row.error = error;
+                if partial {
+                    row.details = json!({ "partial": true }).to_string();
+                }
             }
             Record::Stopped {
                 version,
@@ -301,8 +312,13 @@ impl Record {
                 row.statement = statement;
                 row.details = serde_json::to_string(&details).unwrap_or_default();
             }
-            Record::LockTaken { token, lease_s } => {
-                row.details = json!({ "token": token, "lease_s": lease_s }).to_string();
+            Record::LockTaken {
+                token,
+                lease_s,
+                host,
+            } => {
+                row.details =
+                    json!({ "token": token, "lease_s": lease_s, "host": host }).to_string();
             }
             Record::LockReleased { token } => {
                 row.details = json!({ "token": token }).to_string();

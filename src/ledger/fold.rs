@@ -38,6 +38,9 @@ pub enum EventKind {
         direction: Direction,
         index: usize,
         error: String,
+        /// The statement may have taken effect somewhere.
+        #[serde(default)]
+        partial: bool,
     },
     /// The run stopped on request before statement `index`, which did not run.
     Stopped { direction: Direction, index: usize },
@@ -83,6 +86,9 @@ pub struct Progress {
     /// Whether statement `completed` is known not to have taken effect: it
     /// failed with a server error, or a person said so with `repair`.
     pub next_known_not_run: bool,
+    /// The failure of statement `completed` may have left it done on some
+    /// hosts (others ran it, a mutation was submitted).
+    pub partial: bool,
 }
 
 /// The state of one version on a target.
@@ -126,6 +132,7 @@ impl TargetState {
                     completed: 0,
                     failed: None,
                     next_known_not_run: false,
+                    partial: false,
                 })),
                 (
                     EventKind::StatementDone { direction, index },
@@ -134,6 +141,7 @@ impl TargetState {
                     p.completed += 1;
                     p.failed = None;
                     p.next_known_not_run = false;
+                    p.partial = false;
                     None
                 }
                 (
@@ -141,11 +149,13 @@ impl TargetState {
                         direction,
                         index,
                         error,
+                        partial,
                     },
                     Some(VersionState::InProgress(p)),
                 ) if p.direction == *direction && *index == p.completed => {
                     p.failed = Some(error.clone());
                     p.next_known_not_run = true;
+                    p.partial = *partial;
                     None
                 }
                 (EventKind::Stopped { direction, index }, Some(VersionState::InProgress(p)))
@@ -404,6 +414,7 @@ pub(crate) mod tests {
                 direction: Direction::Up,
                 index: 1,
                 error: "Code: 62".into(),
+                partial: false,
             },
         );
         match log.state().get(&v("4")) {

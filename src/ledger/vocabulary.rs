@@ -159,6 +159,10 @@ impl LedgerEntry {
                 direction: direction(&self.direction, seq)?,
                 index: index(self.statement, seq)?,
                 error: self.error.clone(),
+                partial: serde_json::from_str::<serde_json::Value>(&self.details)
+                    .ok()
+                    .and_then(|d| d.get("partial").and_then(|b| b.as_bool()))
+                    .unwrap_or(false),
             },
             EventName::Stopped => EventKind::Stopped {
                 direction: direction(&self.direction, seq)?,

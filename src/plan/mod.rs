@@ -453,7 +453,10 @@ pub fn plan(
             // Failed before its first statement: nothing of it ran, so its
             // source may be fixed; the next run records the new checksum.
             VersionState::InProgress(p)
-                if p.direction == Direction::Up && p.completed == 0 && p.next_known_not_run =>
+                if p.direction == Direction::Up
+                    && p.completed == 0
+                    && p.next_known_not_run
+                    && !p.partial =>
             {
                 None
             }
@@ -1290,6 +1293,7 @@ mod tests {
                 direction: Direction::Up,
                 index: 2,
                 error: "boom".into(),
+                partial: false,
             },
         );
         assert_eq!(

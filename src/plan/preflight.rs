@@ -42,7 +42,21 @@ fn created_engine(
         .filter(|t| !t.kind.is_trivia())
         .collect();
     let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| t.is_word(sql, w));
-    if let Some(i) = (0..toks.len()).find(|&i| word(i, "ENGINE")) {
+    // `ENGINE` outside the column list's parentheses (a column may be
+    // called `engine`).
+    let mut depth = 0i32;
+    let mut engine_at = None;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is_punct(sql, '(') {
+            depth += 1;
+        } else if t.is_punct(sql, ')') {
+            depth -= 1;
+        } else if depth == 0 && word(i, "ENGINE") {
+            engine_at = Some(i);
+            break;
+        }
+    }
+    if let Some(i) = engine_at {
         let at = if toks.get(i + 1).is_some_and(|t| t.is_punct(sql, '=')) {
             i + 2
         } else {
@@ -201,6 +215,12 @@ mod tests {
         );
         // A plain MergeTree is refused too; newer servers and clusters
         // without replicas are not checked.
+        // A column named `engine` is not the engine.
+        let column = [step(&[
+            "CREATE TABLE db.r ON CLUSTER c (id UInt64, engine String) ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY id",
+            "ALTER TABLE db.r ON CLUSTER c ADD COLUMN y UInt8",
+        ])];
+        assert!(check(&column, &facts(18, true)).is_empty());
         let plain = [step(&[
             "CREATE TABLE db.m ON CLUSTER c (x UInt8) ENGINE = MergeTree ORDER BY x",
             "ALTER TABLE db.m ON CLUSTER c ADD COLUMN y UInt8",

@@ -155,7 +155,9 @@ pub fn prepare_statement(
             }
         },
     };
-    let sql = if note == OnClusterNote::AlreadyPresent {
+    // Sent ON CLUSTER as written (also where no cluster is configured):
+    // qualified as well.
+    let sql = if note == OnClusterNote::AlreadyPresent || info.has_on_cluster {
         settings.qualified(sql, &location)?
     } else {
         sql

@@ -27,6 +27,8 @@ pub enum MigrationState {
         completed: usize,
         statements: usize,
         failed: Option<String>,
+        /// The failed statement may have run on some hosts.
+        partial: bool,
     },
 }
 
@@ -45,6 +47,7 @@ impl MigrationState {
                 completed: p.completed,
                 statements: p.statements,
                 failed: p.failed.clone(),
+                partial: p.partial,
             },
         }
     }
@@ -62,6 +65,7 @@ impl fmt::Display for MigrationState {
                 direction: Direction::Up,
                 completed: 0,
                 failed: Some(e),
+                partial: false,
                 ..
             } => write!(
                 f,
@@ -73,6 +77,7 @@ impl fmt::Display for MigrationState {
                 completed,
                 statements,
                 failed,
+                ..
             } => write!(
                 f,
                 "{} {completed}/{statements} statements{}",
@@ -137,6 +142,24 @@ pub fn task_label(t: &PendingTask) -> String {
     format!("V{} statement {}", t.version, t.statement + 1)
 }
 
+/// What a migrate to `target` would apply, in order, or why it is blocked.
+pub fn pending_to(
+    migrations: &[Migration],
+    state: &TargetState,
+    policy: &Policy,
+    target: &Target,
+) -> Result<Vec<Version>, Vec<Problem>> {
+    super::plan(migrations, state, target, policy).map(|p| {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Apply { version, .. } => Some(version.clone()),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
 /// The snapshot of `state` (the folded ledger) against `migrations` under
 /// `policy`, with the host tasks still open.
 pub fn snapshot(
@@ -145,15 +168,7 @@ pub fn snapshot(
     policy: &Policy,
     open_tasks: &[PendingTask],
 ) -> Snapshot {
-    let pending = super::plan(migrations, state, &Target::Latest, policy).map(|p| {
-        p.steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Apply { version, .. } => Some(version.clone()),
-                _ => None,
-            })
-            .collect()
-    });
+    let pending = pending_to(migrations, state, policy, &Target::Latest);
     let mut versions: Vec<VersionRow> = migrations
         .iter()
         .map(|m| VersionRow {
@@ -241,6 +256,7 @@ mod tests {
                 completed: 1,
                 failed: Some("Code: 62\nmore".into()),
                 next_known_not_run: true,
+                partial: false,
             }),
         );
         let policy = Policy {

@@ -344,22 +344,60 @@ pub async fn inspect(
     )))
 }
 
-/// The lease the current holder announced in its `lock_taken` event
-/// (releases before 0.2 announce none).
-pub fn announced_lease_s(history: &[LedgerEntry]) -> Option<u64> {
-    let mut lease = None;
+/// What the current holder announced in its `lock_taken` event: its lease
+/// and host identity (`None`: the holder announced nothing — a release
+/// before leases, or a lock made by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub token: String,
+    pub lease_s: u64,
+    pub host: String,
+}
+
+pub fn announcement(history: &[LedgerEntry]) -> Option<Announcement> {
+    let mut current = None;
     for e in history {
         match e.name() {
             Some(EventName::LockTaken) => {
-                lease = serde_json::from_str::<serde_json::Value>(&e.details)
-                    .ok()
-                    .and_then(|d| d["lease_s"].as_u64());
+                let d = serde_json::from_str::<serde_json::Value>(&e.details).ok();
+                current = d.and_then(|d| {
+                    Some(Announcement {
+                        token: d["token"].as_str()?.to_string(),
+                        lease_s: d["lease_s"].as_u64()?,
+                        host: d["host"].as_str().unwrap_or_default().to_string(),
+                    })
+                });
             }
-            Some(EventName::LockReleased | EventName::LockForced) => lease = None,
+            Some(EventName::LockReleased | EventName::LockForced) => current = None,
             _ => {}
         }
     }
-    lease
+    current
+}
+
+/// Whether the lock table on the lock's node still holds this lock's token
+/// (not taken over since).
+pub async fn still_ours(lock: &Lock) -> Result<bool, ChError> {
+    let table = lock_table(&lock.ledger)?;
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let here: Vec<N> = lock
+        .conn
+        .rows(&queries::table_exists_sql(
+            lock.ledger.database.as_str(),
+            table.as_str(),
+        ))
+        .await?;
+    if here.first().is_none_or(|r| r.n == 0) {
+        return Ok(false);
+    }
+    let rows: Vec<LockInfo> = lock
+        .conn
+        .rows(&queries::lock_holder_sql(&lock.ledger, &table))
+        .await?;
+    Ok(rows.first().is_some_and(|r| r.token == lock.info.token))
 }
 
 /// The last `lock_taken` event with no `lock_released`/`lock_forced` after it.

@@ -62,6 +62,29 @@ pub fn lock_renewed_zk_sql(log_path: &str) -> String {
     )
 }
 
+/// Whether a database (`database`) or a table (`table`) exists on one
+/// replica of any shard of `cluster`.
+pub fn exists_on_cluster_sql(
+    cluster: &str,
+    database: Option<&str>,
+    table: Option<(&str, &str)>,
+) -> String {
+    match (database, table) {
+        (Some(d), _) => format!(
+            "SELECT count() AS n FROM cluster({}, system.databases) WHERE name = {}",
+            string_literal(cluster),
+            string_literal(d)
+        ),
+        (None, Some((d, t))) => format!(
+            "SELECT count() AS n FROM cluster({}, system.tables) WHERE database = {} AND name = {}",
+            string_literal(cluster),
+            string_literal(d),
+            string_literal(t)
+        ),
+        (None, None) => "SELECT 0 AS n".to_string(),
+    }
+}
+
 pub fn database_exists_sql(database: &str) -> String {
     format!(
         "SELECT count() AS n FROM system.databases WHERE name = {}",

@@ -155,8 +155,17 @@ pub fn qualify(
                 if c.word(i, "ON") && c.word(i + 1, "CLUSTER") {
                     i += 3;
                 }
-                if view && c.word(i, "TO") {
-                    qualify_call(i + 1, true, &mut edits);
+                // A materialized view's `TO t` (after `REFRESH …` clauses too),
+                // before its `AS SELECT`.
+                let to = view
+                    .then(|| {
+                        (i..n)
+                            .take_while(|&k| !c.word(k, "AS"))
+                            .find(|&k| c.word(k, "TO"))
+                    })
+                    .flatten();
+                if let Some(to) = to {
+                    qualify_call(to + 1, true, &mut edits);
                 } else if !view
                     && c.word(i, "AS")
                     && c.is_name(i + 1)
@@ -171,7 +180,10 @@ pub fn qualify(
                 i += 1;
             }
             let object = c.any_word(i, &["TABLE", "VIEW", "DICTIONARY"]);
-            if object || (c.text(0).eq_ignore_ascii_case("TRUNCATE") && c.is_name(i)) {
+            let bare_truncate = c.text(0).eq_ignore_ascii_case("TRUNCATE")
+                && c.is_name(i)
+                && !c.any_word(i, &["DATABASE", "ALL"]);
+            if object || bare_truncate {
                 if object {
                     i += 1;
                 }
@@ -206,11 +218,32 @@ pub fn qualify(
         _ => {}
     }
 
-    // Names a `WITH name AS (…)` defines are not tables.
-    let ctes: BTreeSet<String> = (0..n)
+    // Names a `WITH` clause defines are not tables: `WITH name AS (…)` and
+    // `WITH expr AS name` (up to the clause's `SELECT`, at its depth).
+    let mut ctes: BTreeSet<String> = (0..n)
         .filter(|&k| c.is_name(k) && c.word(k + 1, "AS") && c.punct(k + 2, '('))
         .map(|k| c.bare(k))
         .collect();
+    for w in (0..n).filter(|&k| c.word(k, "WITH")) {
+        let mut depth = 0i32;
+        for k in w + 1..n {
+            if c.punct(k, '(') {
+                depth += 1;
+            } else if c.punct(k, ')') {
+                depth -= 1;
+                if depth < 0 {
+                    break;
+                }
+            } else if depth == 0 && c.word(k, "SELECT") {
+                break;
+            } else if depth == 0 && c.word(k, "AS") && c.is_name(k + 1) {
+                ctes.insert(c.bare(k + 1));
+            }
+        }
+    }
+    // Only statements that define or change tables hold table references
+    // to qualify (not SYSTEM, GRANT/REVOKE, …).
+    let defines = c.any_word(0, &["CREATE", "ATTACH", "ALTER"]);
     // FROM / JOIN / IN at the top level and in subqueries (not inside a
     // function's parentheses: `EXTRACT(DAY FROM d)`).
     let mut stack: Vec<bool> = Vec::new();
@@ -220,7 +253,7 @@ pub fn qualify(
             stack.push(c.any_word(k + 1, &["SELECT", "WITH"]));
         } else if c.punct(k, ')') {
             stack.pop();
-        } else if stack.last().copied().unwrap_or(true) {
+        } else if defines && stack.last().copied().unwrap_or(true) {
             let table_at = if c.word(k, "FROM")
                 || (c.word(k, "JOIN") && !c.word(k.wrapping_sub(1), "ARRAY"))
                 || (c.word(k, "IN") && !c.word(k + 1, "PARTITION") && !c.punct(k + 1, '('))
@@ -454,6 +487,30 @@ mod tests {
         assert_eq!(
             q("ALTER TABLE t ON CLUSTER c REPLACE PARTITION 1 FROM t2"),
             "ALTER TABLE analytics.t ON CLUSTER c REPLACE PARTITION 1 FROM analytics.t2"
+        );
+    }
+
+    #[test]
+    fn statements_that_are_not_about_tables_are_left_alone() {
+        for sql in [
+            "REVOKE ON CLUSTER c SELECT ON db.* FROM alice",
+            "SYSTEM DROP REPLICA 'r' FROM TABLE db.t",
+            "TRUNCATE DATABASE db ON CLUSTER c",
+            "GRANT ON CLUSTER c SELECT ON db.t TO bob",
+        ] {
+            assert_eq!(q(sql), sql);
+        }
+        // WITH expr AS name defines a name, not a table.
+        assert_eq!(
+            q("CREATE VIEW v ON CLUSTER c AS WITH [1, 2] AS ids SELECT * FROM t WHERE id IN ids"),
+            "CREATE VIEW analytics.v ON CLUSTER c AS WITH [1, 2] AS ids SELECT * FROM analytics.t WHERE id IN ids"
+        );
+        // A refreshable materialized view's TO.
+        assert_eq!(
+            q(
+                "CREATE MATERIALIZED VIEW mv ON CLUSTER c REFRESH EVERY 1 HOUR TO daily AS SELECT 1 FROM src"
+            ),
+            "CREATE MATERIALIZED VIEW analytics.mv ON CLUSTER c REFRESH EVERY 1 HOUR TO analytics.daily AS SELECT 1 FROM analytics.src"
         );
     }
 
