@@ -255,3 +255,36 @@ fn after_a_failure_the_set_and_status_report_the_same_truthful_numbers() {
     assert_eq!(s["pending"].as_array().map(Vec::len), Some(1), "{s}");
     drop_db(SINGLE, &db, false);
 }
+
+#[test]
+fn credentials_go_only_to_allowed_urls_and_over_tls_when_required() {
+    // A listener of someone who may edit MigrationSets but not read
+    // Secrets: the set names it and a Secret of the namespace.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let docs = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: creds, namespace: apps }}\nstringData: {{ password: s3cret-pw }}\n---\n\
+         apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: steal, namespace: apps }}\nspec:\n  connection:\n    url: {url}\n    database: d\n    credentials:\n      user: default\n      passwordSecretRef: {{ name: creds, key: password }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    std::fs::write(&file, &docs).unwrap();
+    let nothing_sent = |what: &str| match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("{what}: a connection reached the listener: {other:?}"),
+    };
+    let (out, st) = apply(&file, &["--allow-url", "https://*.analytics.svc:8443"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(
+        condition(&st, "Stalled")["reason"],
+        "TargetNotAllowed",
+        "{st}"
+    );
+    nothing_sent("--allow-url");
+    let (out, st) = apply(&file, &["--require-tls"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(condition(&st, "Stalled")["reason"], "TLSRequired", "{st}");
+    nothing_sent("--require-tls");
+    assert!(!out.all().contains("s3cret-pw"));
+}

@@ -138,6 +138,11 @@ fn production_forbids_rollback_and_every_environment_elects_a_leader() {
             env == "production",
             "{env}: {args:?}"
         );
+        assert_eq!(
+            args.contains(&"--require-tls"),
+            env == "production",
+            "production sends credentials only over verified TLS: {env}: {args:?}"
+        );
         assert!(
             !args.iter().any(|a| a.starts_with("--parallel")),
             "serial unless asked: {env}: {args:?}"
@@ -382,5 +387,40 @@ fn rbac_allows_exactly_the_requests_the_operator_makes() {
     assert!(
         unused.is_empty(),
         "the chart grants what the operator never uses: {unused:?}"
+    );
+}
+
+#[test]
+fn allowed_urls_reach_the_operator_and_bad_ones_are_refused_at_install() {
+    let docs = render(&[
+        "-f",
+        &values("staging"),
+        "--set",
+        "allowedUrls[0]=https://*.analytics.svc:8443",
+    ]);
+    let deploy = kind(&docs, "Deployment");
+    let args: Vec<&str> = deploy[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--allow-url=https://*.analytics.svc:8443"),
+        "{args:?}"
+    );
+    let out = helm(&[
+        "lint",
+        CHART,
+        "-f",
+        &values("staging"),
+        "--set-string",
+        "requireTls=yes-please",
+    ]);
+    assert_ne!(
+        out.code,
+        0,
+        "values.schema.json refuses a non-boolean requireTls: {}",
+        out.all()
     );
 }

@@ -431,6 +431,14 @@ pub enum Command {
         /// Refuse rollbacks whatever the sets allow (as the production operator does)
         #[arg(long)]
         forbid_rollback: bool,
+        /// Only connect to URLs matching this glob (repeatable), e.g.
+        /// 'https://*.analytics.svc:8443'; other sets stall as
+        /// TargetNotAllowed and nothing is sent [default: any URL]
+        #[arg(long = "allow-url", value_name = "PATTERN")]
+        allow_urls: Vec<String>,
+        /// Refuse http:// URLs and insecureSkipVerify (TLSRequired)
+        #[arg(long)]
+        require_tls: bool,
     },
     /// Turn the migration folder into GitOps manifests: one ClickHouseMigration
     /// per migration (or ConfigMaps of the files) plus kustomization.yaml

@@ -277,6 +277,8 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Apply {
             files,
             forbid_rollback,
+            allow_urls,
+            require_tls,
         } => block_on(apply::apply(
             &files,
             format,
@@ -286,6 +288,8 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
                 always_freeze: matches!(cli.global.backup, Some(BackupArg::Freeze)),
                 default_rollback_strategy: cli.global.rollback_strategy,
                 default_parallel: cli.global.parallel,
+                allowed_urls: allow_urls,
+                require_tls,
             },
         )),
         Command::Render {

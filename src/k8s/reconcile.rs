@@ -36,6 +36,11 @@ pub struct Policy {
     pub default_rollback_strategy: Option<crate::model::strategy::RollbackStrategy>,
     /// The parallelism of sets that name none (`--parallel`).
     pub default_parallel: Option<usize>,
+    /// Glob patterns of the URLs sets may connect to (`--allow-url`; none:
+    /// any).
+    pub allowed_urls: Vec<String>,
+    /// Only `https://` with certificate verification (`--require-tls`).
+    pub require_tls: bool,
 }
 
 /// How a set's reconcile ended, as the command line's exit code and the
@@ -208,6 +213,11 @@ fn validate(
     if !errors.is_empty() {
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(stalled("InvalidMigrations", messages.join("; "), out));
+    }
+    // Where credentials may go is checked before any Secret is read or any
+    // connection opened.
+    if let Err(r) = crate::k8s::guard::check(set, &policy.allowed_urls, policy.require_tls) {
+        return Err(stalled(r.reason, r.message, out));
     }
     let spec = match (target, &set.spec.target_version) {
         (Some(t), _) => Ok(t),

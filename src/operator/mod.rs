@@ -74,6 +74,19 @@ pub struct OperatorArgs {
     /// Refuse every rollback, whatever a set allows (production)
     #[arg(long, env = "CHMIGRATE_FORBID_ROLLBACK")]
     pub forbid_rollback: bool,
+    /// Only connect to URLs matching this glob (repeatable, or
+    /// comma-separated in the variable); other sets stall as
+    /// TargetNotAllowed and nothing is sent [default: any URL]
+    #[arg(
+        long = "allow-url",
+        value_name = "PATTERN",
+        env = "CHMIGRATE_ALLOW_URLS",
+        value_delimiter = ','
+    )]
+    pub allow_urls: Vec<String>,
+    /// Refuse http:// URLs and insecureSkipVerify (TLSRequired)
+    #[arg(long, env = "CHMIGRATE_REQUIRE_TLS")]
+    pub require_tls: bool,
     /// Address of /metrics, /healthz and /readyz
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -217,6 +230,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 always_freeze: args.always_freeze,
                 default_rollback_strategy: args.default_rollback_strategy,
                 default_parallel: args.default_parallel,
+                allowed_urls: args.allow_urls.clone(),
+                require_tls: args.require_tls,
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),
