@@ -741,13 +741,10 @@ fn a_lock_whose_lease_expired_is_taken_over_through_another_node() {
     // and is killed mid-migration: its lock table lives on node 1 only and
     // is never renewed again.
     write_files(dir.path(), &[("V2__slow.sql", "SELECT sleep(3);")]);
-    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_chmigrate"))
-        .args(args(0, &db, d, &["migrate", "--lock-lease", "2"]))
-        .env("HOSTNAME", "elsewhere-7")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chmigrate starts");
+    let mut elsewhere = spawn_on_host(
+        &args(0, &db, d, &["migrate", "--lock-lease", "2"]),
+        "elsewhere-7",
+    );
     wait_until(
         "the other runner started V2",
         Duration::from_secs(60),

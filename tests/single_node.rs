@@ -1861,13 +1861,7 @@ fn an_expired_lease_is_taken_over_and_a_live_holder_is_waited_for() {
     // A runner on another machine takes the lock and is killed mid-run (its
     // CI job was cancelled): it stops renewing its lease.
     write_files(dir.path(), &[("V3__slow.sql", "SELECT sleep(3);")]);
-    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_chmigrate"))
-        .args(&with_lease)
-        .env("HOSTNAME", "elsewhere-7")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chmigrate starts");
+    let mut elsewhere = spawn_on_host(&with_lease, "elsewhere-7");
     wait_until(
         "the other runner started V3",
         Duration::from_secs(30),

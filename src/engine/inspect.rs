@@ -39,7 +39,13 @@ pub async fn inspect(
     let open = pending::open_tasks(&history);
     let (still_pending, _failed) = verify_pending(session, None, open).await?;
     let hosts = session.cluster_hosts().await?;
-    let snapshot = snapshot::snapshot(migrations, &state, &settings.policy(), &still_pending);
+    let snapshot = snapshot::snapshot(
+        migrations,
+        &state,
+        &settings.policy(),
+        &still_pending,
+        &crate::plan::Target::Latest,
+    );
     Ok(Inspection {
         state,
         snapshot,

@@ -79,12 +79,15 @@ pub async fn with_lock<T, E: From<EngineError>>(
     };
     let deadline = Instant::now() + Duration::from_secs(settings.lock_wait_s);
     let mut takeovers = 0;
+    // The ledger as re-read when a holder newer than `before` appears.
+    let mut fresh: Vec<LedgerEntry> = Vec::new();
     let lock = loop {
         match acquire().await {
             Ok(l) => break l,
             Err(LockError::Held { info, now_us }) => {
                 if takeovers < 3
-                    && let Some(reason) = takeover_reason(session, settings, ctx, &info).await?
+                    && let Some(reason) =
+                        takeover_reason(session, settings, ctx, &info, &before, &mut fresh).await?
                 {
                     // The holder is gone: take its lock over, on the record.
                     // The run resumes under the in-flight rule, so a
@@ -132,6 +135,8 @@ pub async fn with_lock<T, E: From<EngineError>>(
             Err(e) => return Err(EngineError::from(e).into()),
         }
     };
+    // Whether the lock is still this run's when the work is done.
+    let mut ours = true;
     let result = async {
         let history = store::read(&session.conn, ledger)
             .await
@@ -156,7 +161,8 @@ pub async fn with_lock<T, E: From<EngineError>>(
         keeper.abort();
         // A lock taken over meanwhile (this run's lease lapsed) is not
         // released by this run: it is someone else's now.
-        if !lock::still_ours(&lock).await.unwrap_or(false) {
+        ours = lock::still_ours(&lock).await.unwrap_or(false);
+        if !ours {
             tracing::warn!(
                 "the lock was taken over while this run held it; leaving it to its new holder"
             );
@@ -172,7 +178,7 @@ pub async fn with_lock<T, E: From<EngineError>>(
         }
     }
     .await;
-    if !lock::still_ours(&lock).await.unwrap_or(false) {
+    if !ours {
         return result;
     }
     if let Err(e) = lock::release(lock).await {
@@ -219,6 +225,8 @@ async fn takeover_reason(
     settings: &Settings,
     ctx: &RunContext,
     info: &LockInfo,
+    before: &[LedgerEntry],
+    fresh: &mut Vec<LedgerEntry>,
 ) -> Result<Option<String>, EngineError> {
     if let Some(rule) = &ctx.stale_locks
         && rule.is_stale(&info.holder, info.acquired_us)
@@ -230,8 +238,16 @@ async fn takeover_reason(
     // Only a holder that announced its lease (and where it runs) renews
     // one: a lock of a release before leases, or one made by hand, is left
     // to `unlock`.
-    let history = store::read(&session.conn, &session.cfg.ledger).await?;
-    let Some(announced) = lock::announcement(&history).filter(|a| a.token == info.token) else {
+    // The ledger read before is re-read only for a holder newer than it.
+    let of_holder = |h: &[LedgerEntry]| lock::announcement(h).filter(|a| a.token == info.token);
+    let announced = match of_holder(before).or_else(|| of_holder(fresh)) {
+        Some(a) => Some(a),
+        None => {
+            *fresh = store::read(&session.conn, &session.cfg.ledger).await?;
+            of_holder(fresh)
+        }
+    };
+    let Some(announced) = announced else {
         return Ok(None);
     };
     if let Some(pid) = local_holder_gone(&info.holder, &announced.host) {

@@ -138,7 +138,6 @@ pub fn plan_and_prepare(
     state: &TargetState,
     spec: &TargetSpec,
     database_engine: &str,
-    facts: Option<&TargetFacts>,
 ) -> Result<(Plan, Vec<PreparedStep>), Blocked> {
     let planned = match spec {
         TargetSpec::Only(v) => crate::plan::plan_only(migrations, state, v, &settings.policy()),
@@ -159,16 +158,27 @@ pub fn plan_and_prepare(
         problems: Vec::new(),
         diagnostics,
     })?;
-    if let Some(facts) = facts {
-        let refused = preflight::check(&steps, facts);
-        if !refused.is_empty() {
-            return Err(Blocked {
-                problems: Vec::new(),
-                diagnostics: refused,
-            });
-        }
-    }
     Ok((planned, steps))
+}
+
+/// `plan` refused when the target is known to refuse one of its statements
+/// part-way ([`preflight`]).
+fn preflighted(
+    plan: Result<(Plan, Vec<PreparedStep>), Blocked>,
+    facts: Option<&TargetFacts>,
+) -> Result<(Plan, Vec<PreparedStep>), Blocked> {
+    let (planned, steps) = plan?;
+    let refused = facts
+        .map(|f| preflight::check(&steps, f))
+        .unwrap_or_default();
+    if refused.is_empty() {
+        Ok((planned, steps))
+    } else {
+        Err(Blocked {
+            problems: Vec::new(),
+            diagnostics: refused,
+        })
+    }
 }
 
 /// Reads the target (no lock, no writes) and plans towards `spec`.
@@ -189,25 +199,27 @@ pub async fn plan(
         tracing::info!("database engine is Replicated: statements are sent without ON CLUSTER");
     }
     let hosts = session.cluster_hosts().await?;
-    // What the server is known to refuse part-way is checked first.
-    let facts = match settings.cluster {
-        Some(_) => Some(TargetFacts {
+    let plan = plan_and_prepare(settings, &migrations, &state, &spec, &engine);
+    let open_tasks = pending::open_tasks(&history);
+    // What the server is known to refuse part-way is checked before
+    // anything runs; the table engines are read only when there is work
+    // and the check applies (a cluster with replicas, servers before 20).
+    let has_work = !open_tasks.is_empty() || !matches!(&plan, Ok((p, _)) if p.steps.is_empty());
+    let facts = if settings.cluster.is_some()
+        && session.server.major < 20
+        && hosts.iter().any(|h| h.replica_num > 1)
+        && has_work
+    {
+        Some(TargetFacts {
             server_major: session.server.major,
-            replicated_shards: hosts.iter().any(|h| h.replica_num > 1),
+            replicated_shards: true,
             engines: session.table_engines().await?,
             database: settings.database.as_str().to_string(),
-        }),
-        None => None,
+        })
+    } else {
+        None
     };
-    let plan = plan_and_prepare(
-        settings,
-        &migrations,
-        &state,
-        &spec,
-        &engine,
-        facts.as_ref(),
-    );
-    let open_tasks = pending::open_tasks(&history);
+    let plan = preflighted(plan, facts.as_ref());
     Ok(Planned {
         migrations,
         spec,
@@ -253,12 +265,8 @@ pub async fn migrate(
             let (still, failed) = execute::verify_pending(session, Some(writer), open).await?;
             let state = TargetState::fold(&events(&history)?);
             let engine = session.database_engine().await?;
-            let (_, steps) = plan_and_prepare(
-                settings,
-                migrations,
-                &state,
-                spec,
-                &engine,
+            let (_, steps) = preflighted(
+                plan_and_prepare(settings, migrations, &state, spec, &engine),
                 planned.facts.as_ref(),
             )
             .map_err(EngineError::Blocked)?;

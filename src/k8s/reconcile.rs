@@ -509,17 +509,16 @@ fn report_status(
     let state = engine::events(&r.history)
         .map(|e| TargetState::fold(&e))
         .unwrap_or_default();
-    let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending);
     // Pending towards the set's own target (its targetVersion, if any).
     let target = match spec {
         TargetSpec::Version(v) => crate::plan::Target::Version(v.clone()),
         _ => crate::plan::Target::Latest,
     };
-    let pending = snapshot::pending_to(migrations, &state, &settings.policy(), &target);
+    let snap = snapshot::snapshot(migrations, &state, &settings.policy(), &r.pending, &target);
     let status = &mut out.status;
     status.applied_version = snap.applied_version.as_ref().map(ToString::to_string);
     status.latest_version = snap.latest_version.as_ref().map(ToString::to_string);
-    status.pending_count = pending.as_ref().map_or(0, |p| p.len() as u32);
+    status.pending_count = snap.pending.as_ref().map_or(0, |p| p.len() as u32);
     out.applied = r.applied.clone();
     out.rolled_back = r.rolled_back.clone();
     if !r.applied.is_empty() || !r.rolled_back.is_empty() {

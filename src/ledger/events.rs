@@ -12,6 +12,13 @@ use super::vocabulary::EventName;
 use crate::model::migration::Checksum;
 use crate::model::version::Version;
 
+/// The version, direction and statement a row is about.
+fn at(row: &mut LedgerEntry, version: &Version, direction: Direction, index: usize) {
+    row.version = version.to_string();
+    row.direction = dir(direction).into();
+    row.statement = index as i64;
+}
+
 fn dir(d: Direction) -> &'static str {
     match d {
         Direction::Up => "up",
@@ -208,9 +215,7 @@ impl Record {
                 query_id,
                 created,
             } => {
-                row.version = version.to_string();
-                row.direction = dir(direction).into();
-                row.statement = index as i64;
+                at(row, &version, direction, index);
                 row.checksum = checksum.0;
                 row.duration_ms = duration_ms;
                 row.hosts = serde_json::to_string(&hosts).unwrap_or_default();
@@ -229,9 +234,7 @@ impl Record {
                 error,
                 partial,
             } => {
-                row.version = version.to_string();
-                row.direction = dir(direction).into();
-                row.statement = index as i64;
+                at(row, &version, direction, index);
                 row.checksum = checksum.0;
                 row.duration_ms = duration_ms;
                 row.error = error;
@@ -244,9 +247,7 @@ impl Record {
                 direction,
                 index,
             } => {
-                row.version = version.to_string();
-                row.direction = dir(direction).into();
-                row.statement = index as i64;
+                at(row, &version, direction, index);
             }
             Record::Completed {
                 version,
@@ -280,9 +281,7 @@ impl Record {
                 index,
                 done,
             } => {
-                row.version = version.to_string();
-                row.direction = dir(direction).into();
-                row.statement = index as i64;
+                at(row, &version, direction, index);
                 row.details = json!({ "done": done }).to_string();
             }
             Record::ManualRollback {
@@ -333,9 +332,7 @@ impl Record {
                 index,
                 details,
             } => {
-                row.version = version.to_string();
-                row.direction = dir(direction).into();
-                row.statement = index as i64;
+                at(row, &version, direction, index);
                 row.details = serde_json::to_string(&details).unwrap_or_default();
             }
             Record::BackupPruned {

@@ -117,8 +117,8 @@ pub struct Snapshot {
     pub applied_version: Option<Version>,
     /// The newest version among the sources that run in this environment.
     pub latest_version: Option<Version>,
-    /// What a migrate to the latest version would apply, in order; the
-    /// plan's problems instead when it is blocked.
+    /// What a migrate to the target would apply, in order; the plan's
+    /// problems instead when it is blocked.
     pub pending: Result<Vec<Version>, Vec<Problem>>,
     /// Every version, in version order.
     pub versions: Vec<VersionRow>,
@@ -143,7 +143,7 @@ pub fn task_label(t: &PendingTask) -> String {
 }
 
 /// What a migrate to `target` would apply, in order, or why it is blocked.
-pub fn pending_to(
+fn pending_to(
     migrations: &[Migration],
     state: &TargetState,
     policy: &Policy,
@@ -161,14 +161,16 @@ pub fn pending_to(
 }
 
 /// The snapshot of `state` (the folded ledger) against `migrations` under
-/// `policy`, with the host tasks still open.
+/// `policy`, with the host tasks still open; pending counts towards
+/// `target` (a set's `targetVersion`, else the latest).
 pub fn snapshot(
     migrations: &[Migration],
     state: &TargetState,
     policy: &Policy,
     open_tasks: &[PendingTask],
+    target: &Target,
 ) -> Snapshot {
-    let pending = pending_to(migrations, state, policy, &Target::Latest);
+    let pending = pending_to(migrations, state, policy, target);
     let mut versions: Vec<VersionRow> = migrations
         .iter()
         .map(|m| VersionRow {
@@ -272,7 +274,7 @@ mod tests {
             task: "/clickhouse/task_queue/ddl/query-1".into(),
             hosts: vec!["h2:9000".into()],
         };
-        let s = snapshot(&loaded, &state, &policy, &[task]);
+        let s = snapshot(&loaded, &state, &policy, &[task], &Target::Latest);
         assert_eq!(s.applied_version, Some(v("1")));
         // V3 runs only in production: neither latest nor pending here.
         assert_eq!(s.latest_version, Some(v("2")));

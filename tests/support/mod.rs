@@ -96,6 +96,17 @@ pub fn spawn(args: &[&str]) -> Child {
         .expect("binary starts")
 }
 
+/// Starts chmigrate as a runner on another machine would (its actor names
+/// `host`), output discarded: a CI job that can be killed mid-run.
+pub fn spawn_on_host(args: &[&str], host: &str) -> Child {
+    base_command(args)
+        .env("HOSTNAME", host)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chmigrate starts")
+}
+
 pub fn wait_out(child: Child) -> Out {
     out(child.wait_with_output().expect("child finishes"))
 }
