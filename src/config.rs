@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::secret::Masker;
 use crate::model::version::Version;
 use crate::plan::Policy;
 use crate::plan::prepare::PrepareSettings;
@@ -100,6 +101,10 @@ pub struct ConnectionSection {
     pub database: Option<String>,
     pub cluster: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// CA certificates held in memory (a MigrationSet's `caSecretRef`):
+    /// never written to a file. Never read from a file.
+    #[serde(skip)]
+    pub ca_pem: Option<CaPem>,
     pub tls_verify: Option<bool>,
     /// Seconds to wait for every host of an `ON CLUSTER` statement.
     pub ddl_timeout: Option<u64>,
@@ -132,6 +137,11 @@ pub struct MigrationsSection {
     /// User variables whose values are identifiers: quoted in code when
     /// they need it, as `${database}` is.
     pub identifier_variables: Option<Vec<String>>,
+    /// Variables whose values are secrets (a MigrationSet's
+    /// `variablesFrom`): substituted like the others, masked as `***`
+    /// wherever text leaves the process. Never read from a file.
+    #[serde(skip)]
+    pub secret_variables: Option<BTreeMap<String, Secret>>,
     /// Seconds to wait for a lock held by a live runner before giving up
     /// (exit 4); default 0: do not wait.
     pub lock_wait: Option<u64>,
@@ -255,6 +265,7 @@ impl ConnectionSection {
                 database,
                 cluster,
                 ca_file,
+                ca_pem,
                 tls_verify,
                 ddl_timeout,
                 mutation_timeout
@@ -287,6 +298,11 @@ impl MigrationsSection {
         );
         if let Some(vars) = &o.variables {
             self.variables
+                .get_or_insert_with(BTreeMap::new)
+                .extend(vars.clone());
+        }
+        if let Some(vars) = &o.secret_variables {
+            self.secret_variables
                 .get_or_insert_with(BTreeMap::new)
                 .extend(vars.clone());
         }
@@ -405,7 +421,8 @@ pub struct Settings {
     pub password: PasswordSource,
     pub database: Ident,
     pub cluster: Option<Ident>,
-    pub ca_file: Option<PathBuf>,
+    /// Extra CA certificates to trust.
+    pub ca: Option<CaSource>,
     pub tls_verify: bool,
     pub ddl_timeout_s: u64,
     pub mutation_timeout_s: u64,
@@ -418,6 +435,8 @@ pub struct Settings {
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
+    /// See [`MigrationsSection::secret_variables`].
+    pub secret_variables: BTreeMap<String, Secret>,
     /// See [`MigrationsSection::identifier_variables`].
     pub identifier_variables: Vec<String>,
     pub backup: crate::ledger::backups::BackupPolicy,
@@ -428,6 +447,34 @@ pub struct Settings {
     /// See [`MigrationsSection::lock_lease`].
     pub lock_lease_s: u64,
     pub logging: LoggingSettings,
+}
+
+/// PEM text held in memory and where it came from (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaPem {
+    pub origin: String,
+    pub pem: String,
+}
+
+/// Where the extra CA certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    File(PathBuf),
+    Pem(CaPem),
+}
+
+/// Plain and Secret-backed variables as one map, for substitution.
+fn all_variables(
+    plain: &BTreeMap<String, String>,
+    secret: &BTreeMap<String, Secret>,
+) -> BTreeMap<String, String> {
+    let mut all = plain.clone();
+    all.extend(
+        secret
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
+    all
 }
 
 impl Settings {
@@ -554,13 +601,20 @@ impl Settings {
             migs.history_table.as_deref().unwrap_or("schema_migrations"),
         )?;
         let variables = migs.variables.unwrap_or_default();
+        let secret_variables = migs.secret_variables.unwrap_or_default();
+        if let Some(both) = secret_variables.keys().find(|k| variables.contains_key(*k)) {
+            return Err(ConfigError::Invalid {
+                field: "variables",
+                message: format!("{both:?} is defined both in variables and from a Secret"),
+            });
+        }
         let identifier_variables = migs.identifier_variables.unwrap_or_default();
         // Fail early on bad variable names.
         Variables::new(
             database.as_str(),
             cluster.as_ref().map(Ident::as_str),
             &environment,
-            &variables,
+            &all_variables(&variables, &secret_variables),
         )?
         .with_identifiers(&identifier_variables)?;
         Ok(Settings {
@@ -572,7 +626,11 @@ impl Settings {
             password,
             database,
             cluster,
-            ca_file: conn.ca_file,
+            ca: match (conn.ca_pem, conn.ca_file) {
+                (Some(pem), _) => Some(CaSource::Pem(pem)),
+                (None, Some(path)) => Some(CaSource::File(path)),
+                (None, None) => None,
+            },
             tls_verify: conn.tls_verify.unwrap_or(true),
             ddl_timeout_s: conn.ddl_timeout.unwrap_or(180),
             mutation_timeout_s: conn.mutation_timeout.unwrap_or(600),
@@ -583,6 +641,7 @@ impl Settings {
             out_of_order: migs.out_of_order.unwrap_or(false),
             baseline: migs.baseline,
             variables,
+            secret_variables,
             identifier_variables,
             backup: migs.backup.unwrap_or_default(),
             rollback_strategy: migs.rollback_strategy.unwrap_or_default(),
@@ -595,6 +654,16 @@ impl Settings {
                 file: logging.file,
             },
         })
+    }
+
+    /// Masks the values of Secret-backed variables, in every form a
+    /// statement can carry them.
+    pub fn masker(&self) -> Masker {
+        Masker::new(
+            self.secret_variables
+                .values()
+                .flat_map(|v| crate::sql::vars::value_forms(v.expose())),
+        )
     }
 
     /// The planner's policy for this environment.
@@ -616,7 +685,7 @@ impl Settings {
                 self.database.as_str(),
                 cluster.as_deref(),
                 &self.environment,
-                &self.variables,
+                &all_variables(&self.variables, &self.secret_variables),
             )
             .and_then(|v| v.with_identifiers(&self.identifier_variables))
             .unwrap_or_default(),

@@ -264,7 +264,7 @@ fn credentials_go_only_to_allowed_urls_and_over_tls_when_required() {
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let docs = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: creds, namespace: apps }}\nstringData: {{ password: s3cret-pw }}\n---\n\
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: creds, namespace: apps, labels: {{ chmigrate.io/credentials: \"true\" }} }}\nstringData: {{ password: s3cret-pw }}\n---\n\
          apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: steal, namespace: apps }}\nspec:\n  connection:\n    url: {url}\n    database: d\n    credentials:\n      user: default\n      passwordSecretRef: {{ name: creds, key: password }}\n"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -287,4 +287,103 @@ fn credentials_go_only_to_allowed_urls_and_over_tls_when_required() {
     assert_eq!(condition(&st, "Stalled")["reason"], "TLSRequired", "{st}");
     nothing_sent("--require-tls");
     assert!(!out.all().contains("s3cret-pw"));
+}
+
+#[test]
+fn only_secrets_labelled_for_chmigrate_are_read_and_nothing_is_sent_otherwise() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    // A Secret of the namespace that was never meant for chmigrate (no
+    // label), named as the password, as the CA, or as variables.
+    for refs in [
+        "credentials: { user: default, passwordSecretRef: { name: app-db, key: password } }",
+        "credentials: { passwordless: true }\n    tls: { caSecretRef: { name: app-db, key: password } }",
+        "credentials: { passwordless: true }\n  variablesFrom: [{ secretRef: { name: app-db } }]",
+    ] {
+        let docs = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: app-db, namespace: apps }}\nstringData: {{ password: 0ther-team-pw }}\n---\n\
+             apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: steal, namespace: apps }}\nspec:\n  connection:\n    url: {url}\n    database: d\n    {refs}\n"
+        );
+        std::fs::write(&file, &docs).unwrap();
+        let (out, st) = apply(&file, &[]);
+        assert_eq!(out.code, 2, "{refs}: {}", out.all());
+        assert_eq!(
+            condition(&st, "Stalled")["reason"],
+            "SecretNotAllowed",
+            "{refs}: {st}"
+        );
+        let msg = condition(&st, "Ready")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            msg.contains("apps/app-db") && msg.contains("chmigrate.io/credentials"),
+            "{msg}"
+        );
+        assert!(!out.all().contains("0ther-team-pw"));
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{refs}: a connection reached the listener: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn variables_from_secrets_are_substituted_and_masked_everywhere() {
+    require(&[SINGLE]);
+    let db = unique_db("apply_varsfrom");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("set.yaml");
+    // The secret value reaches the server (in a string literal, escaped),
+    // and a statement that fails quotes it in ClickHouse's error.
+    let secret = "s3-k3y'with\\quote";
+    let docs = |second: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: s3, namespace: apps, labels: {{ chmigrate.io/credentials: \"true\" }} }}\nstringData: {{ key: {secret:?} }}\n---\n\
+             apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: vars, namespace: apps }}\nspec:\n  connection: {{ url: {SINGLE}, database: {db}, credentials: {{ passwordless: true }} }}\n  selector: {{ matchLabels: {{ set: vars }} }}\n  variablesFrom: [{{ secretRef: {{ name: s3 }}, prefix: s3_ }}]\n---\n\
+             apiVersion: chmigrate.io/v1alpha1\nkind: ClickHouseMigration\nmetadata: {{ name: v1, namespace: apps, labels: {{ set: vars }} }}\nspec:\n  version: \"1\"\n  up: \"CREATE TABLE ${{database}}.creds (k String DEFAULT '${{s3_key}}') ENGINE = MergeTree ORDER BY tuple()\"\n  down: \"DROP TABLE ${{database}}.creds\"\n{second}"
+        )
+    };
+    std::fs::write(&file, docs("")).unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
+    // Substituted for real: the default is the secret, escaped correctly.
+    let default = q(
+        SINGLE,
+        &format!(
+            "SELECT default_expression FROM system.columns WHERE database = '{db}' AND table = 'creds'"
+        ),
+    );
+    assert!(default.contains("s3-k3y"), "{default}");
+    // A failing statement whose error quotes the value: masked in status,
+    // output and ledger.
+    let failing = "---\napiVersion: chmigrate.io/v1alpha1\nkind: ClickHouseMigration\nmetadata: { name: v2, namespace: apps, labels: { set: vars } }\nspec:\n  version: \"2\"\n  up: \"SELECT toUInt8('${s3_key}')\"\n";
+    std::fs::write(&file, docs(failing)).unwrap();
+    let (out, st) = apply(&file, &[]);
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        condition(&st, "Stalled")["reason"],
+        "MigrationFailed",
+        "{st}"
+    );
+    for text in [
+        out.all(),
+        st.to_string(),
+        q(
+            SINGLE,
+            &format!("SELECT * FROM `{db}`.schema_migrations FORMAT JSONEachRow"),
+        ),
+    ] {
+        assert!(!text.contains("s3-k3y"), "a secret value leaked: {text}");
+    }
+    let msg = condition(&st, "Ready")["message"].to_string();
+    assert!(
+        msg.contains("***"),
+        "the error quoted the value, masked: {msg}"
+    );
+    drop_db(SINGLE, &db, false);
 }

@@ -423,7 +423,7 @@ fn a_fixed_secret_recovers_the_set_and_no_secret_reaches_status_events_or_logs()
     api.apply_yaml(
         &json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": "sql", "namespace": ns },
+            "metadata": { "name": "sql", "namespace": ns, "labels": { "chmigrate.io/migrations": "true" } },
             "data": {
                 "V1__first.sql": "CREATE TABLE ${database}.f1 (x UInt8) ENGINE = MergeTree ORDER BY x;\n-- ROLLBACK: DROP TABLE ${database}.f1;\n",
                 "2_second.up.sql": "CREATE TABLE ${database}.f2 (x UInt8) ENGINE = MergeTree ORDER BY x;\n",

@@ -148,6 +148,7 @@ pub async fn with_lock<T, E: From<EngineError>>(
         )
         .await
         .map_err(EngineError::from)?;
+        writer.mask_with(settings.masker());
         writer
             .write(Record::LockTaken {
                 token: run.clone(),

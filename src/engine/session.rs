@@ -45,7 +45,7 @@ fn target_config(settings: &Settings) -> Result<TargetConfig, EngineError> {
     let mut endpoint = Endpoint::new(settings.url.clone());
     endpoint.user = settings.user.clone();
     endpoint.password = password(settings)?;
-    endpoint.ca_file = settings.ca_file.clone();
+    endpoint.ca = settings.ca.clone();
     endpoint.tls_verify = settings.tls_verify;
     endpoint.request_timeout =
         Duration::from_secs(settings.ddl_timeout_s.max(settings.mutation_timeout_s) + 60);

@@ -168,8 +168,31 @@ pub struct MigrationSetSpec {
     /// Values for `${name}` placeholders.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
+    /// Secrets whose keys become `${variables}`; their values are masked as
+    /// `***` in plans, status, Events, logs and the ledger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables_from: Vec<VariablesFrom>,
     #[serde(default)]
     pub policy: PolicySpec,
+}
+
+/// A Secret of the set's namespace whose keys are variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariablesFrom {
+    /// The Secret (labelled `chmigrate.io/credentials: "true"`).
+    pub secret_ref: LocalSecretRef,
+    /// Prepended to every key: `prefix` + key is the variable's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// A Secret in the resource's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecretRef {
+    /// Secret name.
+    pub name: String,
 }
 
 /// One host's state.

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
 use crate::k8s::crd::{ClickHouseMigration, MigrationSet, SecretKeyRef};
+use crate::k8s::guard::Refusal;
 use crate::source::memory::{MemoryMigration, from_files, from_memory};
 use crate::source::{DEFAULT_MAX_FILE_BYTES, Loaded};
 
@@ -183,6 +184,18 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
             .iter()
             .find(|c| ns(c.namespace()) == set_ns && &c.name_any() == name)
         {
+            Some(cm) if !labelled(cm.labels(), MIGRATIONS_LABEL) => {
+                loaded.errors.push(crate::source::SourceError::new(
+                    crate::model::migration::Location::new(
+                        format!("MigrationSet {set_ns}/{}", set.name_any()),
+                        0,
+                    ),
+                    crate::source::SourceErrorKind::InvalidResource(format!(
+                        "spec.configMaps: ConfigMap {set_ns}/{name} is not labelled \
+                         {MIGRATIONS_LABEL}: \"true\" (the operator reads only labelled ConfigMaps)"
+                    )),
+                ))
+            }
             Some(cm) => {
                 for (key, text) in cm.data.iter().flatten() {
                     files.push((
@@ -198,7 +211,8 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
                     0,
                 ),
                 crate::source::SourceErrorKind::InvalidResource(format!(
-                    "ConfigMap {name} not found in namespace {set_ns}"
+                    "spec.configMaps: ConfigMap {name} not found in namespace {set_ns} \
+                     (it must carry the label {MIGRATIONS_LABEL}: \"true\")"
                 )),
             )),
         }
@@ -223,7 +237,20 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
     loaded
 }
 
-/// The Secrets a set reads (password, CA).
+/// The label a Secret must carry before a set may read it (password, CA,
+/// `variablesFrom`): someone who may edit a set but not read Secrets can
+/// only reach Secrets that were meant for chmigrate.
+pub const CREDENTIALS_LABEL: &str = "chmigrate.io/credentials";
+
+/// The label a ConfigMap must carry to hold a set's migration files (the
+/// operator caches only those).
+pub const MIGRATIONS_LABEL: &str = "chmigrate.io/migrations";
+
+fn labelled(labels: &BTreeMap<String, String>, label: &str) -> bool {
+    labels.get(label).is_some_and(|v| v == "true")
+}
+
+/// The Secrets a set reads (password, CA, `variablesFrom`).
 pub fn secret_names(set: &MigrationSet) -> Vec<String> {
     let conn = &set.spec.connection;
     let mut names: Vec<String> = conn
@@ -232,6 +259,12 @@ pub fn secret_names(set: &MigrationSet) -> Vec<String> {
         .iter()
         .chain(conn.tls.iter().flat_map(|t| t.ca_secret_ref.iter()))
         .map(|r| r.name.clone())
+        .chain(
+            set.spec
+                .variables_from
+                .iter()
+                .map(|v| v.secret_ref.name.clone()),
+        )
         .collect();
     names.sort();
     names.dedup();
@@ -262,24 +295,105 @@ pub fn set_uses(
     }
 }
 
-/// A Secret key's value from the manifests.
-pub fn secret_value(all: &Manifests, namespace: &str, r: &SecretKeyRef) -> Result<String, String> {
+/// A Secret the set may read: present, and labelled
+/// `chmigrate.io/credentials: "true"` (else `SecretNotAllowed`, and none of
+/// its values is used).
+fn allowed_secret<'a>(
+    all: &'a Manifests,
+    namespace: &str,
+    name: &str,
+    field: &str,
+) -> Result<&'a Secret, Refusal> {
     let secret = all
         .secrets
         .iter()
-        .find(|s| ns(s.namespace()) == namespace && s.name_any() == r.name)
-        .ok_or_else(|| format!("Secret {namespace}/{} not found", r.name))?;
-    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(&r.key)) {
-        return Ok(v.clone());
+        .find(|s| ns(s.namespace()) == namespace && s.name_any() == name)
+        .ok_or_else(|| Refusal {
+            reason: "InvalidSpec",
+            message: format!("{field}: Secret {namespace}/{name} not found"),
+        })?;
+    if !labelled(secret.labels(), CREDENTIALS_LABEL) {
+        return Err(Refusal {
+            reason: "SecretNotAllowed",
+            message: format!(
+                "{field}: Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}: \"true\"; \
+                 chmigrate reads only Secrets meant for it, and nothing was sent"
+            ),
+        });
     }
-    match secret.data.as_ref().and_then(|d| d.get(&r.key)) {
-        Some(bytes) => String::from_utf8(bytes.0.clone())
-            .map_err(|_| format!("Secret {namespace}/{} key {} is not UTF-8", r.name, r.key)),
-        None => Err(format!(
-            "Secret {namespace}/{} has no key {}",
-            r.name, r.key
-        )),
+    Ok(secret)
+}
+
+/// The keys and values of a Secret (`stringData` over `data`).
+fn secret_entries(
+    secret: &Secret,
+    namespace: &str,
+    field: &str,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut out = BTreeMap::new();
+    for (k, bytes) in secret.data.iter().flatten() {
+        let v = String::from_utf8(bytes.0.clone()).map_err(|_| Refusal {
+            reason: "InvalidSpec",
+            message: format!(
+                "{field}: Secret {namespace}/{} key {k} is not UTF-8",
+                secret.name_any()
+            ),
+        })?;
+        out.insert(k.clone(), v);
     }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    Ok(out)
+}
+
+/// A Secret key's value from the manifests; `field` names the reference
+/// (`spec.connection.credentials.passwordSecretRef`, …) in messages.
+pub fn secret_value(
+    all: &Manifests,
+    namespace: &str,
+    r: &SecretKeyRef,
+    field: &str,
+) -> Result<String, Refusal> {
+    let secret = allowed_secret(all, namespace, &r.name, field)?;
+    secret_entries(secret, namespace, field)?
+        .remove(&r.key)
+        .ok_or_else(|| Refusal {
+            reason: "InvalidSpec",
+            message: format!(
+                "{field}: Secret {namespace}/{} has no key {}",
+                r.name, r.key
+            ),
+        })
+}
+
+/// The variables of a set's `variablesFrom` Secrets (`prefix` + key →
+/// value). Their values are secrets: the caller masks them.
+pub fn secret_variables(
+    set: &MigrationSet,
+    all: &Manifests,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let namespace = ns(set.namespace());
+    let mut out = BTreeMap::new();
+    for (i, from) in set.spec.variables_from.iter().enumerate() {
+        let field = format!("spec.variablesFrom[{i}]");
+        let secret = allowed_secret(all, &namespace, &from.secret_ref.name, &field)?;
+        for (k, v) in secret_entries(secret, &namespace, &field)? {
+            let name = format!("{}{k}", from.prefix.as_deref().unwrap_or_default());
+            if !crate::sql::vars::is_variable_name(&name) {
+                return Err(Refusal {
+                    reason: "InvalidSpec",
+                    message: format!(
+                        "{field}: Secret {namespace}/{} key {k:?} does not make a variable name \
+                         (letters, digits and '_', not starting with a digit)",
+                        from.secret_ref.name
+                    ),
+                });
+            }
+            out.insert(name, v);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -315,13 +429,13 @@ spec: { version: "8", up: "SELECT 1" }
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: { name: more, namespace: team-a }
+metadata: { name: more, namespace: team-a, labels: { chmigrate.io/migrations: "true" } }
 data:
   V2__b.sql: "CREATE TABLE ${database}.b (x UInt8) ENGINE = Memory;\n-- ROLLBACK: DROP TABLE ${database}.b;"
 ---
 apiVersion: v1
 kind: Secret
-metadata: { name: ch, namespace: team-a }
+metadata: { name: ch, namespace: team-a, labels: { chmigrate.io/credentials: "true" } }
 data: { password: czNjcmV0LXB3 }
 "#;
 
@@ -390,26 +504,63 @@ data: { password: czNjcmV0LXB3 }
     }
 
     #[test]
-    fn reads_secrets() {
+    fn reads_only_labelled_secrets() {
         let a = all();
+        let f = "spec.connection.credentials.passwordSecretRef";
         let r = SecretKeyRef {
             name: "ch".into(),
             key: "password".into(),
         };
-        assert_eq!(secret_value(&a, "team-a", &r).unwrap(), "s3cret-pw");
+        assert_eq!(secret_value(&a, "team-a", &r, f).unwrap(), "s3cret-pw");
+        let e = secret_value(&a, "team-b", &r, f).unwrap_err();
+        assert_eq!(e.reason, "InvalidSpec");
         assert!(
-            secret_value(&a, "team-b", &r)
-                .unwrap_err()
-                .contains("not found")
+            e.message.contains("not found") && e.message.contains(f),
+            "{e:?}"
         );
         let r = SecretKeyRef {
             name: "ch".into(),
             key: "nope".into(),
         };
+        let e = secret_value(&a, "team-a", &r, f).unwrap_err();
+        assert!(e.message.contains("has no key nope"), "{e:?}");
+        // The same Secret without the opt-in label: refused, whatever key.
+        let unlabelled = parse(&[(
+            "m.yaml".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: { name: ch, namespace: team-a, labels: { chmigrate.io/credentials: \"yes\" } }\nstringData: { password: s3cret-pw }\n".into(),
+        )])
+        .unwrap();
+        let r = SecretKeyRef {
+            name: "ch".into(),
+            key: "password".into(),
+        };
+        let e = secret_value(&unlabelled, "team-a", &r, f).unwrap_err();
+        assert_eq!(e.reason, "SecretNotAllowed");
+        assert!(!e.message.contains("s3cret-pw"));
+        assert!(e.message.contains("chmigrate.io/credentials"), "{e:?}");
+    }
+
+    #[test]
+    fn variables_from_labelled_secrets_with_prefix_and_checked_names() {
+        let docs = |extra: &str| {
+            parse(&[(
+                "m.yaml".into(),
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{ name: v, namespace: a, labels: {{ chmigrate.io/credentials: \"true\" }} }}\nstringData: {{ token: t0k3n, {extra} }}\n---\n\
+                     apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: s, namespace: a }}\nspec:\n  connection: {{ url: http://x, database: d, credentials: {{ passwordless: true }} }}\n  variablesFrom: [{{ secretRef: {{ name: v }}, prefix: s3_ }}]\n"
+                ),
+            )])
+            .unwrap()
+        };
+        let m = docs("region: eu");
+        let vars = secret_variables(&m.sets[0], &m).unwrap();
+        assert_eq!(vars.get("s3_token").map(String::as_str), Some("t0k3n"));
+        assert_eq!(vars.get("s3_region").map(String::as_str), Some("eu"));
+        let m = docs("\"bad-key\": x");
+        let e = secret_variables(&m.sets[0], &m).unwrap_err();
         assert!(
-            secret_value(&a, "team-a", &r)
-                .unwrap_err()
-                .contains("has no key nope")
+            e.message.contains("spec.variablesFrom[0]") && e.message.contains("bad-key"),
+            "{e:?}"
         );
     }
 

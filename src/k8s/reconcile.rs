@@ -6,18 +6,19 @@
 
 use kube::ResourceExt;
 
-use crate::config::{ConnectionSection, MigrationsSection, Overrides, Settings};
+use crate::config::{CaPem, ConnectionSection, MigrationsSection, Overrides, Settings};
 use crate::engine::{
     self, Blocked, EngineError, LockHeld, Outcome, Planned, Report, RunContext, RunError,
     TargetSpec,
 };
 use crate::k8s::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
+use crate::k8s::guard::Refusal;
 use crate::k8s::manifest::{self, Manifests};
 use crate::k8s::migration_status::SetFacts;
 use crate::k8s::set_status::{self, Health};
 use crate::ledger::fold::TargetState;
 use crate::model::migration::Migration;
-use crate::model::secret::Secret;
+use crate::model::secret::{Masker, Secret};
 use crate::model::version::Version;
 use crate::plan::{Problem, snapshot};
 use crate::runtime::ChError;
@@ -114,30 +115,43 @@ pub fn settings_for(
     set: &MigrationSet,
     all: &Manifests,
     policy: &Policy,
-) -> Result<Settings, String> {
+) -> Result<Settings, Refusal> {
+    let invalid = |message: String| Refusal {
+        reason: "InvalidSpec",
+        message,
+    };
     let ns = set.namespace().unwrap_or_else(|| "default".into());
     let spec = &set.spec;
-    let environment = environment_of(set, policy)?;
+    let environment = environment_of(set, policy).map_err(invalid)?;
     let creds = &spec.connection.credentials;
     let password = match (&creds.password_secret_ref, creds.passwordless) {
-        (Some(r), _) => Some(Secret::new(manifest::secret_value(all, &ns, r)?)),
+        (Some(r), _) => Some(Secret::new(manifest::secret_value(
+            all,
+            &ns,
+            r,
+            "spec.connection.credentials.passwordSecretRef",
+        )?)),
         (None, Some(true)) => None,
-        (None, _) => return Err("credentials need passwordSecretRef or passwordless: true".into()),
+        (None, _) => {
+            return Err(invalid(
+                "credentials need passwordSecretRef or passwordless: true".into(),
+            ));
+        }
     };
     let tls = spec.connection.tls.clone().unwrap_or_default();
-    let ca_file = match &tls.ca_secret_ref {
-        Some(r) => {
-            let pem = manifest::secret_value(all, &ns, r)?;
-            let path = std::env::temp_dir().join(format!(
-                "chmigrate-ca-{}-{}.pem",
-                std::process::id(),
-                set.name_any()
-            ));
-            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
-            Some(path)
-        }
+    // The CA stays in memory: no file that two sets (or two namespaces'
+    // sets of one name) could share.
+    let ca_pem = match &tls.ca_secret_ref {
+        Some(r) => Some(CaPem {
+            origin: format!("Secret {ns}/{} key {}", r.name, r.key),
+            pem: manifest::secret_value(all, &ns, r, "spec.connection.tls.caSecretRef")?,
+        }),
         None => None,
     };
+    let secret_variables = manifest::secret_variables(set, all)?
+        .into_iter()
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect();
     let overrides = Overrides {
         environment: Some(environment),
         connection: ConnectionSection {
@@ -146,7 +160,7 @@ pub fn settings_for(
             password,
             database: Some(spec.connection.database.clone()),
             cluster: spec.connection.cluster.clone(),
-            ca_file,
+            ca_pem,
             tls_verify: Some(!tls.insecure_skip_verify),
             ddl_timeout: spec.policy.ddl_timeout_seconds.map(u64::from),
             ..Default::default()
@@ -158,6 +172,7 @@ pub fn settings_for(
             allow_rollback: Some(spec.policy.allow_rollback && !policy.forbid_rollback),
             out_of_order: Some(spec.policy.out_of_order),
             variables: Some(spec.variables.clone()),
+            secret_variables: Some(secret_variables),
             rollback_strategy: spec
                 .policy
                 .rollback_strategy
@@ -176,7 +191,7 @@ pub fn settings_for(
         },
         logging: Default::default(),
     };
-    Settings::resolve(None, &overrides).map_err(|e| e.to_string())
+    Settings::resolve(None, &overrides).map_err(|e| invalid(e.to_string()))
 }
 
 /// Reconciles one set towards its `targetVersion` (or the latest).
@@ -226,13 +241,9 @@ fn validate(
             .map_err(|e| format!("targetVersion: {e}")),
         (None, None) => Ok(TargetSpec::Latest),
     };
-    spec.and_then(|spec| {
-        Ok(Valid {
-            settings: settings_for(set, all, policy)?,
-            spec,
-        })
-    })
-    .map_err(|msg| stalled("InvalidSpec", msg, out))
+    let spec = spec.map_err(|msg| stalled("InvalidSpec", msg, out))?;
+    let settings = settings_for(set, all, policy).map_err(|r| stalled(r.reason, r.message, out))?;
+    Ok(Valid { settings, spec })
 }
 
 /// Reconciles one set towards `target` when given (the operator's
@@ -305,7 +316,36 @@ pub async fn reconcile_to(
         set.status.as_ref(),
         now,
     );
+    mask_secrets(&mut out, &secret_masker(set, all));
     out
+}
+
+/// Masks the values of a set's `variablesFrom` Secrets (whatever else
+/// failed, as far as they can be read).
+fn secret_masker(set: &MigrationSet, all: &Manifests) -> Masker {
+    let values = manifest::secret_variables(set, all).unwrap_or_default();
+    Masker::new(
+        values
+            .values()
+            .flat_map(|v| crate::sql::vars::value_forms(v)),
+    )
+}
+
+/// Nothing a reconcile reports (status, plan, errors, and so Events and
+/// logs made from them) carries a secret value.
+fn mask_secrets(out: &mut SetResult, masker: &Masker) {
+    if masker.is_empty() {
+        return;
+    }
+    if let Ok(mut v) = serde_json::to_value(&out.status) {
+        masker.mask_json(&mut v);
+        if let Ok(status) = serde_json::from_value(v) {
+            out.status = status;
+        }
+    }
+    if let Some((_, error)) = &mut out.failed_version {
+        *error = masker.mask(error);
+    }
 }
 
 enum Applied {

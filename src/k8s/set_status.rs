@@ -105,6 +105,24 @@ pub fn is_ready(status: &MigrationSetStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// The longest Event note the operator writes, in bytes (the API server's
+/// own limit for `events.k8s.io/v1` notes is 1 kB).
+pub const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
+/// `message` cut to [`EVENT_NOTE_MAX_BYTES`] on a character boundary, with
+/// `…` marking a cut.
+pub fn event_note(message: &str) -> String {
+    if message.len() <= EVENT_NOTE_MAX_BYTES {
+        return message.to_string();
+    }
+    let budget = EVENT_NOTE_MAX_BYTES - '…'.len_utf8();
+    let mut end = budget;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
 /// A Kubernetes Event the operator publishes on a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -165,7 +183,7 @@ pub fn notices(
         .conditions
         .iter()
         .any(|c| c.type_ == "Stalled" && c.status == "True");
-    let note: String = now.message.chars().take(1000).collect();
+    let note = event_note(&now.message);
     if now.status == "True" {
         if applied.is_empty() && rolled_back.is_empty() {
             out.push(Notice {
@@ -255,6 +273,20 @@ mod tests {
         st = finish(st, &Health::Ready, Some(4), None, t(1));
         assert!(is_ready(&st));
         assert_eq!(st.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn event_notes_stay_within_1024_bytes_cut_on_a_character_boundary() {
+        assert_eq!(event_note("short"), "short");
+        // 'é' is two bytes: a cut at an odd byte would split one.
+        for msg in ["é".repeat(2000), format!("x{}", "€".repeat(700))] {
+            let note = event_note(&msg);
+            assert!(note.len() <= EVENT_NOTE_MAX_BYTES, "{}", note.len());
+            assert!(note.ends_with('…'));
+            assert!(msg.starts_with(note.trim_end_matches('…')));
+        }
+        let exact = "a".repeat(EVENT_NOTE_MAX_BYTES);
+        assert_eq!(event_note(&exact), exact);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub async fn cleanup(set: &MigrationSet, ctx: &Ctx) -> Result<bool, Error> {
     // prohibition (production) still wins inside the engine.
     s.spec.policy.allow_rollback = true;
     s.spec.target_version = None;
-    let inputs = dereference::inputs(&s, &ctx.stores);
+    let inputs = dereference::inputs(&s, &ctx.stores, &ctx.shared.client).await?;
     let result = run(&s, &inputs, Some(TargetSpec::Version(Version::zero())), ctx).await;
     publish(set, &result, ctx).await?;
     write_migration_statuses(set, &inputs, &result, ctx).await?;

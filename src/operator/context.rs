@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -51,14 +51,14 @@ pub struct Settings {
     pub stop: StopFlag,
 }
 
-/// The caches (reflector stores) one controller reads from: a reconcile
-/// makes no API reads.
+/// The caches (reflector stores) one controller reads from. Secrets are
+/// not cached: a reconcile reads the ones its set names, by name.
 #[derive(Clone)]
 pub struct Stores {
     pub sets: Store<DeserializeGuard<MigrationSet>>,
     pub migrations: Store<DeserializeGuard<ClickHouseMigration>>,
+    /// Only ConfigMaps labelled `chmigrate.io/migrations: "true"`.
     pub config_maps: Store<ConfigMap>,
-    pub secrets: Store<Secret>,
 }
 
 impl Stores {
@@ -81,7 +81,6 @@ impl Stores {
         self.sets.wait_until_ready().await.is_ok()
             && self.migrations.wait_until_ready().await.is_ok()
             && self.config_maps.wait_until_ready().await.is_ok()
-            && self.secrets.wait_until_ready().await.is_ok()
     }
 }
 

@@ -1,10 +1,13 @@
-//! Step 1 of a reconcile: gather what a set reads — its migrations, the
-//! ConfigMaps and Secrets it names — from the caches, and fingerprint them
-//! so that a reconcile with nothing new can stop here.
+//! Step 1 of a reconcile: gather what a set reads — its migrations and
+//! ConfigMaps from the caches, the Secrets it names read by name (the
+//! operator caches no Secret) — and fingerprint them so that a reconcile
+//! with nothing new can stop here.
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -33,7 +36,11 @@ fn sha(bytes: &[u8]) -> String {
         .collect()
 }
 
-pub fn inputs(set: &MigrationSet, stores: &Stores) -> Inputs {
+pub async fn inputs(
+    set: &MigrationSet,
+    stores: &Stores,
+    client: &Client,
+) -> Result<Inputs, kube::Error> {
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let mut manifests = Manifests {
@@ -83,10 +90,12 @@ pub fn inputs(set: &MigrationSet, stores: &Stores) -> Inputs {
             manifests.config_maps.push((*cm).clone());
         }
     }
-    let wanted = manifest::secret_names(set);
-    for s in stores.secrets.state() {
-        if s.namespace().as_deref() == Some(ns.as_str()) && wanted.contains(&s.name_any()) {
-            manifests.secrets.push((*s).clone());
+    // Read by name, only those the set names (a missing one is reported by
+    // the validate step); changes are seen on the next reconcile.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for name in manifest::secret_names(set) {
+        if let Some(s) = secrets.get_opt(&name).await? {
+            manifests.secrets.push(s);
         }
     }
     manifests.config_maps.sort_by_key(|c| c.name_any());
@@ -104,10 +113,10 @@ pub fn inputs(set: &MigrationSet, stores: &Stores) -> Inputs {
     })
     .to_string()
     .as_bytes());
-    Inputs {
+    Ok(Inputs {
         manifests,
         selected,
         stale,
         fingerprint,
-    }
+    })
 }

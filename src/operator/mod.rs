@@ -1,6 +1,7 @@
 //! `chmigrate operator`: the Kubernetes controller. It watches
-//! `MigrationSet`s and what they read (`ClickHouseMigration`s, ConfigMaps,
-//! Secrets), reconciles each set with the engine's one migrate path, and
+//! `MigrationSet`s and what they read (`ClickHouseMigration`s, labelled
+//! ConfigMaps; the Secrets a set names are read by name, never listed),
+//! reconciles each set with the engine's one migrate path, and
 //! writes status, conditions and events back. Several replicas elect a
 //! leader through a Lease; the ledger lock still keeps the CLI and the
 //! operator apart.
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -324,12 +325,10 @@ fn controller(
     let (sets, sets_w) = reflector::store();
     let (migrations, migrations_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
-    let (secrets, secrets_w) = reflector::store();
     let stores = Stores {
         sets: sets.clone(),
         migrations,
         config_maps,
-        secrets,
     };
     let set_stream = watcher(
         api::<DeserializeGuard<MigrationSet>>(&client, &ns),
@@ -345,15 +344,16 @@ fn controller(
     .default_backoff()
     .reflect(migrations_w)
     .touched_objects();
-    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), watcher::Config::default())
-        .default_backoff()
-        .reflect(config_maps_w)
-        .touched_objects();
-    let secret_stream = watcher(api::<Secret>(&client, &ns), watcher::Config::default())
-        .default_backoff()
-        .reflect(secrets_w)
-        .touched_objects();
-    let (s1, s2, s3) = (sets.clone(), sets.clone(), sets.clone());
+    // Only labelled ConfigMaps are cached; Secrets are never listed or
+    // watched (each reconcile reads the ones its set names).
+    let cm_stream = watcher(
+        api::<ConfigMap>(&client, &ns),
+        watcher::Config::default().labels(&format!("{}=true", manifest::MIGRATIONS_LABEL)),
+    )
+    .default_backoff()
+    .reflect(config_maps_w)
+    .touched_objects();
+    let (s1, s2) = (sets.clone(), sets.clone());
     let ctx = Arc::new(Ctx {
         shared,
         stores: stores.clone(),
@@ -367,9 +367,6 @@ fn controller(
         )
         .watches_stream(cm_stream, move |c: ConfigMap| {
             sets_using(&s2, "ConfigMap", &c)
-        })
-        .watches_stream(secret_stream, move |s: Secret| {
-            sets_using(&s3, "Secret", &s)
         })
         .with_config(ControllerConfig::default().concurrency(args.concurrency.max(1)))
         .graceful_shutdown_on(stopped(stop))

@@ -89,7 +89,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
     if has_finalizer != wants_finalizer {
         validate::set_finalizer(&api, set, wants_finalizer, ctx).await?;
     }
-    let inputs = dereference::inputs(set, &ctx.stores);
+    let inputs = dereference::inputs(set, &ctx.stores, &ctx.shared.client).await?;
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
     {

@@ -101,7 +101,7 @@ pub async fn event<K: Resource<DynamicType = ()>>(obj: &K, n: &Notice, ctx: &Ctx
             EventType::Normal
         },
         reason: n.reason.clone(),
-        note: Some(n.note.clone()),
+        note: Some(set_status::event_note(&n.note)),
         action: "Reconcile".into(),
         secondary: None,
     };

@@ -83,7 +83,7 @@ fn set_with(f: impl FnOnce(&mut MigrationSet)) -> DeserializeGuard<MigrationSet>
 
 fn secret() -> Secret {
     serde_yaml::from_str(
-        "metadata: { name: ch, namespace: apps }\ndata: { password: czNjcmV0LXB3 }",
+        "metadata: { name: ch, namespace: apps, labels: { chmigrate.io/credentials: \"true\" } }\ndata: { password: czNjcmV0LXB3 }",
     )
     .expect("secret fixture")
 }
@@ -100,6 +100,22 @@ fn mock(reply: Value) -> (Client, tokio::task::JoinHandle<Vec<Seen>>) {
             let path = req.uri().path().to_string();
             let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            // Secrets are read one by one, by name, never listed or
+            // watched; such reads are answered here and not recorded.
+            if path.contains("/secrets") {
+                assert!(
+                    method == "GET" && path == "/api/v1/namespaces/apps/secrets/ch",
+                    "only a GET of the named Secret: {method} {path}"
+                );
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(
+                            serde_json::to_vec(&secret()).unwrap_or_default(),
+                        ))
+                        .expect("response"),
+                );
+                continue;
+            }
             let answer = if path.contains("/events") {
                 body.clone()
             } else {
@@ -148,7 +164,6 @@ fn ctx(
             sets: store(vec![set.clone()]),
             migrations: store(migrations),
             config_maps: store(Vec::<ConfigMap>::new()),
-            secrets: store(vec![secret()]),
         },
     })
 }

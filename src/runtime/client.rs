@@ -11,7 +11,6 @@
 //! The password is held in a [`Secret`] and handed only to the crate's
 //! authentication; errors and logs name the URL and user, never the password.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::de::DeserializeOwned;
 
 use super::error::{ChError, classify};
+use crate::config::CaSource;
 use crate::model::secret::Secret;
 
 /// How to reach a server.
@@ -34,8 +34,9 @@ pub struct Endpoint {
     pub url: String,
     pub user: String,
     pub password: Option<Secret>,
-    /// Extra CA certificates (PEM) trusted besides the public roots.
-    pub ca_file: Option<std::path::PathBuf>,
+    /// Extra CA certificates (PEM) trusted besides the public roots: a
+    /// file, or text held in memory.
+    pub ca: Option<CaSource>,
     /// Verify the server's certificate (on by default).
     pub tls_verify: bool,
     /// Longest time one request may take before it is abandoned.
@@ -48,7 +49,7 @@ impl Endpoint {
             url: url.into(),
             user: "default".into(),
             password: None,
-            ca_file: None,
+            ca: None,
             tls_verify: true,
             request_timeout: Duration::from_secs(600),
         }
@@ -125,8 +126,29 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
+/// The certificates of a PEM file or text, and what to call it in messages.
+fn ca_certificates(ca: &CaSource) -> Result<(String, Vec<CertificateDer<'static>>), String> {
+    let (origin, certs): (String, Vec<_>) = match ca {
+        CaSource::File(path) => {
+            let origin = path.display().to_string();
+            let iter = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{origin}: cannot read CA file: {e}"))?;
+            (origin, iter.collect())
+        }
+        CaSource::Pem(p) => (
+            p.origin.clone(),
+            CertificateDer::pem_slice_iter(p.pem.as_bytes()).collect(),
+        ),
+    };
+    let certs = certs
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{origin}: bad PEM: {e}"))?;
+    Ok((origin, certs))
+}
+
 fn tls_config(
-    ca_file: Option<&Path>,
+    ca: Option<&CaSource>,
     verify: bool,
     url: &str,
 ) -> Result<rustls::ClientConfig, ChError> {
@@ -146,22 +168,15 @@ fn tls_config(
     }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| tls_err(format!("{}: cannot read CA file: {e}", path.display())))?;
-        let mut n = 0;
+    if let Some(ca) = ca {
+        let (origin, certs) = ca_certificates(ca).map_err(tls_err)?;
+        if certs.is_empty() {
+            return Err(tls_err(format!("{origin}: no CA certificate")));
+        }
         for cert in certs {
-            let cert = cert.map_err(|e| tls_err(format!("{}: bad PEM: {e}", path.display())))?;
             roots
                 .add(cert)
-                .map_err(|e| tls_err(format!("{}: bad CA certificate: {e}", path.display())))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(tls_err(format!(
-                "{}: no certificate in CA file",
-                path.display()
-            )));
+                .map_err(|e| tls_err(format!("{origin}: bad CA certificate: {e}")))?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
@@ -230,7 +245,7 @@ impl Connection {
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let tls = tls_config(endpoint.ca_file.as_deref(), endpoint.tls_verify, &url)?;
+        let tls = tls_config(endpoint.ca.as_ref(), endpoint.tls_verify, &url)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -402,8 +417,28 @@ mod tests {
             Err(ChError::Config(_))
         ));
         let mut e = Endpoint::new("https://127.0.0.1:8443");
-        e.ca_file = Some("/nonexistent/ca.pem".into());
-        assert!(matches!(Connection::new(e), Err(ChError::Tls { .. })));
+        e.ca = Some(CaSource::File("/nonexistent/ca.pem".into()));
+        assert!(matches!(
+            Connection::new(e.clone()),
+            Err(ChError::Tls { .. })
+        ));
+        // CA text held in memory: nothing in it, or not a certificate, is
+        // an error naming where it came from.
+        for pem in [
+            "",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        ] {
+            e.ca = Some(CaSource::Pem(crate::config::CaPem {
+                origin: "Secret team-a/ca key ca.crt".into(),
+                pem: pem.into(),
+            }));
+            match Connection::new(e.clone()) {
+                Err(ChError::Tls { reason, .. }) => {
+                    assert!(reason.contains("Secret team-a/ca key ca.crt"), "{reason}")
+                }
+                other => panic!("{pem:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::client::Connection;
 use super::error::ChError;
 use crate::ledger::{LedgerEntry, LedgerTable, Record, shape_mismatches};
+use crate::model::secret::Masker;
 
 /// Failures of the ledger itself.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +139,8 @@ pub struct Writer {
     /// lease could not be renewed): the run stops before its next
     /// statement.
     lost: Arc<AtomicBool>,
+    /// Secret values never written to the ledger.
+    masker: Masker,
 }
 
 impl Writer {
@@ -167,6 +170,7 @@ impl Writer {
             staged: Vec::new(),
             template,
             lost: Arc::new(AtomicBool::new(false)),
+            masker: Masker::default(),
         })
     }
 
@@ -181,10 +185,31 @@ impl Writer {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// Masks these secret values in every event this writer writes.
+    pub fn mask_with(&mut self, masker: Masker) {
+        self.masker = masker;
+    }
+
     /// Stages one event built from the template; nothing is sent yet.
     pub fn stage(&mut self, record: Record) -> LedgerEntry {
         let mut e = self.template.clone();
         record.fill(&mut e);
+        if !self.masker.is_empty() {
+            for text in [&mut e.error, &mut e.description] {
+                *text = self.masker.mask(text);
+            }
+            // JSON columns are masked value by value, so that a secret
+            // holding a quote or a backslash is caught in its decoded form.
+            for json in [&mut e.details, &mut e.hosts] {
+                match serde_json::from_str::<serde_json::Value>(json) {
+                    Ok(mut v) => {
+                        self.masker.mask_json(&mut v);
+                        *json = v.to_string();
+                    }
+                    Err(_) => *json = self.masker.mask(json),
+                }
+            }
+        }
         e.seq = self.next_seq;
         if e.event_time_us == 0 {
             e.event_time_us = now_us();

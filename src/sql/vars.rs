@@ -125,6 +125,24 @@ fn escape_in_quoted(s: &str, q: char) -> String {
     out
 }
 
+/// The forms a value takes once substituted: as written, escaped inside a
+/// string literal, and inside a quoted identifier (what masking a secret
+/// value must catch).
+pub fn value_forms(value: &str) -> Vec<String> {
+    vec![
+        value.to_string(),
+        escape_in_string(value),
+        escape_in_quoted(value, '`'),
+        escape_in_quoted(value, '"'),
+    ]
+}
+
+/// Whether `name` can be a variable: letters, digits and `_`, not starting
+/// with a digit.
+pub fn is_variable_name(name: &str) -> bool {
+    valid_name(name)
+}
+
 fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')

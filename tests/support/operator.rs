@@ -127,7 +127,7 @@ pub fn secret(ns: &str) -> String {
     let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "ch", "namespace": ns },
+        "metadata": { "name": "ch", "namespace": ns, "labels": { "chmigrate.io/credentials": "true" } },
         "data": { "password": "czNjcmV0LXB3" }
     });
     format!("{namespace}\n---\n{secret}")
