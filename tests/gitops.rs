@@ -214,7 +214,7 @@ fn argo_cd_health_checks_pass_their_cases_in_lua_5_1() {
     assert!(text.contains("all health check cases passed"), "{text}");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok")).count(),
-        10,
+        13,
         "{text}"
     );
 }

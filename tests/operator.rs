@@ -840,3 +840,141 @@ fn different_sets_are_reconciled_at_once_up_to_the_concurrency_and_never_beyond(
         }
     }
 }
+
+#[test]
+fn a_new_migration_turns_the_set_and_itself_reconciling_before_any_sql_runs() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("gitops", "app", unique_db("op_gitops"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    let (up, down) = table("1", "t1");
+    api.apply_yaml(&migration(ns, name, "1", &up, &down));
+    // A long recheck: only the watch event can start the next reconcile.
+    let op = Operator::start_with_recheck(&api, dir.path(), "op-gitops", 300, &[]);
+    let ready = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert!(
+        ready["status"]["observedInputs"].is_string(),
+        "{}",
+        ready["status"]
+    );
+    let m1 = api
+        .get("clickhousemigrations", ns, "app-v1")
+        .unwrap_or_default();
+    assert_eq!(condition(&m1, "Ready").0, "True", "{}", m1["status"]);
+    assert_eq!(
+        m1["status"]["observedGeneration"],
+        m1["metadata"]["generation"]
+    );
+
+    // A new migration whose first statement takes a while: while it runs,
+    // nobody may read the old Ready.
+    api.apply_yaml(&migration(
+        ns,
+        name,
+        "2",
+        "SELECT sleep(2);\nSELECT 1",
+        "SELECT 1",
+    ));
+    let mut seen_reconciling = false;
+    wait_until("V2 to start running", Duration::from_secs(30), || {
+        let s = set_obj(&api, ns, name);
+        let (ready, reason, _) = condition(&s, "Ready");
+        if ready == "False" && reason == "Reconciling" {
+            seen_reconciling = true;
+            assert_eq!(condition(&s, "Reconciling").0, "True");
+        }
+        events_of(&ledger(SINGLE, &db), "2", "started") > 0
+    });
+    // The migration has started in ClickHouse: the set and the new
+    // migration already say Reconciling (checked while SQL runs).
+    let s = set_obj(&api, ns, name);
+    assert_eq!(condition(&s, "Ready").0, "False", "{}", s["status"]);
+    assert_eq!(condition(&s, "Reconciling").0, "True", "{}", s["status"]);
+    assert!(seen_reconciling || condition(&s, "Ready").1 == "Reconciling");
+    let m2 = api
+        .get("clickhousemigrations", ns, "app-v2")
+        .unwrap_or_default();
+    assert_eq!(condition(&m2, "Reconciling").0, "True", "{}", m2["status"]);
+    assert_eq!(
+        m2["status"]["observedGeneration"],
+        m2["metadata"]["generation"]
+    );
+    // Then it settles.
+    let done = wait_ready(&api, &op, ns, name, "True", "Applied");
+    assert_eq!(done["status"]["appliedVersion"], "2");
+    let m2 = api
+        .get("clickhousemigrations", ns, "app-v2")
+        .unwrap_or_default();
+    assert_eq!(condition(&m2, "Ready").0, "True", "{}", m2["status"]);
+
+    // A dry run settles as not ready, not reconciling, not stalled.
+    let mut obj = set_obj(&api, ns, name);
+    obj["spec"]["policy"]["dryRun"] = json!(true);
+    obj["spec"]["targetVersion"] = json!("1");
+    obj["spec"]["policy"]["allowRollback"] = json!(true);
+    api.apply_yaml(&obj.to_string());
+    let idle = wait_ready(&api, &op, ns, name, "False", "DryRun");
+    assert_eq!(
+        condition(&idle, "Reconciling").0,
+        "False",
+        "{}",
+        idle["status"]
+    );
+    assert_eq!(condition(&idle, "Stalled").0, "False", "{}", idle["status"]);
+    assert_eq!(
+        idle["status"]["plan"][0]["action"], "rollback",
+        "{}",
+        idle["status"]
+    );
+    assert_eq!(
+        user_tables(SINGLE, &db).len(),
+        1,
+        "a dry run changes nothing"
+    );
+    drop(op);
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn an_unlabelled_secret_stalls_the_set_and_the_operator_never_lists_secrets() {
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name) = ("optin", "steal");
+    // A listener that must never see a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    api.apply_yaml(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
+    );
+    api.apply_yaml(
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ch", "namespace": ns},
+                "data": {"password": "czNjcmV0LXB3"}})
+        .to_string(),
+    );
+    let unlabelled = api.get("secrets", ns, "ch").unwrap_or_default();
+    assert!(unlabelled["metadata"]["labels"].is_null(), "{unlabelled}");
+    api.apply_yaml(&set(ns, name, "d", &url, json!({})));
+    let op = Operator::start(&api, dir.path(), "op-optin", &[]);
+    let obj = wait_ready(&api, &op, ns, name, "False", "SecretNotAllowed");
+    assert_eq!(condition(&obj, "Stalled").0, "True");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a connection reached the listener: {other:?}"),
+    }
+    let secret_requests: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .map(|r| format!("{} {} watch={}", r.method, r.path, r.watch))
+        .collect();
+    assert!(!secret_requests.is_empty());
+    assert!(
+        secret_requests
+            .iter()
+            .all(|r| r == &format!("GET /api/v1/namespaces/{ns}/secrets/ch watch=false")),
+        "Secrets are only read by name: {secret_requests:?}"
+    );
+}

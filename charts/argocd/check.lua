@@ -31,6 +31,12 @@ expect(set, "hosts pending", { metadata = { generation = 3 }, spec = {}, status 
                  cond("Reconciling", "True", "HostsPending", "1 statement(s) not finished"),
                  cond("Stalled", "False", "HostsPending", "") } } }, "Progressing", "HostsPending")
 expect(set, "suspended", { metadata = { generation = 1 }, spec = { policy = { suspend = true } } }, "Suspended", "suspend")
+expect(set, "dry run", { metadata = { generation = 3 }, spec = { policy = { dryRun = true } }, status = { observedGeneration = 3,
+  conditions = { cond("Ready", "False", "DryRun", "dry run: 2 step(s) planned"), cond("Reconciling", "False", "DryRun", ""),
+                 cond("Stalled", "False", "DryRun", "") } } }, "Suspended", "DryRun")
+expect(set, "a migration changed, before any SQL", { metadata = { generation = 3 }, spec = {}, status = { observedGeneration = 3,
+  conditions = { cond("Ready", "False", "Reconciling", "applying a change"), cond("Reconciling", "True", "Reconciling", "applying a change"),
+                 cond("Stalled", "False", "Reconciling", "") } } }, "Progressing", "Reconciling")
 local m = "clickhousemigration-health.lua"
 expect(m, "migration without status", {}, "Progressing", "Not picked up")
 expect(m, "applied in every set", { status = { phase = "Applied", sets = {
@@ -41,6 +47,8 @@ expect(m, "running on 3 of 4 hosts", { status = { phase = "Running", sets = {
 expect(m, "failed", { status = { phase = "Failed", sets = {
   { set = "a", phase = "Applied", hostsDone = 1, hostsTotal = 1 },
   { set = "b", phase = "Failed", hostsDone = 0, hostsTotal = 1, lastError = "Code: 62" } } } }, "Degraded", "Code: 62")
+expect(m, "changed after it was applied", { metadata = { generation = 2 }, status = { observedGeneration = 1, phase = "Applied", sets = {
+  { set = "a", phase = "Applied", hostsDone = 1, hostsTotal = 1 } } } }, "Progressing", "Changed since")
 if failures > 0 then
   print(failures .. " health check case(s) failed")
   os.exit(1)

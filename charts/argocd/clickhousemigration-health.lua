@@ -7,6 +7,12 @@ local hs = { status = "Progressing", message = "Not picked up by a MigrationSet 
 if obj.status == nil or obj.status.sets == nil or #obj.status.sets == 0 then
   return hs
 end
+-- Changed since the operator last wrote its status: not applied yet.
+if obj.metadata ~= nil and obj.metadata.generation ~= nil and obj.status.observedGeneration ~= nil
+   and obj.status.observedGeneration ~= obj.metadata.generation then
+  hs.message = "Changed since it was applied: waiting for the MigrationSet"
+  return hs
+end
 local waiting = nil
 for _, s in ipairs(obj.status.sets) do
   if s.phase == "Failed" then

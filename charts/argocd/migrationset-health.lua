@@ -36,4 +36,11 @@ end
 if ready ~= nil then
   hs.message = (ready.reason or "Reconciling") .. ": " .. (ready.message or "")
 end
+-- Not ready, not reconciling, not stalled: idle on purpose (a dry run, or
+-- suspended), never "Progressing" forever.
+local reconciling = condition("Reconciling")
+if ready ~= nil and ready.status == "False" and reconciling ~= nil and reconciling.status == "False"
+   and (stalled == nil or stalled.status == "False") then
+  hs.status = "Suspended"
+end
 return hs

@@ -233,6 +233,10 @@ pub struct PlannedStep {
     pub version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<String>,
+    /// Statements left out to keep the status small (`chmigrate plan`
+    /// shows them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted_statements: Option<u32>,
 }
 
 /// What a person or a machine reads at a glance.
@@ -244,6 +248,11 @@ pub struct MigrationSetStatus {
     /// `Ready`, `Reconciling`, `Stalled` (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Digest of what the last reconcile read (spec, migrations,
+    /// ConfigMaps; never Secrets): when it differs from what the operator
+    /// sees now, the set is `Reconciling` before any SQL runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_inputs: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,7 +341,7 @@ pub struct SetStatus {
 
 /// Status of a ClickHouseMigration: one entry per set that includes it, and
 /// the first one's summary for `kubectl get`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClickHouseMigrationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,6 +353,14 @@ pub struct ClickHouseMigrationStatus {
     pub hosts: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sets: Vec<SetStatus>,
+    /// The generation the operator last wrote this status for: older than
+    /// `metadata.generation` means the change is not applied yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus) over every set that
+    /// includes the migration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 /// Both CRDs as one multi-document YAML, as `crds/` holds them.

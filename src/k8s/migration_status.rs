@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::k8s::crd::{ClickHouseMigrationStatus, Phase, SetStatus};
+use crate::k8s::set_status::{self, Health};
 use crate::ledger::LedgerEntry;
 use crate::ledger::fold::{Direction, EventKind, TargetState, VersionState};
 use crate::model::version::Version;
@@ -100,13 +103,48 @@ pub fn set_entry(version: &Version, facts: &SetFacts) -> SetStatus {
     entry
 }
 
+/// A migration's health over every set that includes it: failed in one is
+/// stalled, pending or running in one is progressing, else ready.
+fn health_of(sets: &[SetStatus]) -> Option<Health> {
+    if sets.is_empty() {
+        return None;
+    }
+    if let Some(failed) = sets.iter().find(|e| e.phase == Phase::Failed) {
+        return Some(Health::Stalled {
+            reason: "MigrationFailed".into(),
+            message: format!(
+                "failed in set {}: {}",
+                failed.set,
+                failed.last_error.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    if let Some(busy) = sets
+        .iter()
+        .find(|e| matches!(e.phase, Phase::Pending | Phase::Running))
+    {
+        return Some(Health::Progressing {
+            reason: format!("{:?}", busy.phase),
+            message: format!(
+                "{:?} in set {} ({}/{} hosts)",
+                busy.phase, busy.set, busy.hosts_done, busy.hosts_total
+            ),
+        });
+    }
+    Some(Health::Ready)
+}
+
 /// `existing` with the entry of `entry.set` replaced (or removed when
-/// `entry` is `None`), entries sorted by set, and the summary fields
-/// `kubectl get` shows taken from the first entry.
+/// `entry` is `None`), entries sorted by set, the summary fields `kubectl
+/// get` shows taken from the first entry, and the migration's own kstatus
+/// conditions for `generation` (each keeping its transition time while its
+/// status holds, so an unchanged status is an identical object).
 pub fn merge(
     existing: Option<&ClickHouseMigrationStatus>,
     set: &str,
     entry: Option<SetStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
 ) -> ClickHouseMigrationStatus {
     let mut sets: Vec<SetStatus> = existing
         .map(|s| s.sets.clone())
@@ -117,11 +155,29 @@ pub fn merge(
     sets.extend(entry);
     sets.sort_by(|a, b| a.set.cmp(&b.set));
     let first = sets.first();
+    let previous = existing
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let conditions = match health_of(&sets) {
+        Some(h) => {
+            let mut cs = set_status::conditions(&h, generation, previous, now);
+            if h == Health::Ready
+                && let Some(ready) = cs.iter_mut().find(|c| c.type_ == "Ready")
+            {
+                ready.message =
+                    "applied (or skipped on purpose) in every set that includes it".into();
+            }
+            cs
+        }
+        None => Vec::new(),
+    };
     ClickHouseMigrationStatus {
         set: first.map(|e| e.set.clone()),
         phase: first.map(|e| e.phase),
         hosts: first.map(|e| format!("{}/{}", e.hosts_done, e.hosts_total)),
         sets,
+        observed_generation: generation,
+        conditions,
     }
 }
 
@@ -217,8 +273,17 @@ mod tests {
             hosts_total: 4,
             ..Default::default()
         };
-        let one = merge(None, "b-set", Some(a.clone()));
+        let t = |s| Timestamp::from_second(s).unwrap();
+        let cond = |st: &ClickHouseMigrationStatus, ty: &str| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == ty)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let one = merge(None, "b-set", Some(a.clone()), Some(1), t(10));
         assert_eq!(one.hosts.as_deref(), Some("4/4"));
+        assert_eq!(one.observed_generation, Some(1));
+        assert_eq!(cond(&one, "Ready"), Some(("True".into(), "Applied".into())));
         let two = merge(
             Some(&one),
             "a-set",
@@ -228,14 +293,56 @@ mod tests {
                 hosts_total: 1,
                 ..Default::default()
             }),
+            Some(1),
+            t(20),
         );
         assert_eq!(two.sets.len(), 2);
         assert_eq!(two.set.as_deref(), Some("a-set"));
         assert_eq!(two.phase, Some(Phase::Pending));
-        let again = merge(Some(&two), "b-set", Some(a));
+        // Pending in one set: not ready, reconciling (kstatus InProgress).
+        assert_eq!(
+            cond(&two, "Ready"),
+            Some(("False".into(), "Pending".into()))
+        );
+        assert_eq!(cond(&two, "Reconciling").map(|c| c.0), Some("True".into()));
+        assert_eq!(
+            set_status::kstatus(Some(1), two.observed_generation, &two.conditions),
+            "InProgress"
+        );
+        let again = merge(Some(&two), "b-set", Some(a), Some(1), t(30));
         assert_eq!(again, two, "the same entry again changes nothing");
-        let removed = merge(Some(&two), "a-set", None);
+        let removed = merge(Some(&two), "a-set", None, Some(1), t(40));
         assert_eq!(removed.sets, one.sets);
         assert_eq!(removed.set.as_deref(), Some("b-set"));
+        assert_eq!(
+            set_status::kstatus(Some(1), removed.observed_generation, &removed.conditions),
+            "Current"
+        );
+        // A change to the migration (generation 2) not yet written for:
+        // kstatus waits.
+        assert_eq!(
+            set_status::kstatus(Some(2), removed.observed_generation, &removed.conditions),
+            "InProgress"
+        );
+        let failed = merge(
+            Some(&removed),
+            "b-set",
+            Some(SetStatus {
+                set: "b-set".into(),
+                phase: Phase::Failed,
+                last_error: Some("code 62".into()),
+                ..Default::default()
+            }),
+            Some(2),
+            t(50),
+        );
+        assert_eq!(
+            cond(&failed, "Stalled"),
+            Some(("True".into(), "MigrationFailed".into()))
+        );
+        assert_eq!(
+            set_status::kstatus(Some(2), failed.observed_generation, &failed.conditions),
+            "Failed"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::engine::{
     self, Blocked, EngineError, LockHeld, Outcome, Planned, Report, RunContext, RunError,
     TargetSpec,
 };
-use crate::k8s::crd::{self, MigrationSet, MigrationSetStatus, PlannedStep};
+use crate::k8s::crd::{self, MigrationSet, MigrationSetStatus};
 use crate::k8s::guard::Refusal;
 use crate::k8s::manifest::{self, Manifests};
 use crate::k8s::migration_status::SetFacts;
@@ -220,7 +220,7 @@ fn validate(
     out: &mut SetResult,
 ) -> Result<Valid, Health> {
     if set.spec.policy.suspend && target.is_none() {
-        return Err(Health::Progressing {
+        return Err(Health::Idle {
             reason: "Suspended".into(),
             message: "spec.policy.suspend is true".into(),
         });
@@ -420,19 +420,20 @@ fn dry_run_status(out: &mut SetResult, planned: &Planned) -> Health {
     match &planned.plan {
         Ok((plan, steps)) => {
             status.pending_count = plan.steps.len() as u32;
-            status.plan = steps
+            let steps: Vec<(String, String, Vec<String>)> = steps
                 .iter()
-                .map(|s| PlannedStep {
-                    action: match s.step {
-                        crate::plan::Step::Apply { .. } => "apply".into(),
-                        crate::plan::Step::Rollback { .. } => "rollback".into(),
-                        crate::plan::Step::Baseline { .. } => "baseline".into(),
-                    },
-                    version: s.step.version().to_string(),
-                    statements: s.statements.iter().map(|p| p.sql.clone()).collect(),
+                .map(|s| {
+                    let action = match s.step {
+                        crate::plan::Step::Apply { .. } => "apply",
+                        crate::plan::Step::Rollback { .. } => "rollback",
+                        crate::plan::Step::Baseline { .. } => "baseline",
+                    };
+                    let sql = s.statements.iter().map(|p| p.sql.clone()).collect();
+                    (action.to_string(), s.step.version().to_string(), sql)
                 })
                 .collect();
-            Health::Progressing {
+            status.plan = set_status::summarised_plan(steps);
+            Health::Idle {
                 reason: "DryRun".into(),
                 message: format!(
                     "dry run: {} step(s) planned, nothing applied",

@@ -20,6 +20,10 @@ pub enum Health {
     /// Blocked until a person acts (changed checksum, invalid migrations,
     /// failed statement, rollback forbidden).
     Stalled { reason: String, message: String },
+    /// Nothing is applied and nothing is under way, on purpose: the set is
+    /// suspended or a dry run. Not ready, not reconciling, not stalled, so
+    /// that kstatus reads it as settled instead of in progress forever.
+    Idle { reason: String, message: String },
 }
 
 fn condition(
@@ -78,6 +82,91 @@ pub fn conditions(
             c("Reconciling", false, reason, ""),
             c("Stalled", true, reason, message),
         ],
+        Health::Idle { reason, message } => vec![
+            c("Ready", false, reason, message),
+            c("Reconciling", false, reason, ""),
+            c("Stalled", false, reason, ""),
+        ],
+    }
+}
+
+/// Bytes of SQL a dry run's plan may carry in status in all (etcd holds
+/// objects up to about 1.5 MB; a status should stay far below).
+pub const PLAN_SQL_BUDGET: usize = 64 * 1024;
+/// Bytes of one statement shown in a dry run's plan.
+pub const PLAN_STATEMENT_MAX: usize = 4 * 1024;
+
+/// A dry run's steps `(action, version, statements)` as status shows them:
+/// each statement cut at [`PLAN_STATEMENT_MAX`] bytes, and once
+/// [`PLAN_SQL_BUDGET`] bytes are shown, the remaining statements counted
+/// instead of shown.
+pub fn summarised_plan(
+    steps: Vec<(String, String, Vec<String>)>,
+) -> Vec<crate::k8s::crd::PlannedStep> {
+    let mut budget = PLAN_SQL_BUDGET;
+    steps
+        .into_iter()
+        .map(|(action, version, statements)| {
+            let mut shown = Vec::new();
+            let mut omitted = 0u32;
+            for sql in statements {
+                let mut cut = cut_at(&sql, PLAN_STATEMENT_MAX);
+                if cut.len() < sql.len() {
+                    cut.push_str(" …");
+                }
+                if cut.len() <= budget {
+                    budget -= cut.len();
+                    shown.push(cut);
+                } else {
+                    budget = 0;
+                    omitted += 1;
+                }
+            }
+            crate::k8s::crd::PlannedStep {
+                action,
+                version,
+                statements: shown,
+                omitted_statements: (omitted > 0).then_some(omitted),
+            }
+        })
+        .collect()
+}
+
+/// The longest prefix of `s` of at most `max` bytes ending on a character
+/// boundary.
+fn cut_at(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// What kstatus (`sigs.k8s.io/cli-utils/pkg/kstatus`, which Flux and
+/// `kstatus`-based tools use) computes for an object with these fields:
+/// `InProgress` while the observed generation lags or `Reconciling` is
+/// true, `Failed` when `Stalled` is true, else `Current`.
+pub fn kstatus(
+    generation: Option<i64>,
+    observed_generation: Option<i64>,
+    conditions: &[Condition],
+) -> &'static str {
+    let on = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    let lagging =
+        generation.is_some() && observed_generation.is_some_and(|o| Some(o) != generation);
+    if lagging || on("Reconciling") {
+        "InProgress"
+    } else if on("Stalled") {
+        "Failed"
+    } else {
+        "Current"
     }
 }
 
@@ -95,6 +184,27 @@ pub fn finish(
     status.conditions = conditions(health, generation, prev, now);
     status.observed_generation = generation;
     status
+}
+
+/// `previous` with the conditions of a reconcile that has started on
+/// inputs the set has not seen yet (`Reconciling`), everything else as it
+/// was.
+pub fn reconciling(
+    previous: Option<&MigrationSetStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> MigrationSetStatus {
+    let status = previous.cloned().unwrap_or_default();
+    finish(
+        status,
+        &Health::Progressing {
+            reason: "Reconciling".into(),
+            message: "applying a change to the set, its migrations or its ConfigMaps".into(),
+        },
+        generation,
+        previous,
+        now,
+    )
 }
 
 /// `Ready` is `True`.
@@ -115,12 +225,10 @@ pub fn event_note(message: &str) -> String {
     if message.len() <= EVENT_NOTE_MAX_BYTES {
         return message.to_string();
     }
-    let budget = EVENT_NOTE_MAX_BYTES - '…'.len_utf8();
-    let mut end = budget;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    format!(
+        "{}…",
+        cut_at(message, EVENT_NOTE_MAX_BYTES - '…'.len_utf8())
+    )
 }
 
 /// A Kubernetes Event the operator publishes on a set.
@@ -273,6 +381,104 @@ mod tests {
         st = finish(st, &Health::Ready, Some(4), None, t(1));
         assert!(is_ready(&st));
         assert_eq!(st.observed_generation, Some(4));
+    }
+
+    /// Every reason a set's status can carry: its conditions, what kstatus
+    /// (Flux, `kubectl wait`-style tools) and Argo CD's health check make of
+    /// it. docs/gitops.md shows this table; charts/argocd/check.lua checks
+    /// the Argo CD column for each kind of health.
+    const STATES: &[(&str, &str, &str)] = &[
+        // reason, health kind, Argo CD
+        ("Applied", "ready", "Healthy"),
+        ("Reconciling", "progressing", "Progressing"),
+        ("HostsPending", "progressing", "Progressing"),
+        ("LockHeld", "progressing", "Progressing"),
+        ("Unavailable", "progressing", "Progressing"),
+        ("DryRun", "idle", "Suspended"),
+        ("Suspended", "idle", "Suspended"),
+        ("InvalidSpec", "stalled", "Degraded"),
+        ("InvalidMigrations", "stalled", "Degraded"),
+        ("TargetNotAllowed", "stalled", "Degraded"),
+        ("TLSRequired", "stalled", "Degraded"),
+        ("SecretNotAllowed", "stalled", "Degraded"),
+        ("ConnectionRefused", "stalled", "Degraded"),
+        ("ChecksumMismatch", "stalled", "Degraded"),
+        ("RollbackForbidden", "stalled", "Degraded"),
+        ("Blocked", "stalled", "Degraded"),
+        ("MigrationFailed", "stalled", "Degraded"),
+        ("HostFailed", "stalled", "Degraded"),
+        ("Failed", "stalled", "Degraded"),
+    ];
+
+    #[test]
+    fn the_documented_state_table_is_what_the_status_says() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md"))
+            .expect("docs/gitops.md");
+        for (reason, kind, argo) in STATES {
+            let (reason, message) = (reason.to_string(), "m".to_string());
+            let health = match *kind {
+                "ready" => Health::Ready,
+                "progressing" => Health::Progressing {
+                    reason: reason.clone(),
+                    message,
+                },
+                "idle" => Health::Idle {
+                    reason: reason.clone(),
+                    message,
+                },
+                _ => Health::Stalled {
+                    reason: reason.clone(),
+                    message,
+                },
+            };
+            let cs = conditions(&health, Some(4), &[], t(1));
+            let get = |ty: &str| {
+                cs.iter()
+                    .find(|c| c.type_ == ty)
+                    .map(|c| c.status.clone())
+                    .unwrap_or_default()
+            };
+            assert!(cs.iter().all(|c| c.reason == reason), "{reason}: {cs:?}");
+            let ks = kstatus(Some(4), Some(4), &cs);
+            let row = format!(
+                "| `{reason}` | {} | {} | {} | {ks} | {argo} |",
+                get("Ready"),
+                get("Reconciling"),
+                get("Stalled")
+            );
+            assert!(doc.contains(&row), "docs/gitops.md lacks the row\n{row}");
+        }
+        // A spec the operator has not seen yet is in progress whatever the
+        // conditions say.
+        let ready = conditions(&Health::Ready, Some(4), &[], t(1));
+        assert_eq!(kstatus(Some(5), Some(4), &ready), "InProgress");
+    }
+
+    #[test]
+    fn a_large_dry_run_plan_is_summarised_far_below_the_object_limit() {
+        // 500 migrations of 10 statements of 1 kB, and one huge statement.
+        let mut steps: Vec<(String, String, Vec<String>)> = (1..=500)
+            .map(|v| ("apply".into(), v.to_string(), vec!["x".repeat(1000); 10]))
+            .collect();
+        steps.insert(0, ("apply".into(), "0".into(), vec!["é".repeat(10_000)]));
+        let plan = summarised_plan(steps);
+        assert_eq!(plan.len(), 501, "every step is listed");
+        let bytes = serde_json::to_vec(&plan).unwrap().len();
+        assert!(bytes < 100 * 1024, "{bytes} bytes");
+        assert!(plan[0].statements[0].len() <= PLAN_STATEMENT_MAX + " …".len());
+        assert!(plan[0].statements[0].ends_with(" …"));
+        let shown: usize = plan.iter().map(|s| s.statements.len()).sum();
+        let omitted: u32 = plan.iter().filter_map(|s| s.omitted_statements).sum();
+        assert_eq!(
+            shown + omitted as usize,
+            5001,
+            "nothing lost from the count"
+        );
+        assert!(plan.last().unwrap().omitted_statements == Some(10));
+        // A small plan is shown whole.
+        let small = summarised_plan(vec![("apply".into(), "1".into(), vec!["SELECT 1".into()])]);
+        assert_eq!(small[0].statements, ["SELECT 1"]);
+        assert_eq!(small[0].omitted_statements, None);
     }
 
     #[test]

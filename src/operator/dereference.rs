@@ -25,8 +25,11 @@ pub struct Inputs {
     /// it no longer selects.
     pub stale: Vec<Arc<ClickHouseMigration>>,
     /// Changes whenever anything the set's outcome depends on changes; never
-    /// contains a secret (only its hash).
+    /// contains a secret (only its hash). Kept in memory only.
     pub fingerprint: String,
+    /// The same without the Secrets: written to status as
+    /// `observedInputs`, so that a change is seen across restarts.
+    pub digest: String,
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -100,12 +103,17 @@ pub async fn inputs(
     }
     manifests.config_maps.sort_by_key(|c| c.name_any());
     manifests.secrets.sort_by_key(|s| s.name_any());
-    let fingerprint = sha(json!({
+    let digest = sha(json!({
         "generation": set.metadata.generation,
         "spec": set.spec,
         "migrations": manifests.migrations.iter().map(|m| json!([m.name_any(), m.spec])).collect::<Vec<_>>(),
         "invalid": manifests.invalid_migrations.iter().map(|m| json!([m.name, m.error])).collect::<Vec<_>>(),
         "configMaps": manifests.config_maps.iter().map(|c| json!([c.name_any(), c.data])).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .as_bytes());
+    let fingerprint = sha(json!({
+        "digest": digest,
         "secrets": manifests.secrets.iter().map(|s| {
             let data = serde_json::to_vec(&(&s.data, &s.string_data)).unwrap_or_default();
             json!([s.name_any(), sha(&data)])
@@ -113,10 +121,13 @@ pub async fn inputs(
     })
     .to_string()
     .as_bytes());
+    // Short enough to read in status, long enough to never collide.
+    let digest = digest.chars().take(16).collect();
     Ok(Inputs {
         manifests,
         selected,
         stale,
         fingerprint,
+        digest,
     })
 }

@@ -19,7 +19,7 @@ use super::context::{Ctx, FINALIZER, Memo, key_of};
 use super::dereference;
 use super::error::{Error, retry_error};
 use super::metrics::ResultLabels;
-use super::status::{publish, write_migration_statuses};
+use super::status::{mark_reconciling, publish, write_migration_statuses};
 use super::{apply, validate};
 
 /// The controller's entry point.
@@ -89,7 +89,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
     if has_finalizer != wants_finalizer {
         validate::set_finalizer(&api, set, wants_finalizer, ctx).await?;
     }
-    let inputs = dereference::inputs(set, &ctx.stores, &ctx.shared.client).await?;
+    let mut inputs = dereference::inputs(set, &ctx.stores, &ctx.shared.client).await?;
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
     {
@@ -98,7 +98,19 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
             return Ok((Action::requeue(memo.next_check - now), true));
         }
     }
-    let result = apply::run(set, &inputs, None, ctx).await;
+    // Inputs the set's status has not seen: say so before any SQL runs.
+    let mut seen = set.clone();
+    let unseen = set
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_inputs.as_deref())
+        != Some(inputs.digest.as_str());
+    if unseen && !set.spec.policy.suspend {
+        seen.status = Some(mark_reconciling(set, &mut inputs, ctx).await?);
+    }
+    let set = &seen;
+    let mut result = apply::run(set, &inputs, None, ctx).await;
+    result.status.observed_inputs = Some(inputs.digest.clone());
     publish(set, &result, ctx).await?;
     write_migration_statuses(set, &inputs, &result, ctx).await?;
     if let Some(e) = retry_error(set, &result) {

@@ -58,7 +58,7 @@ pub async fn patch_status<K, S>(
     compare_and_set: bool,
     what: &str,
     ctx: &Ctx,
-) -> Result<(), Error>
+) -> Result<Option<K>, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -67,7 +67,7 @@ where
     S: serde::Serialize + PartialEq,
 {
     if old == Some(new) {
-        return Ok(());
+        return Ok(None);
     }
     let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
     let status = match old.map(serde_json::to_value) {
@@ -82,14 +82,15 @@ where
         ctx.shared.client.clone(),
         meta.namespace.as_deref().unwrap_or("default"),
     );
-    api.patch_status(
-        meta.name.as_deref().unwrap_or_default(),
-        &PatchParams::default(),
-        &Patch::Merge(body),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            meta.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(body),
+        )
+        .await?;
     ctx.shared.metrics.wrote(what);
-    Ok(())
+    Ok(Some(written))
 }
 
 /// Publishes a Kubernetes Event on `obj` (a failure is logged, not fatal).
@@ -151,6 +152,68 @@ pub async fn publish(set: &MigrationSet, result: &SetResult, ctx: &Ctx) -> Resul
         ctx,
     )
     .await
+    .map(|_| ())
+}
+
+/// Before any SQL runs for inputs the set has not seen: the set becomes
+/// `Ready=False`/`Reconciling=True`, and each selected migration this set's
+/// entry has not caught up with (new, or changed since) becomes `Pending`
+/// in it, so that `kubectl wait`, Flux and Argo CD never pass on a `Ready`
+/// that predates the change. Returns the set's status as written.
+pub async fn mark_reconciling(
+    set: &MigrationSet,
+    inputs: &mut Inputs,
+    ctx: &Ctx,
+) -> Result<chmigrate::k8s::crd::MigrationSetStatus, Error> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let status = set_status::reconciling(set.status.as_ref(), set.metadata.generation, now);
+    patch_status::<MigrationSet, _>(
+        &set.metadata,
+        set.status.as_ref(),
+        &status,
+        false,
+        "status",
+        ctx,
+    )
+    .await?;
+    let name = set.name_any();
+    for m in inputs.selected.iter_mut() {
+        let current = m.status.as_ref().is_some_and(|s| {
+            s.observed_generation == m.metadata.generation && s.sets.iter().any(|e| e.set == name)
+        });
+        if current {
+            continue;
+        }
+        let mut entry = m
+            .status
+            .as_ref()
+            .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned())
+            .unwrap_or_default();
+        entry.set = name.clone();
+        entry.phase = chmigrate::k8s::crd::Phase::Pending;
+        entry.hosts_done = 0;
+        let new = migration_status::merge(
+            m.status.as_ref(),
+            &name,
+            Some(entry),
+            m.metadata.generation,
+            now,
+        );
+        if let Some(written) = patch_status::<ClickHouseMigration, _>(
+            &m.metadata,
+            m.status.as_ref(),
+            &new,
+            true,
+            "migration_status",
+            ctx,
+        )
+        .await?
+        {
+            // The final write compares against (and sets) this version.
+            *m = std::sync::Arc::new(written);
+        }
+    }
+    Ok(status)
 }
 
 /// Updates each selected migration's entry for this set (and drops the
@@ -162,6 +225,7 @@ pub async fn write_migration_statuses(
     ctx: &Ctx,
 ) -> Result<(), Error> {
     let name = set.name_any();
+    let now = k8s_openapi::jiff::Timestamp::now();
     let mut changes: Vec<(&ClickHouseMigration, ClickHouseMigrationStatus)> = Vec::new();
     for m in &inputs.selected {
         let Ok(version) = Version::parse(&m.spec.version) else {
@@ -184,11 +248,19 @@ pub async fn write_migration_statuses(
         };
         changes.push((
             m,
-            migration_status::merge(m.status.as_ref(), &name, Some(entry)),
+            migration_status::merge(
+                m.status.as_ref(),
+                &name,
+                Some(entry),
+                m.metadata.generation,
+                now,
+            ),
         ));
     }
     for m in &inputs.stale {
-        changes.push((m, migration_status::merge(m.status.as_ref(), &name, None)));
+        let generation = m.metadata.generation;
+        let new = migration_status::merge(m.status.as_ref(), &name, None, generation, now);
+        changes.push((m, new));
     }
     for (m, new) in changes {
         // Compare-and-set: two sets that share a migration never overwrite

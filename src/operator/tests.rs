@@ -354,10 +354,33 @@ spec: { version: "3" }
         results[0].is_ok(),
         "a person must act: no retry loop: {results:?}"
     );
-    let patch = seen
+    let patches: Vec<&Seen> = seen
         .iter()
-        .find(|s| s.path.ends_with("/status"))
-        .expect("status patch");
+        .filter(|s| s.path.ends_with("/status"))
+        .collect();
+    assert_eq!(patches.len(), 2, "{seen:?}");
+    // Inputs the status has not seen: Reconciling before anything runs.
+    let first = &patches[0].body["status"];
+    let cond = |st: &Value, t: &str| {
+        st["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+            .map(|c| (c["status"].clone(), c["reason"].clone()))
+    };
+    assert_eq!(
+        cond(first, "Reconciling"),
+        Some((json!("True"), json!("Reconciling")))
+    );
+    assert_eq!(
+        cond(first, "Ready"),
+        Some((json!("False"), json!("Reconciling")))
+    );
+    let patch = patches[1];
+    assert!(
+        patch.body["status"]["observedInputs"].is_string(),
+        "{:?}",
+        patch.body
+    );
     let stalled = patch.body["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Stalled"))
