@@ -433,6 +433,30 @@ fn cluster_wide_uses_a_cluster_role_that_still_only_gets_secrets() {
     );
 }
 
+#[test]
+fn production_requires_allowed_urls() {
+    // Production values alone: refused, saying why.
+    for extra in [
+        vec!["-f", "charts/chmigrate/values-production.yaml"],
+        vec!["--set", "environment=prod"],
+    ] {
+        let out = render_fails(&extra);
+        assert!(out.contains("/allowedUrls"), "{extra:?}: {out}");
+        assert!(
+            out.contains("a non-empty list in production: set allowedUrls"),
+            "{extra:?}: {out}"
+        );
+    }
+    let docs = render_env("production", &[]);
+    let args = args(&docs);
+    for flag in [
+        format!("--allow-url={PRODUCTION_URL}"),
+        "--require-tls".to_string(),
+    ] {
+        assert!(args.contains(&flag), "{flag}: {args:?}");
+    }
+}
+
 /// What a request the operator made asks of RBAC.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Access {
