@@ -212,6 +212,10 @@ fn wrong_values_fail_at_install_time_with_a_clear_message() {
         ("rollbackStrategy=undo", "rollbackStrategy"),
         ("parallel=0", "parallel"),
         ("unknownKey=1", "unknownKey"),
+        ("networkPolicy.apiServer.ports={0}", "ports"),
+        ("networkPolicy.apiServer.cidrs={not-a-cidr}", "cidrs"),
+        ("networkPolicy.clickhouse.ports=null", "ports"),
+        ("networkPolicy.egress=all", "egress"),
     ] {
         let out = helm(&["template", CHART, "--set", set]);
         assert_ne!(out.code, 0, "--set {set} was accepted");
@@ -434,7 +438,7 @@ fn cluster_wide_uses_a_cluster_role_that_still_only_gets_secrets() {
 }
 
 #[test]
-fn production_requires_allowed_urls() {
+fn production_requires_allowed_urls_and_turns_on_every_protection() {
     // Production values alone: refused, saying why.
     for extra in [
         vec!["-f", "charts/chmigrate/values-production.yaml"],
@@ -454,6 +458,103 @@ fn production_requires_allowed_urls() {
         "--require-tls".to_string(),
     ] {
         assert!(args.contains(&flag), "{flag}: {args:?}");
+    }
+    let policies = kind(&docs, "NetworkPolicy");
+    assert_eq!(
+        policies.len(),
+        1,
+        "production restricts the operator's traffic"
+    );
+    let spec = &policies[0]["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "chmigrate", "app.kubernetes.io/instance": "chm"})
+    );
+    assert_eq!(
+        kind(&docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "chm",
+        "the policy selects the operator's pods"
+    );
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}]),
+        "metrics (and probes) only"
+    );
+    let tcp = |ports: &[u16]| -> Value {
+        ports
+            .iter()
+            .map(|p| json!({"port": p, "protocol": "TCP"}))
+            .collect()
+    };
+    assert_eq!(
+        spec["egress"],
+        json!([
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"ports": tcp(&[443, 6443])},
+            {"ports": tcp(&[8123, 8443])},
+        ]),
+        "DNS, the API server and ClickHouse, nothing else"
+    );
+    // Staging rehearses the policy; development has none by default.
+    assert_eq!(kind(&render_env("staging", &[]), "NetworkPolicy").len(), 1);
+    assert!(kind(&render_env("development", &[]), "NetworkPolicy").is_empty());
+}
+
+#[test]
+fn network_policy_peers_narrow_where_the_operator_may_connect() {
+    let clickhouse = json!([
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "analytics"}},
+         "podSelector": {"matchLabels": {"app": "clickhouse"}}},
+        {"ipBlock": {"cidr": "10.20.0.0/16", "except": ["10.20.9.0/24"]}},
+    ]);
+    let prometheus = json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]);
+    let docs = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={172.18.0.2/32,fd00::1/128}",
+        "--set",
+        "networkPolicy.clickhouse.ports={9443}",
+        "--set",
+        "metrics.port=9090",
+        "--set-json",
+        &format!("networkPolicy.clickhouse.peers={clickhouse}"),
+        "--set-json",
+        &format!("networkPolicy.metrics.from={prometheus}"),
+    ]);
+    let spec = &kind(&docs, "NetworkPolicy")[0]["spec"];
+    assert_eq!(
+        spec["ingress"],
+        json!([{"ports": [{"port": 9090, "protocol": "TCP"}], "from": prometheus}])
+    );
+    assert_eq!(
+        spec["egress"][1],
+        json!({"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+               "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}, {"ipBlock": {"cidr": "fd00::1/128"}}]})
+    );
+    assert_eq!(
+        spec["egress"][2],
+        json!({"ports": [{"port": 9443, "protocol": "TCP"}], "to": clickhouse})
+    );
+    // Peers Kubernetes would refuse are refused at install.
+    for bad in [
+        json!([{}]),
+        json!([{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]),
+        json!([{"ipBlock": {"cidr": "clickhouse.analytics"}}]),
+        json!([{"podSelector": {"matchExpressions": [{"key": "app", "operator": "Like"}]}}]),
+        json!([{"service": "clickhouse"}]),
+    ] {
+        let out = render_fails(&[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set-json",
+            &format!("networkPolicy.clickhouse.peers={bad}"),
+        ]);
+        assert!(
+            out.contains("/networkPolicy/clickhouse/peers/0"),
+            "{bad}: {out}"
+        );
     }
 }
 
