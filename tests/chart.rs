@@ -1,8 +1,11 @@
 //! The Helm chart: linted and rendered by the real Helm library (PyPI's
 //! helm-sdkpy shared object, through scripts/helm.sh), its CRDs identical to
-//! what the code generates, its values schema refusing wrong values, its pod
-//! security restricted, and its RBAC exactly what the operator uses — checked
-//! against the requests the operator makes to the fake API server.
+//! what the code generates (rendered as templates, kept on uninstall), its
+//! values schema refusing wrong values (production without `allowedUrls`), its
+//! pod security restricted, its NetworkPolicy, and its RBAC exactly what the
+//! operator uses — scoped to the release namespace unless told otherwise,
+//! Secrets read by name only — checked against the requests the operator
+//! makes to the fake API server.
 
 mod support;
 
@@ -176,14 +179,54 @@ fn chart_crds_are_the_generated_ones() {
     assert_eq!(generated.code, 0);
     for path in [
         "crds/chmigrate.yaml",
-        "charts/chmigrate/crds/chmigrate.yaml",
+        "charts/chmigrate/files/crds/chmigrate.yaml",
     ] {
         let committed = std::fs::read_to_string(repo().join(path)).expect("committed CRDs");
         assert_eq!(
             committed, generated.stdout,
-            "{path} differs from `chmigrate crd`: regenerate it"
+            "{path} differs from `chmigrate crd`: regenerate it (`cargo run -- crd > {path}`)"
         );
     }
+    // Helm would install crds/ and then the same CRDs from the templates.
+    assert!(
+        !repo().join(CHART).join("crds").exists(),
+        "the CRDs are templates; {CHART}/crds must not exist"
+    );
+}
+
+#[test]
+fn crds_are_templates_that_upgrades_update_and_uninstalls_keep() {
+    let generated: Vec<Value> = serde_yaml::Deserializer::from_str(&chm(&["crd"]).stdout)
+        .map(|d| {
+            serde_yaml::with::singleton_map_recursive::deserialize::<Value, _>(d).expect("CRD YAML")
+        })
+        .filter(|v| !v.is_null())
+        .collect();
+    assert_eq!(generated.len(), 2);
+    for env in ENVIRONMENTS {
+        let docs = render_env(env, &[]);
+        let mut crds: Vec<Value> = kind(&docs, "CustomResourceDefinition")
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(crds.len(), 2, "{env}: both CRDs, rendered from templates/");
+        for crd in &mut crds {
+            let meta = crd["metadata"].as_object_mut().expect("metadata");
+            assert_eq!(
+                meta.remove("annotations"),
+                Some(json!({"helm.sh/resource-policy": "keep"})),
+                "{env}: helm uninstall must not delete the CRDs (and every migration with them)"
+            );
+            let labels = meta.remove("labels").expect("the chart's labels");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+        }
+        // Apart from what the template adds, exactly what the code generates.
+        assert_eq!(crds, generated, "{env}");
+    }
+    // A second release in the same cluster leaves them to the first.
+    let docs = render(&["--set", "crds.install=false"]);
+    assert!(kind(&docs, "CustomResourceDefinition").is_empty());
+    assert_eq!(kind(&docs, "Deployment").len(), 1);
 }
 
 #[test]
@@ -212,6 +255,7 @@ fn wrong_values_fail_at_install_time_with_a_clear_message() {
         ("rollbackStrategy=undo", "rollbackStrategy"),
         ("parallel=0", "parallel"),
         ("unknownKey=1", "unknownKey"),
+        ("crds.install=sometimes", "install"),
         ("networkPolicy.apiServer.ports={0}", "ports"),
         ("networkPolicy.apiServer.cidrs={not-a-cidr}", "cidrs"),
         ("networkPolicy.clickhouse.ports=null", "ports"),
