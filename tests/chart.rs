@@ -718,12 +718,14 @@ fn rbac_allows_exactly_the_requests_the_operator_makes() {
         "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"
     ));
     api.apply_yaml(
-        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ch", "namespace": ns},
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "ch", "namespace": ns, "labels": {"chmigrate.io/credentials": "true"}},
                 "data": {"password": "czNjcmV0LXB3"}})
         .to_string(),
     );
     api.apply_yaml(
-        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "sql", "namespace": ns},
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "sql", "namespace": ns, "labels": {"chmigrate.io/migrations": "true"}},
                 "data": {"V2__b.sql": "CREATE TABLE ${database}.b (x UInt8) ENGINE = MergeTree ORDER BY x;\n-- ROLLBACK: DROP TABLE ${database}.b;\n"}})
         .to_string(),
     );
