@@ -36,10 +36,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The namespaces the operator watches, as a JSON list; empty: the whole
+cluster (clusterWide). Default: the release namespace only. Setting both
+clusterWide and watchNamespaces is refused (values.schema.json says so at
+install; this says it again when schema validation is skipped). */}}
+{{- define "chmigrate.watchedNamespaces" -}}
+{{- if .Values.clusterWide -}}
+{{- if .Values.watchNamespaces -}}
+{{- fail "clusterWide: true watches every namespace; leave watchNamespaces empty (or set clusterWide: false to watch only watchNamespaces)" -}}
+{{- end -}}
+[]
+{{- else if .Values.watchNamespaces -}}
+{{- .Values.watchNamespaces | uniq | toJson -}}
+{{- else -}}
+{{- list .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The rules the controller needs on the namespaces it watches: it reads
-through watch caches only (list, watch; no get), patches status and
-finalizers, and writes Events. tests/chart.rs checks these against the
-requests the operator makes. */}}
+its resources and labelled ConfigMaps through watch caches (list, watch),
+reads a Secret by name only when a set needs it (get; never list or watch),
+patches status and finalizers, and writes Events. tests/chart.rs checks these
+against the requests the operator makes. */}}
 {{- define "chmigrate.watchRules" -}}
 - apiGroups: ["chmigrate.io"]
   resources: ["migrationsets", "clickhousemigrations"]
@@ -54,9 +72,17 @@ requests the operator makes. */}}
   resources: ["migrationsets/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
-  resources: ["configmaps", "secrets"]
+  resources: ["configmaps"]
   verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* The CustomResourceDefinitions the operator checks at start. */}}
+{{- define "chmigrate.crdNames" -}}
+["migrationsets.chmigrate.io", "clickhousemigrations.chmigrate.io"]
 {{- end -}}
