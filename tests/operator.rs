@@ -978,3 +978,61 @@ fn an_unlabelled_secret_stalls_the_set_and_the_operator_never_lists_secrets() {
         "Secrets are only read by name: {secret_requests:?}"
     );
 }
+
+#[test]
+fn an_operator_newer_than_its_installed_crds_refuses_to_start_and_names_the_fields() {
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let current = std::fs::read_to_string(repo().join("crds/chmigrate.yaml")).expect("crds");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&current)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a CRD document"))
+        .collect();
+    // The CRDs of an older release: without spec.variablesFrom.
+    let mut old = docs.clone();
+    for crd in &mut old {
+        if let Some(spec) = crd
+            .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties")
+            .and_then(Value::as_object_mut)
+        {
+            spec.remove("variablesFrom");
+        }
+        api.apply_yaml(&crd.to_string());
+    }
+    let mut op = Operator::start(&api, dir.path(), "op-old-crds", &[]);
+    let status = wait_exit(&mut op.child, Duration::from_secs(30));
+    assert!(!status.success(), "it must not run: {}", op.logs());
+    let log = op.logs();
+    assert!(
+        log.contains("migrationsets.chmigrate.io lacks") && log.contains("spec.variablesFrom"),
+        "{log}"
+    );
+    assert!(
+        log.contains("kubectl apply -f crds/chmigrate.yaml"),
+        "{log}"
+    );
+
+    // With the current CRDs it starts and stays up.
+    for crd in &docs {
+        api.apply_yaml(&crd.to_string());
+    }
+    let mut op = Operator::start(&api, dir.path(), "op-new-crds", &[]);
+    wait_until("the operator to be ready", Duration::from_secs(30), || {
+        http_get(&op.metrics.replace("/metrics", "/readyz")).is_some_and(|b| b.contains("ok"))
+    });
+    assert!(
+        op.child.try_wait().expect("status").is_none(),
+        "{}",
+        op.logs()
+    );
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if let Some(status) = child.try_wait().expect("status") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the process did not exit within {limit:?}");
+}

@@ -363,6 +363,68 @@ pub struct ClickHouseMigrationStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// Every field path of a CRD's schema (`spec.connection.url`,
+/// `status.conditions[]`, …) for each served version, as `version:path`.
+fn field_paths(crd: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(node: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            for (k, v) in props {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.insert(p.clone());
+                walk(v, &p, out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(items, &format!("{path}[]"), out);
+        }
+        if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+            walk(extra, &format!("{path}{{}}"), out);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = v.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+        let mut paths = std::collections::BTreeSet::new();
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            walk(schema, "", &mut paths);
+        }
+        out.extend(paths.into_iter().map(|p| format!("{name}:{p}")));
+    }
+    out
+}
+
+/// The fields this release's CRD `wanted` has that the `installed` one
+/// (read from the API server) lacks: an operator writing them would have
+/// them pruned without a word, so it refuses to start.
+pub fn missing_fields(installed: &serde_json::Value, wanted: &serde_json::Value) -> Vec<String> {
+    let have = field_paths(installed);
+    field_paths(wanted)
+        .into_iter()
+        .filter(|p| !have.contains(p))
+        .collect()
+}
+
+/// This release's CRDs: `(name, definition)`.
+pub fn definitions() -> Vec<(String, serde_json::Value)> {
+    use kube::CustomResourceExt;
+    [MigrationSet::crd(), ClickHouseMigration::crd()]
+        .into_iter()
+        .map(|c| {
+            let name = c.metadata.name.clone().unwrap_or_default();
+            (name, serde_json::to_value(&c).unwrap_or_default())
+        })
+        .collect()
+}
+
 /// Both CRDs as one multi-document YAML, as `crds/` holds them.
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
@@ -378,7 +440,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 mod tests {
     use super::*;
     use kube::CustomResourceExt;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     /// Every schema node an API server would reject as non-structural.
     fn non_structural(v: &Value, path: &str, out: &mut Vec<String>) {
@@ -616,6 +678,40 @@ mod tests {
                 "no rule at {path} any more: {found:#?}"
             );
         }
+    }
+
+    #[test]
+    fn an_older_installed_crd_is_missing_the_new_fields() {
+        let defs = definitions();
+        let (name, wanted) = &defs[0];
+        assert_eq!(name, "migrationsets.chmigrate.io");
+        assert!(missing_fields(wanted, wanted).is_empty());
+        let mut old = wanted.clone();
+        let spec = old
+            .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties")
+            .and_then(Value::as_object_mut)
+            .unwrap();
+        spec.remove("variablesFrom");
+        let status = old
+            .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties")
+            .and_then(Value::as_object_mut)
+            .unwrap();
+        status.remove("observedInputs");
+        let missing = missing_fields(&old, wanted);
+        assert!(
+            missing.contains(&"v1alpha1:spec.variablesFrom".to_string()),
+            "{missing:?}"
+        );
+        assert!(
+            missing.contains(&"v1alpha1:spec.variablesFrom[].secretRef.name".to_string()),
+            "{missing:?}"
+        );
+        assert!(
+            missing.contains(&"v1alpha1:status.observedInputs".to_string()),
+            "{missing:?}"
+        );
+        // Nothing installed at that version at all: everything is missing.
+        assert!(missing_fields(&json!({}), wanted).len() > 20);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod apply;
 mod backoff;
 mod context;
+mod crds;
 mod dereference;
 mod error;
 mod metrics;
@@ -144,6 +145,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+    crds::check(&client).await?;
     let identity = identity(&args);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());

@@ -173,6 +173,15 @@ pub const RESOURCES: &[ResourceDef] = &[
         returns_deleted_object: false,
     },
     ResourceDef {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        plural: "customresourcedefinitions",
+        kind: "CustomResourceDefinition",
+        namespaced: false,
+        status: true,
+        returns_deleted_object: true,
+    },
+    ResourceDef {
         group: "chmigrate.io",
         version: "v1alpha1",
         plural: "migrationsets",
