@@ -49,6 +49,8 @@ pub struct Settings {
     /// Set on SIGINT/SIGTERM or the loss of the leader Lease: every running
     /// migration stops before its next statement.
     pub stop: StopFlag,
+    /// Sets reconciled at once (`--concurrency`).
+    pub concurrency: usize,
 }
 
 /// The caches (reflector stores) one controller reads from. Secrets are
@@ -92,6 +94,60 @@ pub struct Memo {
     pub next_check: Instant,
 }
 
+/// Reconcile slots per namespace: with sets in `k` namespaces, one
+/// namespace may run at most `⌈concurrency / k⌉` of the operator's
+/// `--concurrency` at once, so that its slow or unreachable targets cannot
+/// take every slot from the others (alone, it may use them all).
+#[derive(Debug)]
+pub struct FairShare {
+    concurrency: usize,
+    running: Mutex<HashMap<String, usize>>,
+}
+
+/// A namespace's slot, given back when dropped.
+pub struct Slot<'a> {
+    owner: &'a FairShare,
+    namespace: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.owner.running.lock()
+            && let Some(n) = m.get_mut(&self.namespace)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.namespace);
+            }
+        }
+    }
+}
+
+impl FairShare {
+    pub fn new(concurrency: usize) -> Self {
+        FairShare {
+            concurrency: concurrency.max(1),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `namespace` when sets live in `namespaces` namespaces, or
+    /// `None` when it already runs its share.
+    pub fn try_acquire(&self, namespace: &str, namespaces: usize) -> Option<Slot<'_>> {
+        let share = self.concurrency.div_ceil(namespaces.max(1));
+        let mut m = self.running.lock().ok()?;
+        let n = m.entry(namespace.to_string()).or_default();
+        if *n >= share {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            owner: self,
+            namespace: namespace.to_string(),
+        })
+    }
+}
+
 /// State shared by the controllers of every watched namespace.
 pub struct Shared {
     pub client: Client,
@@ -100,6 +156,7 @@ pub struct Shared {
     pub settings: Settings,
     pub backoff: Mutex<Backoff>,
     pub memo: Mutex<HashMap<String, Memo>>,
+    pub fair: FairShare,
 }
 
 impl Shared {
@@ -109,6 +166,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
+        let concurrency = settings.concurrency;
         Shared {
             client,
             recorder,
@@ -119,6 +177,7 @@ impl Shared {
                 Duration::from_secs(300),
             )),
             memo: Mutex::new(HashMap::new()),
+            fair: FairShare::new(concurrency),
         }
     }
 
@@ -153,4 +212,40 @@ impl Shared {
 pub struct Ctx {
     pub shared: Arc<Shared>,
     pub stores: Stores,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FairShare;
+
+    #[test]
+    fn one_namespace_gets_at_most_half_the_slots_and_gives_them_back() {
+        let fair = FairShare::new(4);
+        // Alone, a namespace may use every slot.
+        let alone: Vec<_> = (0..4)
+            .map(|_| fair.try_acquire("a", 1).expect("slot"))
+            .collect();
+        assert!(fair.try_acquire("a", 1).is_none());
+        drop(alone);
+        // With two namespaces holding sets, two slots each.
+        let a1 = fair.try_acquire("a", 2).expect("first");
+        let a2 = fair.try_acquire("a", 2).expect("second");
+        assert!(
+            fair.try_acquire("a", 2).is_none(),
+            "a third would starve the others"
+        );
+        let b1 = fair
+            .try_acquire("b", 2)
+            .expect("another namespace still runs");
+        let _b2 = fair.try_acquire("b", 2).expect("its share");
+        drop(a1);
+        let _a3 = fair.try_acquire("a", 2).expect("a slot came back");
+        drop((a2, b1));
+        // More namespaces than slots: one each.
+        let one = FairShare::new(1);
+        let x = one.try_acquire("x", 3).expect("x");
+        assert!(one.try_acquire("x", 3).is_none());
+        drop(x);
+        assert!(one.try_acquire("y", 3).is_some());
+    }
 }

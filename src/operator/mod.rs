@@ -241,6 +241,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             leader: lease.is_some(),
             started_us: chmigrate::runtime::store::now_us(),
             stop: stop_flag.clone(),
+            concurrency: usize::from(args.concurrency.max(1)),
         },
     ));
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {

@@ -98,6 +98,20 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
             return Ok((Action::requeue(memo.next_check - now), true));
         }
     }
+    // One namespace runs at most its share of the slots at once.
+    let namespace = set.namespace().unwrap_or_default();
+    let namespaces = ctx
+        .stores
+        .sets
+        .state()
+        .iter()
+        .filter_map(|s| s.namespace())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let Some(_slot) = ctx.shared.fair.try_acquire(&namespace, namespaces) else {
+        tracing::debug!(set = %key, "namespace at its share of reconcile slots; later");
+        return Ok((Action::requeue(Duration::from_secs(2)), true));
+    };
     // Inputs the set's status has not seen: say so before any SQL runs.
     let mut seen = set.clone();
     let unseen = set

@@ -156,6 +156,7 @@ fn ctx(
             leader: false,
             started_us: 0,
             stop: Default::default(),
+            concurrency: 4,
         },
     ));
     Arc::new(Ctx {

@@ -25,6 +25,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::de::DeserializeOwned;
 
 use super::error::{ChError, classify};
+use super::transport::Bounded;
 use crate::config::CaSource;
 use crate::model::secret::Secret;
 
@@ -41,6 +42,10 @@ pub struct Endpoint {
     pub tls_verify: bool,
     /// Longest time one request may take before it is abandoned.
     pub request_timeout: Duration,
+    /// Longest time to set up a connection (TCP and TLS together).
+    pub connect_timeout: Duration,
+    /// Largest response read; a larger one fails the request.
+    pub max_response_bytes: u64,
 }
 
 impl Endpoint {
@@ -52,6 +57,8 @@ impl Endpoint {
             ca: None,
             tls_verify: true,
             request_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(5),
+            max_response_bytes: super::transport::MAX_RESPONSE_BYTES,
         }
     }
 
@@ -182,50 +189,6 @@ fn tls_config(
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// Bounds connection set-up (TCP connect and TLS handshake together): a peer
-/// that accepts the connection but never finishes the handshake — plain HTTP
-/// spoken to for `https://`, a hung server — fails fast instead of waiting
-/// for the long statement timeout.
-#[derive(Clone)]
-struct Bounded<C> {
-    inner: C,
-    limit: Duration,
-}
-
-impl<C> tower_service::Service<http::Uri> for Bounded<C>
-where
-    C: tower_service::Service<http::Uri> + Send + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = C::Response;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let fut = self.inner.call(uri);
-        let limit = self.limit;
-        Box::pin(async move {
-            match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r.map_err(Into::into),
-                Err(_) => Err(format!(
-                    "connection (TCP and TLS handshake) not set up within {limit:?}"
-                )
-                .into()),
-            }
-        })
-    }
-}
-
 /// Escapes `?` for the crate's parameter binding (chmigrate binds nothing).
 fn raw_sql(sql: &str) -> String {
     sql.replace('?', "??")
@@ -242,7 +205,7 @@ impl Connection {
         }
         let mut http = HttpConnector::new();
         http.set_keepalive(Some(Duration::from_secs(60)));
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_connect_timeout(Some(endpoint.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
         let tls = tls_config(endpoint.ca.as_ref(), endpoint.tls_verify, &url)?;
@@ -253,7 +216,8 @@ impl Connection {
             .wrap_connector(http);
         let bounded = Bounded {
             inner: https,
-            limit: Duration::from_secs(15),
+            limit: endpoint.connect_timeout,
+            max_response_bytes: endpoint.max_response_bytes,
         };
         let hyper = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(2))

@@ -10,6 +10,7 @@ pub mod error;
 pub mod lock;
 pub mod queries;
 pub mod store;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub use client::{Connection, Endpoint};
 pub use error::ChError;
 
 use crate::ledger::LedgerTable;
+
+/// How long the first request of a session (the server's version) may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a session talks to its target.
 #[derive(Debug, Clone)]
@@ -79,7 +83,15 @@ impl Session {
         struct V {
             version: String,
         }
-        let rows: Vec<V> = conn.rows(queries::version_sql()).await?;
+        // A server that accepts connections but never answers fails here
+        // fast, not after the long statement timeout: one unreachable
+        // target must not hold a reconcile slot for minutes.
+        let rows: Vec<V> = tokio::time::timeout(PROBE_TIMEOUT, conn.rows(queries::version_sql()))
+            .await
+            .map_err(|_| ChError::Timeout {
+                url: cfg.endpoint.url.clone(),
+                after: PROBE_TIMEOUT,
+            })??;
         let version = rows
             .into_iter()
             .next()
@@ -156,5 +168,41 @@ impl Session {
         self.conn
             .rows(&queries::cluster_hosts_sql(cluster.as_str()))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::ident::Ident;
+
+    #[tokio::test]
+    async fn a_server_that_accepts_but_never_answers_fails_the_probe_fast() {
+        // Accepts connections (the backlog does) and never reads or answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut endpoint = Endpoint::new(format!("http://{}", listener.local_addr().unwrap()));
+        endpoint.request_timeout = Duration::from_secs(600);
+        let cfg = TargetConfig {
+            endpoint,
+            ledger: LedgerTable {
+                database: Ident::new("database name", "d").unwrap(),
+                table: Ident::new("history table name", "schema_migrations").unwrap(),
+                cluster: None,
+            },
+            ddl_timeout: Duration::from_secs(180),
+            mutation_timeout: Duration::from_secs(600),
+            backup: Default::default(),
+            parallel: 1,
+        };
+        let started = std::time::Instant::now();
+        let Err(err) = Session::connect(cfg).await else {
+            panic!("no answer, no session");
+        };
+        assert!(
+            matches!(err, ChError::Timeout { after, .. } if after == PROBE_TIMEOUT),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < PROBE_TIMEOUT + Duration::from_secs(5));
+        drop(listener);
     }
 }
