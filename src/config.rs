@@ -446,6 +446,10 @@ pub struct Settings {
     pub lock_wait_s: u64,
     /// See [`MigrationsSection::lock_lease`].
     pub lock_lease_s: u64,
+    /// Applied versions whose source is gone are rolled back with the
+    /// statements the ledger recorded when they were applied (the
+    /// operator's roll-back of a deleted set; never from a file).
+    pub rollback_from_ledger: bool,
     pub logging: LoggingSettings,
 }
 
@@ -648,6 +652,7 @@ impl Settings {
             parallel,
             lock_wait_s: migs.lock_wait.unwrap_or(0),
             lock_lease_s,
+            rollback_from_ledger: false,
             logging: LoggingSettings {
                 level: logging.level.unwrap_or_default(),
                 format: logging.format.unwrap_or_default(),

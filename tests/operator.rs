@@ -1036,3 +1036,102 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::
     }
     panic!("the process did not exit within {limit:?}");
 }
+
+#[test]
+fn a_deleted_namespace_rolls_back_from_the_ledger_and_a_person_can_release_a_stuck_set() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ns = "doomed";
+    let db = unique_db("op_nsdel");
+    api.apply_yaml(&secret(ns));
+    let rollback = json!({ "policy": { "deletionPolicy": "Rollback" } });
+    api.apply_yaml(&set(ns, "app", &db, SINGLE, rollback.clone()));
+    for v in ["1", "2"] {
+        let (up, down) = table(v, &format!("t{v}"));
+        api.apply_yaml(&migration(ns, "app", v, &up, &down));
+    }
+    // Migration files in a labelled ConfigMap too (a derived rollback).
+    api.apply_yaml(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "sql", "namespace": ns, "labels": {"chmigrate.io/migrations": "true"}},
+                "data": {"V3__c.sql": "CREATE TABLE ${database}.t3 (x UInt8) ENGINE = MergeTree ORDER BY x;\n"}})
+        .to_string(),
+    );
+    let mut obj = set_obj(&api, ns, "app");
+    obj["spec"]["configMaps"] = json!(["sql"]);
+    api.apply_yaml(&obj.to_string());
+    // A set whose target went away: it can never roll back.
+    api.apply_yaml(&set(ns, "gone", "nowhere", "http://127.0.0.1:9", rollback));
+    let op = Operator::start(&api, dir.path(), "op-nsdel", &[]);
+    wait_ready(&api, &op, ns, "app", "True", "Applied");
+    assert_eq!(user_tables(SINGLE, &db), ["t1", "t2", "t3"]);
+    wait_set(&api, &op, ns, "gone", "the finalizer", |o| {
+        o["metadata"]["finalizers"] == json!(["chmigrate.io/rollback"])
+    });
+
+    // Namespace deletion, in the worst order: the Secret, the migrations
+    // and the ConfigMap go first, then the sets.
+    api.delete("secrets", ns, "ch");
+    for v in ["1", "2"] {
+        api.delete("clickhousemigrations", ns, &format!("app-v{v}"));
+    }
+    api.delete("configmaps", ns, "sql");
+    api.delete("migrationsets", ns, "app");
+    api.delete("migrationsets", ns, "gone");
+    wait_until(
+        "the set to be rolled back and gone",
+        Duration::from_secs(60),
+        || api.get("migrationsets", ns, "app").is_none(),
+    );
+    assert!(
+        user_tables(SINGLE, &db).is_empty(),
+        "{:?}",
+        user_tables(SINGLE, &db)
+    );
+    let rows = ledger(SINGLE, &db);
+    for v in ["1", "2", "3"] {
+        assert_eq!(
+            events_of(&rows, v, "completed"),
+            2,
+            "V{v} applied, then rolled back"
+        );
+    }
+    // Their sources were gone: each rollback ran what the ledger recorded.
+    for v in ["1", "2", "3"] {
+        let down = rows
+            .iter()
+            .find(|r| r["version"] == v && r["direction"] == "down" && r["event"] == "started")
+            .unwrap_or_else(|| panic!("V{v} rolled back"));
+        assert!(
+            down["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("rollback recorded when V"),
+            "{down}"
+        );
+    }
+
+    // The other one stays, says why and how to let it go.
+    let stuck = wait_set(&api, &op, ns, "gone", "a message naming the way out", |o| {
+        condition(o, "Ready")
+            .2
+            .contains("chmigrate.io/release-finalizer=true")
+    });
+    assert_eq!(condition(&stuck, "Ready").0, "False");
+    let mut obj = set_obj(&api, ns, "gone");
+    obj["metadata"]["annotations"] = json!({ "chmigrate.io/release-finalizer": "true" });
+    api.apply_yaml(&obj.to_string());
+    wait_until(
+        "the released set to be gone",
+        Duration::from_secs(60),
+        || api.get("migrationsets", ns, "gone").is_none(),
+    );
+    assert!(
+        events(&api, ns)
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "FinalizerReleased")
+    );
+    drop(op);
+    drop_db(SINGLE, &db, false);
+}

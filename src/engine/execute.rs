@@ -567,6 +567,15 @@ async fn run_step(
             // record.
             derived_sql: (direction == Direction::Down && m.down_derived)
                 .then(|| step.statements.iter().map(|s| s.sql.clone()).collect()),
+            // A forward-only migration has no way back to keep.
+            rollback_sql: (direction == Direction::Up
+                && m.strategy != crate::model::migration::RollbackStrategy::ForwardOnly)
+                .then(|| {
+                    m.down
+                        .as_ref()
+                        .map(|d| d.iter().map(|s| s.sql.clone()).collect())
+                })
+                .flatten(),
             parallel: in_wave,
         });
     }

@@ -193,6 +193,11 @@ pub async fn plan(
     // Rollbacks the ledger's records of IF NOT EXISTS creations make
     // derivable.
     let migrations = crate::plan::rollbacks::complete(&migrations, &history);
+    let migrations = if settings.rollback_from_ledger {
+        crate::plan::rollbacks::from_ledger(&migrations, &history)
+    } else {
+        migrations
+    };
     let state = TargetState::fold(&events(&history)?);
     let engine = session.database_engine().await?;
     if settings.cluster.is_some() && engine == "Replicated" {

@@ -219,6 +219,7 @@ fn validate(
     errors: &[crate::source::SourceError],
     out: &mut SetResult,
 ) -> Result<Valid, Health> {
+    let target_given = target.is_some();
     if set.spec.policy.suspend && target.is_none() {
         return Err(Health::Idle {
             reason: "Suspended".into(),
@@ -242,7 +243,12 @@ fn validate(
         (None, None) => Ok(TargetSpec::Latest),
     };
     let spec = spec.map_err(|msg| stalled("InvalidSpec", msg, out))?;
-    let settings = settings_for(set, all, policy).map_err(|r| stalled(r.reason, r.message, out))?;
+    let mut settings =
+        settings_for(set, all, policy).map_err(|r| stalled(r.reason, r.message, out))?;
+    // A target given by the runner is the operator rolling a deleted set
+    // back: migrations already gone with their namespace roll back from
+    // the ledger's record.
+    settings.rollback_from_ledger = target_given;
     Ok(Valid { settings, spec })
 }
 

@@ -207,6 +207,16 @@ pub fn reconciling(
     )
 }
 
+/// Adds `extra` to the message of the `Ready` condition (and of `Stalled`
+/// when it is true).
+pub fn append_to_ready_message(status: &mut MigrationSetStatus, extra: &str) {
+    for c in status.conditions.iter_mut() {
+        if c.type_ == "Ready" || (c.type_ == "Stalled" && c.status == "True") {
+            c.message.push_str(extra);
+        }
+    }
+}
+
 /// `Ready` is `True`.
 pub fn is_ready(status: &MigrationSetStatus) -> bool {
     status

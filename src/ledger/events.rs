@@ -41,6 +41,11 @@ pub enum Record {
         source: String,
         /// A derived rollback's statements: what ran is in no file.
         derived_sql: Option<Vec<String>>,
+        /// Applying: the statements that roll the migration back, as
+        /// written (variables not substituted, so no secret value), so that
+        /// it can be rolled back once its source is gone (a deleted
+        /// namespace). `None` when it has no rollback.
+        rollback_sql: Option<Vec<String>>,
         /// Run in a wave with other migrations.
         parallel: bool,
     },
@@ -189,6 +194,7 @@ impl Record {
                 statements,
                 source,
                 derived_sql,
+                rollback_sql,
                 parallel,
             } => {
                 row.version = version.to_string();
@@ -199,6 +205,9 @@ impl Record {
                 if let Some(sql) = derived_sql {
                     details["derived"] = json!(true);
                     details["sql"] = json!(sql);
+                }
+                if let Some(sql) = rollback_sql {
+                    details["rollback"] = json!(sql);
                 }
                 if parallel {
                     details["parallel"] = json!(true);
@@ -388,6 +397,7 @@ mod tests {
                 statements: 2,
                 source: "V3__d.sql".into(),
                 derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
+                rollback_sql: None,
                 parallel: true,
             },
             Record::StatementResolved {
@@ -415,10 +425,12 @@ mod tests {
             statements: 2,
             source: "V3__d.sql".into(),
             derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
+            rollback_sql: Some(vec!["DROP TABLE ${database}.t".into()]),
             parallel: false,
         }
         .fill(&mut row);
         let details: Value = serde_json::from_str(&row.details).unwrap();
+        assert_eq!(details["rollback"][0], "DROP TABLE ${database}.t");
         assert_eq!(details["statements"], 2);
         assert_eq!(details["derived"], true);
         assert_eq!(details["sql"][0], "DROP TABLE IF EXISTS t");

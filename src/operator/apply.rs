@@ -59,8 +59,32 @@ pub async fn cleanup(set: &MigrationSet, ctx: &Ctx) -> Result<bool, Error> {
     // prohibition (production) still wins inside the engine.
     s.spec.policy.allow_rollback = true;
     s.spec.target_version = None;
-    let inputs = dereference::inputs(&s, &ctx.stores, &ctx.shared.client).await?;
-    let result = run(&s, &inputs, Some(TargetSpec::Version(Version::zero())), ctx).await;
+    // A namespace being deleted takes its ConfigMaps, migrations and
+    // Secrets with it, in no order: what is gone is rolled back from the
+    // ledger's record, with the credentials last used.
+    let ns = set.namespace().unwrap_or_default();
+    s.spec.config_maps.retain(|name| {
+        ctx.stores
+            .config_maps
+            .state()
+            .iter()
+            .any(|c| c.namespace().as_deref() == Some(ns.as_str()) && &c.name_any() == name)
+    });
+    let mut inputs = dereference::inputs(&s, &ctx.stores, &ctx.shared.client).await?;
+    ctx.shared
+        .fill_kept_secrets(&key_of(set), &mut inputs.manifests.secrets);
+    let mut result = run(&s, &inputs, Some(TargetSpec::Version(Version::zero())), ctx).await;
+    if !set_status::is_ready(&result.status) {
+        set_status::append_to_ready_message(
+            &mut result.status,
+            &format!(
+                " — the set cannot be rolled back for its deletion; to delete it anyway, \
+                 leaving the schema as it is: kubectl annotate migrationset {} {}=true",
+                set.name_any(),
+                super::context::RELEASE_ANNOTATION
+            ),
+        );
+    }
     publish(set, &result, ctx).await?;
     write_migration_statuses(set, &inputs, &result, ctx).await?;
     if set_status::is_ready(&result.status) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -21,6 +21,11 @@ use chmigrate::k8s::reconcile::Policy;
 
 /// The finalizer a set with `deletionPolicy: Rollback` carries.
 pub const FINALIZER: &str = "chmigrate.io/rollback";
+
+/// A person's way out when a deleted set cannot be rolled back (its
+/// target is gone, say): with `chmigrate.io/release-finalizer: "true"` the
+/// operator drops its finalizer without rolling back.
+pub const RELEASE_ANNOTATION: &str = "chmigrate.io/release-finalizer";
 
 /// `namespace/name`.
 pub fn key_of<K: Resource>(o: &K) -> String {
@@ -157,6 +162,9 @@ pub struct Shared {
     pub backoff: Mutex<Backoff>,
     pub memo: Mutex<HashMap<String, Memo>>,
     pub fair: FairShare,
+    /// The Secrets last used by each set that rolls back on deletion, in
+    /// memory only: its namespace may delete them before the set.
+    pub kept_secrets: Mutex<HashMap<String, Vec<Secret>>>,
 }
 
 impl Shared {
@@ -178,6 +186,7 @@ impl Shared {
             )),
             memo: Mutex::new(HashMap::new()),
             fair: FairShare::new(concurrency),
+            kept_secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -191,6 +200,31 @@ impl Shared {
                 Some(v) => m.insert(key.to_string(), v),
                 None => m.remove(key),
             };
+        }
+    }
+
+    /// Keeps (`Some`) or forgets (`None`) the Secrets a set used.
+    pub fn keep_secrets(&self, key: &str, secrets: Option<Vec<Secret>>) {
+        if let Ok(mut m) = self.kept_secrets.lock() {
+            match secrets {
+                Some(s) => m.insert(key.to_string(), s),
+                None => m.remove(key),
+            };
+        }
+    }
+
+    /// Adds to `secrets` those kept for the set that are gone from the API.
+    pub fn fill_kept_secrets(&self, key: &str, secrets: &mut Vec<Secret>) {
+        let Ok(m) = self.kept_secrets.lock() else {
+            return;
+        };
+        for kept in m.get(key).into_iter().flatten() {
+            if !secrets
+                .iter()
+                .any(|s| s.metadata.name == kept.metadata.name)
+            {
+                secrets.push(kept.clone());
+            }
         }
     }
 

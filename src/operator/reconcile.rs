@@ -15,12 +15,13 @@ use kube::runtime::controller::Action;
 
 use chmigrate::k8s::crd::{DeletionPolicy, MigrationSet};
 
-use super::context::{Ctx, FINALIZER, Memo, key_of};
+use super::context::{Ctx, FINALIZER, Memo, RELEASE_ANNOTATION, key_of};
 use super::dereference;
 use super::error::{Error, retry_error};
 use super::metrics::ResultLabels;
-use super::status::{mark_reconciling, publish, write_migration_statuses};
+use super::status::{event, mark_reconciling, publish, write_migration_statuses};
 use super::{apply, validate};
+use chmigrate::k8s::set_status::Notice;
 
 /// The controller's entry point.
 pub async fn reconcile(
@@ -79,17 +80,39 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         if !has_finalizer {
             return Ok((Action::await_change(), true));
         }
-        if wants_finalizer && !set.spec.policy.dry_run && !apply::cleanup(set, ctx).await? {
+        let released = set
+            .annotations()
+            .get(RELEASE_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        if released {
+            event(
+                set,
+                &Notice {
+                    warning: true,
+                    reason: "FinalizerReleased".into(),
+                    note: format!(
+                        "{RELEASE_ANNOTATION}=true: the finalizer is released without rolling back; the schema stays as it is"
+                    ),
+                },
+                ctx,
+            )
+            .await;
+        } else if wants_finalizer && !set.spec.policy.dry_run && !apply::cleanup(set, ctx).await? {
             return Ok((Action::requeue(ctx.shared.settings.recheck), false));
         }
         validate::set_finalizer(&api, set, false, ctx).await?;
         ctx.shared.remember(&key, None);
+        ctx.shared.keep_secrets(&key, None);
         return Ok((Action::await_change(), false));
     }
     if has_finalizer != wants_finalizer {
         validate::set_finalizer(&api, set, wants_finalizer, ctx).await?;
     }
     let mut inputs = dereference::inputs(set, &ctx.stores, &ctx.shared.client).await?;
+    if wants_finalizer {
+        ctx.shared
+            .keep_secrets(&key, Some(inputs.manifests.secrets.clone()));
+    }
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
     {
