@@ -1077,6 +1077,16 @@ fn a_deleted_namespace_rolls_back_from_the_ledger_and_a_person_can_release_a_stu
         api.delete("clickhousemigrations", ns, &format!("app-v{v}"));
     }
     api.delete("configmaps", ns, "sql");
+    // The operator sees the set without its sources (and its Secret)
+    // before the set itself goes.
+    wait_set(
+        &api,
+        &op,
+        ns,
+        "app",
+        "the set to notice its sources went",
+        |o| condition(o, "Ready").0 == "False",
+    );
     api.delete("migrationsets", ns, "app");
     api.delete("migrationsets", ns, "gone");
     wait_until(
@@ -1133,5 +1143,209 @@ fn a_deleted_namespace_rolls_back_from_the_ledger_and_a_person_can_release_a_stu
             .any(|(t, r, _)| t == "Warning" && r == "FinalizerReleased")
     );
     drop(op);
+    drop_db(SINGLE, &db, false);
+}
+
+/// A migration of `n` INSERTs (each row must arrive exactly once) with a
+/// `SELECT sleep(s)` before each.
+fn slow_inserts(n: usize, sleep: f64) -> String {
+    let mut up =
+        String::from("CREATE TABLE ${database}.seen (i UInt32) ENGINE = MergeTree ORDER BY i;\n");
+    for i in 0..n {
+        up.push_str(&format!(
+            "SELECT sleep({sleep});\nINSERT INTO ${{database}}.seen VALUES ({i});\n"
+        ));
+    }
+    up
+}
+
+/// Rows in `db`.seen so far (0 while the table does not exist yet).
+fn seen_rows(db: &str) -> usize {
+    query(
+        SINGLE,
+        &format!("SELECT count() FROM `{db}`.seen FORMAT TSV"),
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+/// Each of the `n` rows exactly once.
+fn each_row_once(db: &str, n: usize) {
+    let out = q(
+        SINGLE,
+        &format!("SELECT i, count() FROM `{db}`.seen GROUP BY i ORDER BY i FORMAT TSV"),
+    );
+    let counts: Vec<(usize, usize)> = out
+        .lines()
+        .filter_map(|l| {
+            let (i, c) = l.split_once('\t')?;
+            Some((i.parse().ok()?, c.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(counts.len(), n, "every INSERT ran: {out}");
+    assert!(
+        counts.iter().all(|(_, c)| *c == 1),
+        "an INSERT ran twice: {out}"
+    );
+}
+
+#[test]
+fn a_leader_cut_off_from_the_api_server_stops_before_its_successor_starts() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("split", "brain", unique_db("op_split"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    let n = 30;
+    api.apply_yaml(&migration(ns, name, "1", &slow_inserts(n, 0.2), "SELECT 1"));
+    let le = ["--leader-election", "--lease-seconds", "6"];
+    let a = Operator::start_with_token(&api, dir.path(), "op-a", "token-a", &le);
+    wait_until("op-a to lead", Duration::from_secs(30), || {
+        a.metric("chmigrate_leader") == 1.0
+    });
+    let b = Operator::start_with_token(&api, dir.path(), "op-b", "token-b", &le);
+    let rows = || seen_rows(&db);
+    wait_until(
+        "the migration to be under way",
+        Duration::from_secs(30),
+        || rows() >= 3,
+    );
+    // The network between op-a and the API server goes: op-a can no longer
+    // renew its Lease, but still reaches ClickHouse.
+    api.partition("token-a");
+    let cut = std::time::Instant::now();
+    let obj = wait_set(&api, &b, ns, name, "Ready under op-b", |o| {
+        condition(o, "Ready").0 == "True"
+    });
+    assert_eq!(obj["status"]["appliedVersion"], "1");
+    assert!(b.metric("chmigrate_leader") == 1.0);
+    assert!(
+        cut.elapsed() >= Duration::from_secs(4),
+        "op-b waited out the lease"
+    );
+    each_row_once(&db, n);
+    let ledger_rows = ledger(SINGLE, &db);
+    assert_eq!(completed(SINGLE, &db, "1"), 1);
+    // op-a stopped by itself at its renew deadline, on the record, before
+    // op-b took over: the two never ran at once.
+    let actors: Vec<String> = ledger_rows
+        .iter()
+        .filter(|r| r["event"] == "statement_done")
+        .map(|r| r["actor"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let first_b = actors
+        .iter()
+        .position(|a| a.contains("op-b"))
+        .expect("op-b ran some");
+    assert!(
+        actors[..first_b].iter().all(|a| a.contains("op-a, term")),
+        "{actors:?}"
+    );
+    assert!(
+        actors[first_b..].iter().all(|a| a.contains("op-b, term")),
+        "{actors:?}"
+    );
+    assert!(a.logs().contains("lost the leadership"), "{}", a.logs());
+    drop((a, b));
+    drop_db(SINGLE, &db, false);
+}
+
+#[test]
+fn a_frozen_leader_is_fenced_in_clickhouse_when_its_successor_takes_over() {
+    require(&[SINGLE]);
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ns, name, db) = ("fence", "frozen", unique_db("op_fence"));
+    api.apply_yaml(&secret(ns));
+    api.apply_yaml(&set(ns, name, &db, SINGLE, json!({})));
+    let n = 20;
+    api.apply_yaml(&migration(ns, name, "1", &slow_inserts(n, 1.0), "SELECT 1"));
+    let le = ["--leader-election", "--lease-seconds", "4"];
+    let a = Operator::start_with_token(&api, dir.path(), "op-a", "token-a", &le);
+    wait_until("op-a to lead", Duration::from_secs(30), || {
+        a.metric("chmigrate_leader") == 1.0
+    });
+    let b = Operator::start_with_token(&api, dir.path(), "op-b", "token-b", &le);
+    // Freeze op-a while ClickHouse runs one of its sleeps (a GC pause, a
+    // stopped VM): it neither renews nor notices anything.
+    let running_sleep = || {
+        q(
+            SINGLE,
+            "SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep%' AND query_id LIKE 'chmigrate-%' AND elapsed < 0.5 FORMAT TSV",
+        )
+        .trim()
+            == "1"
+    };
+    wait_until(
+        "op-a in a sleep, a few rows in",
+        Duration::from_secs(60),
+        || seen_rows(&db) >= 2 && running_sleep(),
+    );
+    let pid = a.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // op-b takes the Lease after it, then the lock (an earlier term's),
+    // stopping op-a's statement, and finishes the migration.
+    let obj = wait_set(&api, &b, ns, name, "Ready under op-b", |o| {
+        condition(o, "Ready").0 == "True"
+    });
+    assert_eq!(obj["status"]["appliedVersion"], "1");
+    // op-a wakes up believing it leads, mid-migration.
+    let status = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut a = a;
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while a.child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < end,
+            "op-a did not stop: {}",
+            a.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    each_row_once(&db, n);
+    // It stopped on its own (renew deadline) or at ClickHouse's fence,
+    // whichever came first; either way it said so.
+    let log = a.logs();
+    assert!(
+        log.contains("lost the leadership") || log.contains("no longer this run's"),
+        "{log}"
+    );
+    eprintln!("op-a after waking up:\n{log}");
+    let rows = ledger(SINGLE, &db);
+    let forced: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["event"] == "lock_forced")
+        .collect();
+    assert_eq!(forced.len(), 1, "op-b took the lock over, on the record");
+    assert!(
+        forced[0]["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("op-a, term"),
+        "{}",
+        forced[0]
+    );
+    // Nothing op-a wrote after the takeover.
+    let taken_at = forced[0]["seq"].as_u64().unwrap_or(0);
+    assert!(
+        rows.iter()
+            .filter(|r| r["seq"].as_u64().unwrap_or(0) > taken_at)
+            .all(|r| !r["actor"].as_str().unwrap_or_default().contains("op-a")),
+        "op-a wrote after it was fenced"
+    );
+    assert_eq!(completed(SINGLE, &db, "1"), 1);
+    // The status is op-b's: op-a, deposed, wrote nothing to the API.
+    let obj = set_obj(&api, ns, name);
+    assert_eq!(condition(&obj, "Ready").0, "True", "{}", obj["status"]);
+    drop(b);
     drop_db(SINGLE, &db, false);
 }

@@ -28,6 +28,10 @@ pub struct StaleLocks {
     /// When this process started, or became the leader (µs since the
     /// epoch).
     pub started_us: u64,
+    /// This leader's term, when elected (see the operator's leader
+    /// election): a lock of the same set held under an earlier term is its
+    /// predecessor's, which stopped acting at its renew deadline.
+    pub term: Option<i32>,
 }
 
 impl StaleLocks {
@@ -38,6 +42,13 @@ impl StaleLocks {
         else {
             return false;
         };
+        let (who, their_term) = match who.split_once(", term ") {
+            Some((id, t)) => (id, t.parse::<i32>().ok()),
+            None => (who, None),
+        };
+        if let (Some(mine), Some(theirs)) = (self.term, their_term) {
+            return theirs < mine;
+        }
         acquired_us < self.started_us && (self.leader || who == self.identity)
     }
 }
@@ -70,6 +81,9 @@ pub struct RunContext {
     /// Which held locks may be taken over (the operator's); `None`: never.
     pub stale_locks: Option<StaleLocks>,
     pub stop: StopFlag,
+    /// Before every ledger write (so before every statement), check the
+    /// lock is still this run's: a later leader may have taken it over.
+    pub fence: bool,
 }
 
 impl RunContext {
@@ -79,6 +93,7 @@ impl RunContext {
             actor: local_actor(),
             stale_locks: None,
             stop,
+            fence: false,
         }
     }
 }
@@ -218,7 +233,26 @@ mod tests {
             identity: "op-b".into(),
             leader,
             started_us: 1_000,
+            term: None,
         }
+    }
+
+    #[test]
+    fn an_elected_leader_takes_over_only_locks_of_earlier_terms() {
+        let leader = StaleLocks {
+            term: Some(5),
+            ..rule(true)
+        };
+        // The predecessor stopped acting at its renew deadline, whenever it
+        // took the lock (even after this instance started).
+        assert!(leader.is_stale("operator:apps/events (op-a, term 4)", 5_000));
+        // Its own term (another run of this process) or a later one: never.
+        assert!(!leader.is_stale("operator:apps/events (op-b, term 5)", 1));
+        assert!(!leader.is_stale("operator:apps/events (op-a, term 6)", 1));
+        // Another set's lock, whatever its term: never.
+        assert!(!leader.is_stale("operator:apps/other (op-a, term 1)", 1));
+        // A lock of a release without terms: the older rule.
+        assert!(leader.is_stale("operator:apps/events (op-a)", 999));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum RunError {
         "stopped before {migration} statement {number}: the lock's lease could not be renewed (the server or ZooKeeper did not answer), so the lock may no longer be this run's; the next run resumes there"
     )]
     LockLost { migration: String, number: usize },
+    #[error(
+        "stopped before {migration} statement {number}: another runner took the lock over (this run had stopped acting, e.g. a leader that lost its Lease); nothing more was written, its new holder carries on"
+    )]
+    LockTakenOver { migration: String, number: usize },
     #[error("{migration} statement {number} ({location}){}: {message}", host.as_ref().map(|h| format!(" failed on host {h}")).unwrap_or_default())]
     Statement {
         migration: String,
@@ -593,7 +597,13 @@ async fn run_step(
                     index: ps.index,
                 })
                 .await?;
-            return Err(if lock_lost {
+            let fenced = writer.lock().await.fenced();
+            return Err(if fenced {
+                RunError::LockTakenOver {
+                    migration: m.label(),
+                    number: ps.index + 1,
+                }
+            } else if lock_lost {
                 RunError::LockLost {
                     migration: m.label(),
                     number: ps.index + 1,

@@ -110,6 +110,10 @@ pub async fn with_lock<T, E: From<EngineError>>(
                     )
                     .await
                     .map_err(EngineError::from)?;
+                    // A holder that stopped acting may still have a statement
+                    // running (a frozen process, a partitioned leader):
+                    // stop it before anything of this run starts.
+                    lock::kill_run_queries(&session.conn, &info.token).await;
                     record_lock_forced(
                         session,
                         settings,
@@ -149,6 +153,9 @@ pub async fn with_lock<T, E: From<EngineError>>(
         .await
         .map_err(EngineError::from)?;
         writer.mask_with(settings.masker());
+        if ctx.fence {
+            writer.fence_with(run.clone());
+        }
         writer
             .write(Record::LockTaken {
                 token: run.clone(),

@@ -22,15 +22,21 @@ use super::status::{event, publish, write_migration_statuses};
 /// the process's stop flag.
 fn run_context(set: &MigrationSet, ctx: &Ctx) -> RunContext {
     let settings = &ctx.shared.settings;
+    let term = settings
+        .term
+        .map(|t| format!(", term {t}"))
+        .unwrap_or_default();
     RunContext {
-        actor: format!("operator:{} ({})", key_of(set), settings.identity),
+        actor: format!("operator:{} ({}{term})", key_of(set), settings.identity),
         stale_locks: Some(StaleLocks {
             holder_prefix: format!("operator:{} (", key_of(set)),
             identity: settings.identity.clone(),
             leader: settings.leader,
             started_us: settings.started_us,
+            term: settings.term,
         }),
         stop: settings.stop.clone(),
+        fence: settings.leader,
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Settings {
     pub identity: String,
     /// Whether this instance was elected leader through the Lease.
     pub leader: bool,
+    /// The leader's term (the Lease's `leaseTransitions` when it took it):
+    /// written into the ClickHouse locks it takes, so that a later term
+    /// fences this one there.
+    pub term: Option<i32>,
     /// When this process started or became the leader (µs): see
     /// [`chmigrate::engine::StaleLocks`] for when a lock taken before then
     /// may be taken over.
@@ -56,6 +60,15 @@ pub struct Settings {
     pub stop: StopFlag,
     /// Sets reconciled at once (`--concurrency`).
     pub concurrency: usize,
+    /// Set when this instance lost the leadership: it writes nothing more
+    /// to the API (its successor owns the statuses now).
+    pub deposed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Settings {
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The caches (reflector stores) one controller reads from. Secrets are
@@ -203,13 +216,23 @@ impl Shared {
         }
     }
 
-    /// Keeps (`Some`) or forgets (`None`) the Secrets a set used.
+    /// Keeps (`Some`: the latest version of each, by name; a Secret that
+    /// is gone now stays kept) or forgets (`None`) the Secrets a set used.
     pub fn keep_secrets(&self, key: &str, secrets: Option<Vec<Secret>>) {
-        if let Ok(mut m) = self.kept_secrets.lock() {
-            match secrets {
-                Some(s) => m.insert(key.to_string(), s),
-                None => m.remove(key),
-            };
+        let Ok(mut m) = self.kept_secrets.lock() else {
+            return;
+        };
+        match secrets {
+            Some(now) => {
+                let kept = m.entry(key.to_string()).or_default();
+                for s in now {
+                    kept.retain(|k| k.metadata.name != s.metadata.name);
+                    kept.push(s);
+                }
+            }
+            None => {
+                m.remove(key);
+            }
         }
     }
 

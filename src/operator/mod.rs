@@ -12,6 +12,7 @@ mod context;
 mod crds;
 mod dereference;
 mod error;
+mod leader;
 mod metrics;
 mod reconcile;
 mod status;
@@ -160,59 +161,41 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    let mut lease = None;
+    // The leader's term (the Lease's transitions) and the task renewing it.
+    let mut leadership = None;
+    let deposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if args.leader_election {
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-                .with_namespace(&args.lease_namespace)
-                .with_identity(&identity)
-                .with_duration(args.lease_seconds)
-                .with_grace(2.min(args.lease_seconds.saturating_sub(1)).max(1))
-                .with_create_mode(kube_lease_manager::LeaseCreateMode::AutoCreate)
-                .build()
-                .await
-                .context("setting up leader election")?;
-        let (mut leader_rx, task) = manager.watch().await;
+        let elector = Arc::new(leader::Elector::new(
+            Api::namespaced(client.clone(), &args.lease_namespace),
+            &args.lease_name,
+            &identity,
+            leader::Timing::for_lease(Duration::from_secs(args.lease_seconds)),
+        ));
         // A standby is ready: it is doing its job, which is waiting.
         health.ready.store(true, Ordering::SeqCst);
         tracing::info!(lease = %args.lease_name, %identity, "waiting to become the leader");
-        let mut stop = stop_rx.clone();
-        loop {
-            if *leader_rx.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leader_rx.changed() => {
-                    if changed.is_err() {
-                        anyhow::bail!("leader election ended unexpectedly");
-                    }
-                }
-                _ = stop.wait_for(|s| *s) => {
-                    drop(leader_rx);
-                    let _ = task.await;
-                    return Ok(());
-                }
-            }
-        }
-        tracing::info!(%identity, "became the leader");
+        let Some(term) = elector.acquire(stopped(stop_rx.clone())).await else {
+            return Ok(());
+        };
+        let timing = elector.timing();
+        tracing::info!(%identity, term, renew_deadline_s = timing.renew_deadline.as_secs_f64(), "became the leader");
         metrics.leader.set(1);
         health.ready.store(false, Ordering::SeqCst);
-        // Losing the lease stops this instance: the next leader resumes
-        // from the ledger.
-        let mut watch_rx = leader_rx.clone();
+        // Losing the Lease (or failing to renew it in time) stops this
+        // instance before the next statement: the next leader resumes from
+        // the ledger, and fences this one in ClickHouse by its term.
+        let keeper = elector.clone();
         let tx = stop_tx.clone();
         let lost = stop_flag.clone();
-        tokio::spawn(async move {
-            loop {
-                if watch_rx.changed().await.is_err() || !*watch_rx.borrow_and_update() {
-                    tracing::error!("lost the leader lease; stopping");
-                    lost.request();
-                    let _ = tx.send(true);
-                    return;
-                }
-            }
+        let deposed = deposed.clone();
+        let task = tokio::spawn(async move {
+            let why = keeper.hold().await;
+            tracing::error!(reason = %why, "lost the leadership; stopping before the next statement");
+            deposed.store(true, Ordering::SeqCst);
+            lost.request();
+            let _ = tx.send(true);
         });
-        lease = Some((leader_rx, task));
+        leadership = Some((elector, term, task));
     }
 
     let recorder = Recorder::new(
@@ -238,10 +221,12 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             },
             recheck: Duration::from_secs(args.recheck_seconds.max(1)),
             identity: identity.clone(),
-            leader: lease.is_some(),
+            leader: leadership.is_some(),
+            term: leadership.as_ref().map(|(_, t, _)| *t),
             started_us: chmigrate::runtime::store::now_us(),
             stop: stop_flag.clone(),
             concurrency: usize::from(args.concurrency.max(1)),
+            deposed: deposed.clone(),
         },
     ));
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
@@ -269,14 +254,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         tracing::info!("caches synced; ready");
     });
     futures::future::join_all(controllers).await;
-    if let Some((rx, task)) = lease {
-        drop(rx);
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(manager))) => {
-                let _ = manager.release().await;
-            }
-            _ => tracing::warn!("could not release the leader lease cleanly"),
-        }
+    if let Some((elector, _, task)) = leadership {
+        task.abort();
+        elector.release().await;
     }
     let _ = stop_tx.send(true);
     let _ = server.await;

@@ -69,6 +69,10 @@ where
     if old == Some(new) {
         return Ok(None);
     }
+    if ctx.shared.settings.is_deposed() {
+        tracing::warn!(what, "not written: this instance is no longer the leader");
+        return Ok(None);
+    }
     let new_v = serde_json::to_value(new).unwrap_or(Value::Null);
     let status = match old.map(serde_json::to_value) {
         Some(Ok(o)) => merge_diff(&o, &new_v),
@@ -95,6 +99,9 @@ where
 
 /// Publishes a Kubernetes Event on `obj` (a failure is logged, not fatal).
 pub async fn event<K: Resource<DynamicType = ()>>(obj: &K, n: &Notice, ctx: &Ctx) {
+    if ctx.shared.settings.is_deposed() {
+        return;
+    }
     let ev = KubeEvent {
         type_: if n.warning {
             EventType::Warning

@@ -154,9 +154,11 @@ fn ctx(
             recheck: Duration::from_secs(300),
             identity: "test".into(),
             leader: false,
+            term: None,
             started_us: 0,
             stop: Default::default(),
             concurrency: 4,
+            deposed: Default::default(),
         },
     ));
     Arc::new(Ctx {

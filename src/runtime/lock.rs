@@ -424,6 +424,15 @@ pub fn last_taken(history: &[LedgerEntry]) -> Option<LockInfo> {
 /// table an earlier drop removed from the catalogue but not from the disk of
 /// the node `conn` talks to (18.16 with ZooKeeper gone): it is attached
 /// again from its files and dropped properly.
+/// Stops the statements a run whose lock was taken over may still be
+/// running on this server (best effort: a server that refuses says why in
+/// the log).
+pub async fn kill_run_queries(conn: &Connection, token: &str) {
+    if let Err(e) = conn.execute(&queries::kill_run_queries_sql(token)).await {
+        tracing::warn!(error = %e, "could not stop the previous holder's statements");
+    }
+}
+
 pub async fn force(
     conn: &Connection,
     ledger: &LedgerTable,

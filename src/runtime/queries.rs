@@ -239,6 +239,23 @@ pub fn lock_holder_sql(ledger: &LedgerTable, lock: &Ident) -> String {
     )
 }
 
+/// Stops, on the server it is sent to, every statement a run sent (the
+/// statements of run `token` carry query ids `chmigrate-<token>-…`): a lock
+/// taken over from a holder that may still be running one.
+pub fn kill_run_queries_sql(token: &str) -> String {
+    let pattern: String = token
+        .chars()
+        .map(|c| match c {
+            '%' | '_' | '\\' => format!("\\{c}"),
+            c => c.to_string(),
+        })
+        .collect();
+    format!(
+        "KILL QUERY WHERE query_id LIKE {} ASYNC",
+        crate::sql::ident::string_literal(&format!("chmigrate-{pattern}-%"))
+    )
+}
+
 pub fn lock_insert_sql(ledger: &LedgerTable, lock: &Ident) -> String {
     format!(
         "INSERT INTO {}.{} FORMAT JSONEachRow",
@@ -346,6 +363,10 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
             contains: Some("catalog@ci".into()),
             ..entry("read lock holder", lock_holder_sql(&ledger, &lock))
         },
+        entry(
+            "stop a taken-over holder's statements",
+            kill_run_queries_sql("20261204T170000-1a2b"),
+        ),
         CatalogEntry {
             contains: Some("\"n\":1".into()),
             ..entry(

@@ -141,6 +141,12 @@ pub struct Writer {
     lost: Arc<AtomicBool>,
     /// Secret values never written to the ledger.
     masker: Masker,
+    /// The lock token this run holds, when every write must first check
+    /// the lock is still this run's (the operator's runs: a later leader
+    /// may have taken the lock over).
+    fence_token: Option<String>,
+    /// The lock is another run's: nothing more is written.
+    fenced: bool,
 }
 
 impl Writer {
@@ -171,6 +177,8 @@ impl Writer {
             template,
             lost: Arc::new(AtomicBool::new(false)),
             masker: Masker::default(),
+            fence_token: None,
+            fenced: false,
         })
     }
 
@@ -183,6 +191,38 @@ impl Writer {
     /// Whether the run may have lost the lock (see [`Writer::fence`]).
     pub fn lock_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// From now on every write first checks that the lock is still held
+    /// with `token`; once it is not, the run counts as having lost the lock
+    /// and nothing more is written.
+    pub fn fence_with(&mut self, token: String) {
+        self.fence_token = Some(token);
+    }
+
+    /// Whether the lock was found to be another run's.
+    pub fn fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// Checks the fence (see [`Writer::fence_with`]).
+    pub async fn verify_fence(&mut self) -> Result<(), LedgerError> {
+        let Some(token) = &self.fence_token else {
+            return Ok(());
+        };
+        if self.fenced {
+            return Ok(());
+        }
+        let holder = super::lock::inspect(&self.conn, &self.table, &[]).await?;
+        if holder.as_ref().is_none_or(|h| &h.token != token) {
+            tracing::error!(
+                holder = holder.as_ref().map_or("nobody", |h| h.holder.as_str()),
+                "the lock is no longer this run's: stopping without writing"
+            );
+            self.fenced = true;
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Masks these secret values in every event this writer writes.
@@ -221,6 +261,11 @@ impl Writer {
 
     /// Sends every staged event in one insert.
     pub async fn flush(&mut self) -> Result<(), LedgerError> {
+        self.verify_fence().await?;
+        if self.fenced {
+            self.staged.clear();
+            return Ok(());
+        }
         if self.staged.is_empty() {
             return Ok(());
         }

@@ -810,6 +810,9 @@ struct State {
     tx: broadcast::Sender<Arc<LogEvent>>,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
+    /// Bearer tokens whose requests are never answered (a client cut off
+    /// by a network partition).
+    partitioned: Vec<String>,
 }
 
 fn now_rfc3339() -> String {
@@ -891,6 +894,7 @@ impl State {
             tx,
             requests: Vec::new(),
             faults: Vec::new(),
+            partitioned: Vec::new(),
         };
         let ns_res = resource_by_name("namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -1954,6 +1958,17 @@ impl Shared {
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    let token = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    if shared.lock().partitioned.contains(&token) {
+        // Cut off: the request is never answered.
+        std::future::pending::<()>().await;
+    }
     let bytes = body
         .collect()
         .await
@@ -2122,6 +2137,19 @@ impl FakeApiServer {
              preferences: {{}}\n",
             self.url
         )
+    }
+
+    /// A kubeconfig like [`FakeApiServer::kubeconfig_yaml`] whose client
+    /// sends `token`, so that [`FakeApiServer::partition`] can cut it off.
+    pub fn kubeconfig_yaml_with_token(&self, token: &str) -> String {
+        self.kubeconfig_yaml()
+            .replace("token: fake-token", &format!("token: {token}"))
+    }
+
+    /// From now on, requests with bearer `token` are never answered, as for
+    /// a client on the far side of a network partition.
+    pub fn partition(&self, token: &str) {
+        self.shared.lock().partitioned.push(token.to_string());
     }
 
     /// Writes [`FakeApiServer::kubeconfig_yaml`] to `path`.

@@ -45,6 +45,30 @@ impl Operator {
         if !kubeconfig.exists() {
             api.write_kubeconfig(&kubeconfig);
         }
+        Operator::spawn(&kubeconfig, dir, name, recheck_seconds, extra)
+    }
+
+    /// Starts an operator whose API client sends bearer `token` (so that
+    /// the fake can cut it off with [`FakeApiServer::partition`]).
+    pub fn start_with_token(
+        api: &FakeApiServer,
+        dir: &Path,
+        name: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Operator {
+        let kubeconfig = dir.join(format!("kubeconfig-{token}"));
+        std::fs::write(&kubeconfig, api.kubeconfig_yaml_with_token(token)).expect("kubeconfig");
+        Operator::spawn(&kubeconfig, dir, name, 2, extra)
+    }
+
+    fn spawn(
+        kubeconfig: &Path,
+        dir: &Path,
+        name: &str,
+        recheck_seconds: u64,
+        extra: &[&str],
+    ) -> Operator {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -53,7 +77,7 @@ impl Operator {
             .args(["--recheck-seconds", &recheck_seconds.to_string()])
             .args(["--identity", name])
             .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("CHMIGRATE_LOG", "info")
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
