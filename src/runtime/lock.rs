@@ -28,7 +28,7 @@ use super::queries::{
     self, attach_lock_sql, create_lock_sql, drop_lock_sql, lock_table, lock_zk_path,
     needs_sync_drop,
 };
-use super::store::now_us;
+use crate::clock::now_us;
 use crate::ledger::EventName;
 use crate::ledger::{LedgerEntry, LedgerTable};
 
