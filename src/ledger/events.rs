@@ -82,6 +82,19 @@ pub enum Record {
     Baselined {
         version: Version,
     },
+    /// A migration another tool applied, adopted as applied (a
+    /// `baselined` row naming its source, with the file's checksum): it
+    /// counts as run by chmigrate, so it can be rolled back, but it sets no
+    /// baseline floor.
+    Adopted {
+        version: Version,
+        checksum: Checksum,
+        description: String,
+        /// Where it is recorded as applied, e.g. `analytics.pillar_migrations`.
+        source: String,
+        /// When that record says it was applied, as written there.
+        applied_at: Option<String>,
+    },
     ChecksumRepaired {
         version: Version,
         checksum: Checksum,
@@ -161,7 +174,7 @@ impl Record {
             Record::Failed { .. } => EventName::Failed,
             Record::Stopped { .. } => EventName::Stopped,
             Record::Completed { .. } => EventName::Completed,
-            Record::Baselined { .. } => EventName::Baselined,
+            Record::Baselined { .. } | Record::Adopted { .. } => EventName::Baselined,
             Record::ChecksumRepaired { .. } => EventName::ChecksumRepaired,
             Record::StatementResolved { .. } => EventName::StatementResolved,
             Record::ManualRollback { .. } => EventName::ManualRollback,
@@ -265,6 +278,19 @@ impl Record {
             Record::Baselined { version } => {
                 row.version = version.to_string();
                 row.description = "baseline".into();
+            }
+            Record::Adopted {
+                version,
+                checksum,
+                description,
+                source,
+                applied_at,
+            } => {
+                row.version = version.to_string();
+                row.checksum = checksum.0;
+                row.description = description;
+                row.details =
+                    json!({ "adopted_from": source, "applied_at": applied_at }).to_string();
             }
             Record::ChecksumRepaired {
                 version,
@@ -397,6 +423,13 @@ mod tests {
                 done: true,
             },
             Record::Baselined { version: v.clone() },
+            Record::Adopted {
+                version: v.clone(),
+                checksum: Checksum("ab".into()),
+                description: "create users".into(),
+                source: "db.pillar_migrations".into(),
+                applied_at: Some("2025-05-28 12:00:00".into()),
+            },
         ];
         for r in records {
             let name = r.name();

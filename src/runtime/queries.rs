@@ -39,6 +39,12 @@ pub fn table_exists_sql(database: &str, table: &str) -> String {
     )
 }
 
+/// Every row of Pillar's table (`baseline --from-pillar`), whatever its
+/// columns.
+pub fn pillar_rows_sql(database: &Ident, table: &Ident) -> String {
+    format!("SELECT * FROM {}.{}", database.minimal(), table.minimal())
+}
+
 /// Seconds since the lock table last got a part (its holder's latest
 /// renewal), by this server's clock, and how many parts it has (none: no
 /// lock table here).

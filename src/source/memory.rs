@@ -163,6 +163,7 @@ fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceErro
         header,
         location: Location::new(origin, 1),
         format: SourceFormat::Memory,
+        warnings: Vec::new(),
     })
 }
 
