@@ -500,6 +500,9 @@ pub(crate) fn validate_folder(settings: &Settings) -> (Loaded, Vec<Diagnostic>) 
         &settings.policy(),
     ));
     diags.extend(rollback.unwrap_or_default());
+    if settings.check_syntax {
+        diags.extend(chmigrate::plan::validate::syntax(&loaded.migrations));
+    }
     diagnostic::sort(&mut diags);
     (loaded, diags)
 }

@@ -69,6 +69,35 @@ pub fn require_rollback(migrations: &[Migration]) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// `validate --check-syntax` (`migrations.check_syntax`): every written
+/// statement, up and down, through [`crate::sql::syntax::check`]. A typo of
+/// a leading keyword is an error; a statement the parser cannot read, a
+/// warning. Derived rollbacks are chmigrate's own and not checked.
+pub fn syntax(migrations: &[Migration]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for m in migrations {
+        let down: &[crate::model::migration::Statement] = match (&m.down, m.down_derived) {
+            (Some(d), false) => d,
+            _ => &[],
+        };
+        let ups = m.up.iter().enumerate().map(|(i, s)| (s, m.up_location(i)));
+        let downs = down
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s, m.down_statement_location(i)));
+        for (s, at) in ups.chain(downs) {
+            match crate::sql::syntax::check(&s.sql) {
+                None => {}
+                Some(f @ crate::sql::syntax::SyntaxFinding::Typo { .. }) => {
+                    out.push(Diagnostic::error(Some(at), f.to_string()));
+                }
+                Some(f) => out.push(Diagnostic::warning(Some(at), f.to_string())),
+            }
+        }
+    }
+    out
+}
+
 /// `validate --check-conflicts`, against the target's ledger: migrations
 /// that look renumbered across branches. A version the ledger applied that
 /// no file defines any more, while a pending file carries the same
