@@ -568,6 +568,7 @@ async fn run_step(
             derived_sql: (direction == Direction::Down && m.down_derived)
                 .then(|| step.statements.iter().map(|s| s.sql.clone()).collect()),
             parallel: in_wave,
+            provenance: crate::ledger::events::Provenance::of(m),
         });
     }
     for ps in &step.statements {

@@ -354,9 +354,11 @@ pub fn check_import(file: &str, entries: &[LedgerEntry]) -> Result<(), EngineErr
     Ok(())
 }
 
-/// `import`: writes exported events into an empty ledger (lock events
-/// excluded: they belong to the exporting target) and records the import.
-/// Returns how many events were written.
+/// `import`: writes every exported event into an empty ledger, lock
+/// events included (the audit trail of who ran what, when), each with its
+/// original time, run and actor and a new `seq` after this run's
+/// `lock_taken`; then records the import. Returns how many events were
+/// written.
 pub async fn import(
     session: &Session,
     settings: &Settings,
@@ -376,12 +378,7 @@ pub async fn import(
                     session.cfg.ledger.qualified()
                 )));
             }
-            let rows: Vec<LedgerEntry> = entries
-                .iter()
-                .filter(|e| !e.name().is_some_and(|n| n.is_lock()))
-                .cloned()
-                .collect();
-            let n = writer.write_all(rows).await?;
+            let n = writer.write_all(entries.to_vec()).await?;
             writer
                 .write(Record::Imported {
                     file: file.to_string(),

@@ -26,6 +26,50 @@ fn dir(d: Direction) -> &'static str {
     }
 }
 
+/// The audit fields of a migration's header (`-- Migration:`,
+/// `-- Author:`, `-- Created:`), recorded with each run so that `history`
+/// and reports show them after the file is gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub migration: Option<String>,
+    pub author: Option<String>,
+    pub created: Option<String>,
+}
+
+impl Provenance {
+    pub fn of(m: &crate::model::migration::Migration) -> Self {
+        Provenance {
+            migration: m.name.clone(),
+            author: m.author.clone(),
+            created: m.created.clone(),
+        }
+    }
+
+    /// The fields present, as `details` keys.
+    fn write(&self, details: &mut Value) {
+        for (key, value) in [
+            ("migration", &self.migration),
+            ("author", &self.author),
+            ("created", &self.created),
+        ] {
+            if let Some(v) = value {
+                details[key] = json!(v);
+            }
+        }
+    }
+
+    /// Read back from a row's `details`.
+    pub fn read(details: &str) -> Self {
+        let d: Value = serde_json::from_str(details).unwrap_or_default();
+        let get = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+        Provenance {
+            migration: get("migration"),
+            author: get("author"),
+            created: get("created"),
+        }
+    }
+}
+
 /// An event to append. Fields the run shares (run id, actor, environment,
 /// user) come from the writer's template; `seq` and the time from the
 /// writer.
@@ -43,6 +87,7 @@ pub enum Record {
         derived_sql: Option<Vec<String>>,
         /// Run in a wave with other migrations.
         parallel: bool,
+        provenance: Provenance,
     },
     StatementDone {
         version: Version,
@@ -203,6 +248,7 @@ impl Record {
                 source,
                 derived_sql,
                 parallel,
+                provenance,
             } => {
                 row.version = version.to_string();
                 row.direction = dir(direction).into();
@@ -216,6 +262,7 @@ impl Record {
                 if parallel {
                     details["parallel"] = json!(true);
                 }
+                provenance.write(&mut details);
                 row.details = details.to_string();
             }
             Record::StatementDone {
@@ -415,6 +462,7 @@ mod tests {
                 source: "V3__d.sql".into(),
                 derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
                 parallel: true,
+                provenance: Provenance::default(),
             },
             Record::StatementResolved {
                 version: v.clone(),
@@ -449,6 +497,11 @@ mod tests {
             source: "V3__d.sql".into(),
             derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
             parallel: false,
+            provenance: Provenance {
+                migration: Some("Create users table".into()),
+                author: Some("Data Team".into()),
+                created: None,
+            },
         }
         .fill(&mut row);
         let details: Value = serde_json::from_str(&row.details).unwrap();
@@ -456,5 +509,10 @@ mod tests {
         assert_eq!(details["derived"], true);
         assert_eq!(details["sql"][0], "DROP TABLE IF EXISTS t");
         assert!(details.get("parallel").is_none());
+        assert_eq!(details["migration"], "Create users table");
+        assert_eq!(details["author"], "Data Team");
+        assert!(details.get("created").is_none());
+        let p = Provenance::read(&row.details);
+        assert_eq!(p.author.as_deref(), Some("Data Team"));
     }
 }

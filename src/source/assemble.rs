@@ -13,6 +13,7 @@ use crate::model::version::Version;
 pub fn assemble(parts: Vec<FilePart>) -> Loaded {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut duplicates = Vec::new();
     let mut forwards: BTreeMap<Version, Draft> = BTreeMap::new();
     let mut downs: BTreeMap<Version, DownPart> = BTreeMap::new();
     for part in parts {
@@ -20,6 +21,11 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             FilePart::Forward(mut d) => {
                 warnings.append(&mut d.warnings);
                 if let Some(first) = forwards.get(&d.version) {
+                    duplicates.push(super::Duplicate {
+                        version: d.version.clone(),
+                        location: d.location.clone(),
+                        checksum: Checksum::of(&d.up, d.down.as_deref()),
+                    });
                     errors.push(SourceError::new(
                         d.location.clone(),
                         SourceErrorKind::DuplicateVersion {
@@ -127,6 +133,7 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
         migrations,
         errors,
         warnings,
+        duplicates,
     }
 }
 

@@ -508,6 +508,27 @@ mod tests {
     }
 
     #[test]
+    fn mixed_case_rollback_lines_in_the_body_are_warned_about() {
+        let content = "-- Migration: users\n-- Rollback: true\n\nCREATE TABLE users (id UInt32) ENGINE = Memory;\n\n\
+-- Rollback Migration\n-- ROLLBACK: DROP TABLE IF EXISTS users;\n-- Rollback: DROP TABLE IF EXISTS users_old;\n-- rollback: false\n";
+        let d = forward("V1__users.sql", content);
+        assert_eq!(
+            sqls(d.down.as_deref().unwrap()),
+            vec![("DROP TABLE IF EXISTS users", 7)],
+            "only the capitalised line is rollback SQL"
+        );
+        let w: Vec<String> = d.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("V1__users.sql:8: `-- Rollback: DROP TABLE IF EXISTS users_old;` is not read as rollback SQL: only `-- ROLLBACK:` in capitals is"),
+            "{w:?}"
+        );
+        assert!(w[1].starts_with("V1__users.sql:9: the `-- Rollback: true|false` header is read only in the comment block"), "{w:?}");
+        // In the header block it is the header, not a warning.
+        assert!(d.header.rollback.is_some());
+    }
+
+    #[test]
     fn parses_flyway_with_header_and_rollback_lines() {
         let content = "-- Migration: create_users\n-- Version: 1\n-- Description: Users table\n\
 -- Dependencies: none\n-- Rollback: true\n\nCREATE TABLE users (\n    id UInt64\n) ENGINE = MergeTree ORDER BY id;\n\n\

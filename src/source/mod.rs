@@ -156,6 +156,19 @@ pub struct Loaded {
     /// chmigrate does not read, lines it reads differently than their
     /// author may expect.
     pub warnings: Vec<SourceError>,
+    /// Files that define a version another file already defines (the one
+    /// kept is in `migrations`); `validate --check-conflicts` tells which
+    /// of them the target applied.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A second definition of a version: where, and the checksum of what it
+/// holds (its up statements and any rollback written in the same file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    pub version: Version,
+    pub location: Location,
+    pub checksum: crate::model::migration::Checksum,
 }
 
 impl From<SourceError> for crate::model::diagnostic::Diagnostic {
