@@ -27,12 +27,13 @@ pub use args::{BackupArg, BackupsAction, Cli, Command, Global, LogFormat, OnClus
 pub use error::{CliError, exit};
 pub use output::Format;
 
-/// The configuration file named by `--config`, else `./chmigrate.yaml`
-/// when present, loaded.
+/// The configuration file named by `--config`, else the first of
+/// `./chmigrate.yaml` and the seed framework's `./migration-config.yml`,
+/// `./configs/migration-config.yml` that exists, loaded.
 pub(crate) fn config_file(g: &Global) -> Result<Option<(PathBuf, FileConfig)>, CliError> {
     let path = match &g.config {
         Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        None => default_config_path(),
     };
     match path {
         Some(p) => {
@@ -44,6 +45,14 @@ pub(crate) fn config_file(g: &Global) -> Result<Option<(PathBuf, FileConfig)>, C
         }
         None => Ok(None),
     }
+}
+
+/// The configuration file used when `--config` names none.
+pub(crate) fn default_config_path() -> Option<PathBuf> {
+    std::iter::once(DEFAULT_CONFIG_FILE)
+        .chain(chmigrate::config::seed::SEED_CONFIG_FILES.iter().copied())
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// Loads configuration: the file (unless `read_file` is false: `init`

@@ -33,6 +33,10 @@ use super::{
 };
 use crate::source::header::valid_environment_name;
 
+/// Where the seed framework keeps its configuration, looked up (in this
+/// order, after `chmigrate.yaml`) when no `--config` is given.
+pub const SEED_CONFIG_FILES: &[&str] = &["migration-config.yml", "configs/migration-config.yml"];
+
 /// The environment that stands for the seed's top level (no `--env`).
 pub const SEED_DEFAULT_ENVIRONMENT: &str = "default";
 
@@ -142,9 +146,8 @@ impl Mapper<'_> {
         let port = match ep.port {
             Some(p @ (9000 | 9440)) => {
                 self.warnings.push(format!(
-                    "{}: {key}.port: {p} is ClickHouse's native TCP port; chmigrate speaks HTTP, so it connects to port {http} ({}8123 for http://, 8443 for https://); write port: {http} to silence this",
+                    "{}: {key}.port: {p} is ClickHouse's native TCP port; chmigrate speaks HTTP (port 8123, or 8443 with secure: true), so it connects to port {http}; write port: {http} to silence this",
                     self.path.display(),
-                    if secure { "secure: " } else { "" },
                 ));
                 http
             }
@@ -454,7 +457,7 @@ logging:
 
         let w = f.warnings.join("\n");
         assert!(
-            w.contains("cfg/migration-config.yml: database.port: 9000 is ClickHouse's native TCP port; chmigrate speaks HTTP, so it connects to port 8123"),
+            w.contains("cfg/migration-config.yml: database.port: 9000 is ClickHouse's native TCP port; chmigrate speaks HTTP (port 8123, or 8443 with secure: true), so it connects to port 8123"),
             "{w}"
         );
         assert!(
