@@ -416,7 +416,11 @@ fn seed_typos_and_the_advanced_example_on_18_16() {
     // The seed's own example parses as far as sqlparser goes: warnings at
     // most, never an error.
     let out = p.ok("validate --check-syntax");
-    assert!(out.all().contains("2 migration(s), 0 error(s)"), "{}", out.all());
+    assert!(
+        out.all().contains("2 migration(s), 0 error(s)"),
+        "{}",
+        out.all()
+    );
     assert!(
         out.all().contains("migrations/V2__create_events.sql:24: warning: the SQL parser (sqlparser, ClickHouse dialect) cannot read this statement"),
         "{}",

@@ -308,6 +308,12 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         entry("create database", ledger.create_database_sql()),
         entry("create ledger", ledger.create_sql()),
         entry("ledger columns", ledger.columns_sql()),
+        // `baseline --from-pillar` reads Pillar's table whatever its
+        // columns; the ledger stands in for it here.
+        entry(
+            "Pillar table rows (baseline --from-pillar)",
+            pillar_rows_sql(&ledger.database, &ledger.table),
+        ),
         CatalogEntry {
             contains: Some("engine".into()),
             ..entry(

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::exs::parse_exs;
 use super::file::parse_file;
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
 use crate::model::migration::Location;
@@ -52,7 +53,12 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
             errors.push(at(SourceErrorKind::NotUtf8));
             continue;
         };
-        match parse_file(&display, name, &content, max_bytes) {
+        let parsed = if name.ends_with(".exs") {
+            parse_exs(&display, name, &content, max_bytes)
+        } else {
+            parse_file(&display, name, &content, max_bytes)
+        };
+        match parsed {
             Ok(Some(p)) => parts.push(p),
             Ok(None) => {}
             Err(e) => errors.extend(e),

@@ -571,8 +571,16 @@ impl Reader {
     }
 }
 
+/// What a module returns: the up strings, the down strings (none written
+/// when absent or empty) and the line of `def up`.
+struct Module {
+    up: Vec<Sql>,
+    down: Option<Vec<Sql>>,
+    up_line: usize,
+}
+
 /// The up and down SQL of a Pillar migration's text; errors carry lines.
-fn read_module(content: &str) -> Result<(Vec<Sql>, Option<Vec<Sql>>, usize), Fail> {
+fn read_module(content: &str) -> Result<Module, Fail> {
     let toks = lex(content)?;
     let last_line = content.lines().count().max(1);
     let mut r = Reader {
@@ -656,7 +664,7 @@ fn read_module(content: &str) -> Result<(Vec<Sql>, Option<Vec<Sql>>, usize), Fai
     };
     // An empty `def down` (the generator's template) returns nil: no rollback written.
     let down = down.filter(|d| !d.is_empty());
-    Ok((up, down, up_line))
+    Ok(Module { up, down, up_line })
 }
 
 /// Parses a Pillar `.exs` migration. `Ok(None)`: not an `.exs` name.
@@ -684,7 +692,7 @@ pub fn parse_exs(
             },
         )]);
     }
-    let (up, down, up_line) =
+    let Module { up, down, up_line } =
         read_module(content).map_err(|(line, why)| vec![at(line, SourceErrorKind::Exs(why))])?;
     let statements = |parts: &[Sql]| -> Result<Vec<Statement>, Vec<SourceError>> {
         let mut out = Vec::new();

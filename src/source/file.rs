@@ -9,7 +9,8 @@
 //!   Pillar).
 //! - `{version}_{name}.sql` holding `-- migrate:up` and optionally
 //!   `-- migrate:down` sections (dbmate).
-//! - `{timestamp}_{name}.exs`: Pillar's Elixir migrations ([`super::exs`]).
+//! - `{timestamp}_{name}.exs`: Pillar's Elixir migrations, read by [`super::exs`]
+//!   (`load_dir` hands them there).
 //!
 //! Files ending in neither `.sql` nor `.exs` are not migrations: `load_dir`
 //! lists them for `validate` to warn about.
@@ -156,9 +157,6 @@ pub fn parse_file(
     content: &str,
     max_bytes: u64,
 ) -> Result<Option<FilePart>, Vec<SourceError>> {
-    if file_name.ends_with(".exs") {
-        return super::exs::parse_exs(display, file_name, content, max_bytes);
-    }
     let file: Arc<str> = Arc::from(display);
     let at = |line: usize, kind: SourceErrorKind| {
         SourceError::new(Location::new(file.clone(), line), kind)
