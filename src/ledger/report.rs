@@ -346,7 +346,7 @@ fn totals_line(t: &Totals) -> String {
 }
 
 const NO_HISTORY: &str = "No migration history: the ledger has no events.";
-const MIGRATION_COLS: &str = "Version|Migration|Description|Author|Created|State|Applied at (UTC)|Duration|Runs|Hosts pending|Last error";
+const MIGRATION_COLS: &str = "Version|Description|Migration|Author|Created|State|Applied at (UTC)|Duration|Runs|Hosts pending|Last error";
 const RUN_COLS: &str = "Run|Actor|Environment|Started (UTC)|Ended (UTC)|Outcome";
 const SLOW_COLS: &str = "Version|Statement|Direction|Run|Duration";
 
@@ -357,8 +357,8 @@ fn tables(s: &Summary) -> [Table; 3] {
     let migrations = s.migrations.iter().map(|m| {
         vec![
             m.version.clone(),
-            m.migration.clone().unwrap_or_default(),
             m.description.clone(),
+            m.migration.clone().unwrap_or_default(),
             m.author.clone().unwrap_or_default(),
             m.created.clone().unwrap_or_default(),
             m.state.as_str().to_string(),
@@ -756,12 +756,12 @@ mod tests {
         assert!(md.starts_with("# History\n"));
         let totals = "**Totals:** 17 events, 1 migrations applied, 1 failures, 2 rollbacks\n";
         assert!(md.contains(totals));
-        let header = "| Version | Migration | Description | Author | Created | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |";
+        let header = "| Version | Description | Migration | Author | Created | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |";
         assert!(md.contains(&format!(
             "{header}\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         )));
         let row =
-            "| 1 |  | a\\|b<br>c |  |  | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n";
+            "| 1 | a\\|b<br>c |  |  |  | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n";
         assert!(md.contains(row), "{md}");
         assert!(md.contains("| 2 |  |  |  |  | failed | – | – | 1 |  | Code: 62 |\n"));
         // The header's audit fields, as the latest run recorded them.
@@ -772,7 +772,7 @@ mod tests {
         let md = render(&entries, &meta(), ReportFormat::Markdown);
         assert!(
             md.contains(
-                "| 1 | Create users table | create events | Data Team | 2024-01-15 | applied |"
+                "| 1 | create events | Create users table | Data Team | 2024-01-15 | applied |"
             ),
             "{md}"
         );
