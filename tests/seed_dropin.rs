@@ -238,6 +238,20 @@ fn the_seed_readme_commands_verbatim() {
         out.all()
     );
 
+    // Before the first migrate the database does not exist: the
+    // connection check says so and creates nothing.
+    let out = p.run("test-connection");
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "FAIL database           {db} does not exist on the server"
+        )),
+        "{}",
+        out.stdout
+    );
+    let exists = format!("SELECT count() FROM system.databases WHERE name = '{db}'");
+    assert_eq!(count(SINGLE, &exists), 0);
+
     // Dry run (preview without execution): nothing is created.
     let out = p.ok("migrate --dry-run");
     assert!(
@@ -246,6 +260,7 @@ fn the_seed_readme_commands_verbatim() {
         out.stdout
     );
     assert!(user_tables(SINGLE, &db).is_empty());
+    assert_eq!(count(SINGLE, &exists), 0, "a dry run creates nothing");
 
     // Run specific migration, then all pending ones.
     p.ok("migrate --version 1");

@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::exs::parse_exs;
-use super::file::parse_file;
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
 use crate::model::migration::Location;
 
@@ -53,12 +51,7 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
             errors.push(at(SourceErrorKind::NotUtf8));
             continue;
         };
-        let parsed = if name.ends_with(".exs") {
-            parse_exs(&display, name, &content, max_bytes)
-        } else {
-            parse_file(&display, name, &content, max_bytes)
-        };
-        match parsed {
+        match super::parse_any(&display, name, &content, max_bytes) {
             Ok(Some(p)) => parts.push(p),
             Ok(None) => {}
             Err(e) => errors.extend(e),

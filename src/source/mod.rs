@@ -105,6 +105,22 @@ impl fmt::Display for SourceErrorKind {
     }
 }
 
+/// Parses one migration file of any format: Pillar's `.exs` through
+/// [`exs::parse_exs`], the rest through [`file::parse_file`]. `Ok(None)`:
+/// not a migration file's name.
+pub fn parse_any(
+    display: &str,
+    file_name: &str,
+    content: &str,
+    max_bytes: u64,
+) -> Result<Option<FilePart>, Vec<SourceError>> {
+    if file_name.ends_with(".exs") {
+        exs::parse_exs(display, file_name, content, max_bytes)
+    } else {
+        file::parse_file(display, file_name, content, max_bytes)
+    }
+}
+
 /// The version a migration file's name gives (`V3__x.sql`, `3_x.up.sql`,
 /// `20250528120000_x.exs`, …); `Ok(None)` for a name that is no migration
 /// file's (no `.sql` or `.exs` ending).
