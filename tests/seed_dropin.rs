@@ -760,3 +760,36 @@ fn an_existing_pillar_migrations_table_is_adopted() {
     drop_db(SINGLE, &db, false);
     drop_db(SINGLE, &db2, false);
 }
+
+#[test]
+fn test_connection_checks_credentials_and_every_cluster_host() {
+    require(&[SINGLE, NODES[0]]);
+    let out = chm(&[
+        "--url",
+        NODES[0],
+        "--cluster",
+        CLUSTER,
+        "--database",
+        "default",
+        "test-connection",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "ok   cluster hosts      4 host(s) of chm_cluster answer: 127.0.0.11:9001, 127.0.0.12:9002, 127.0.0.13:9003, 127.0.0.14:9004"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = chm_env(
+        &["--url", SINGLE, "test-connection"],
+        &[("CHMIGRATE_PASSWORD", "not-the-password")],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("FAIL connection") && out.stdout.contains("authentication failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.all().contains("not-the-password"), "{}", out.all());
+}
