@@ -678,6 +678,16 @@ fn an_existing_pillar_migrations_table_is_adopted() {
                 .replace("INSERT INTO ", &format!("INSERT INTO `{db}`.")),
         );
     }
+    // Running Pillar's migrations before adopting its record is refused:
+    // they would run again.
+    let out = chm(&pillar_args(&db, dir, &["migrate"]));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains(&format!("{db}.pillar_migrations exists and chmigrate's ledger records none of the Pillar migrations: run `chmigrate baseline --from-pillar` first")),
+        "{}",
+        out.stderr
+    );
+    assert!(!user_tables(SINGLE, &db).contains(&"events_shard_0".to_string()));
     let out = chm(&pillar_args(&db, dir, &["baseline", "--from-pillar"]));
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
