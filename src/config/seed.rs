@@ -259,7 +259,11 @@ pub fn from_seed(path: &Path, doc: &Value) -> Result<FileConfig, ConfigError> {
             _ => m.ignored(&key, "has no meaning in chmigrate"),
         }
     }
+    // The port's warning first: it is about the file's first section.
+    let before = m.warnings.len();
     file.connection.url = m.url("database", &top_ep);
+    let url_warnings = m.warnings.split_off(before);
+    m.warnings.splice(0..0, url_warnings);
     for (name, section) in env_sections {
         let mut env = EnvSection::default();
         let mut ep = Endpoint::default();

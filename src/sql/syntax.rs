@@ -80,8 +80,7 @@ const CREATE_OBJECTS: &[&str] = &[
     "IF",
 ];
 
-/// Words that may follow `DROP`, `ATTACH`, `DETACH`, `ALTER`, `RENAME`,
-/// `EXCHANGE`, `TRUNCATE`, `OPTIMIZE`.
+/// Words that may follow `DROP`, `ALTER`, `UNDROP`.
 const OBJECTS: &[&str] = &[
     "TABLE",
     "TABLES",
@@ -209,8 +208,10 @@ pub fn check(sql: &str) -> Option<SyntaxFinding> {
     }
     let second_known: Option<&[&'static str]> = match first.as_str() {
         "CREATE" => Some(CREATE_OBJECTS),
-        // Not TRUNCATE: its TABLE is optional, so a table's name may follow.
-        "DROP" | "ATTACH" | "DETACH" | "ALTER" | "RENAME" | "EXCHANGE" | "UNDROP" => Some(OBJECTS),
+        // Only verbs that always name the kind of object next: TRUNCATE,
+        // RENAME, ATTACH and DETACH may be followed by a table's own name,
+        // which must never be taken for a typo.
+        "DROP" | "ALTER" | "UNDROP" => Some(OBJECTS),
         _ => None,
     };
     if let (Some(known), Some(second)) = (second_known, words.get(1))
@@ -289,6 +290,8 @@ mod tests {
             "SET allow_experimental_object_type = 1",
             "CREATE FUNCTION f AS (x) -> x + 1",
             "DETACH TABLE t",
+            "TRUNCATE tabel",
+            "RENAME tabel TO t2",
             "CREATE DATABASE IF NOT EXISTS analytics ENGINE = Atomic",
         ] {
             assert!(
