@@ -267,6 +267,12 @@ fn the_seed_readme_commands_verbatim() {
     assert_eq!(user_tables(SINGLE, &db), ["users"]);
     let out = p.ok("migrate");
     assert!(out.stdout.contains("applied V2, V3"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("migrations/NOTES.md: not a migration file chmigrate reads"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(user_tables(SINGLE, &db), ["create_products", "users"]);
     assert_eq!(
         count(

@@ -447,10 +447,15 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Resu
 }
 
 /// The migrations, or every source problem printed (exit 2, nothing runs).
+/// What the sources warn about (files not read, mixed-case `-- Rollback:`
+/// lines) is logged, never silent.
 pub(crate) fn loaded_or_fail(
     loaded: Loaded,
     format: Format,
 ) -> Result<Vec<chmigrate::Migration>, CliError> {
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     if loaded.errors.is_empty() {
         return Ok(loaded.migrations);
     }
