@@ -809,3 +809,57 @@ fn test_connection_checks_credentials_and_every_cluster_host() {
     );
     assert!(!out.all().contains("not-the-password"), "{}", out.all());
 }
+
+#[test]
+fn seed_conflicts_are_found_and_resolved_as_its_readme_says() {
+    require(&[SINGLE]);
+    let p = Project::new("seedconf");
+    write_files(
+        p.dir.path(),
+        &[
+            ("migrations/V1__create_users_table.sql", SEED_V1),
+            (
+                "migrations/V2__add_email_index.sql",
+                "ALTER TABLE users ADD COLUMN email_domain String DEFAULT '';\n",
+            ),
+        ],
+    );
+    p.ok("migrate");
+    // Another branch merged its own V2 (sorting before the applied one).
+    write_files(
+        p.dir.path(),
+        &[(
+            "migrations/V2__add_conflict.sql",
+            "ALTER TABLE users ADD COLUMN nickname String DEFAULT '';\n",
+        )],
+    );
+    let out = p.run("validate --check-conflicts");
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "migrations/V2__add_conflict.sql:1: version 2 is also defined by migrations/V2__add_email_index.sql, which is the one the target applied"
+        ),
+        "{}",
+        out.all()
+    );
+    let out = p.ok("resolve --migration migrations/V2__add_conflict.sql");
+    assert!(
+        out.stdout.contains("V3__add_conflict.sql"),
+        "{}",
+        out.stdout
+    );
+    p.ok("validate --check-conflicts");
+    let out = p.ok("migrate");
+    assert!(out.stdout.contains("applied V3"), "{}", out.stdout);
+    assert_eq!(
+        count(
+            SINGLE,
+            &format!(
+                "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'users' AND name IN ('email_domain', 'nickname')",
+                p.db
+            )
+        ),
+        2
+    );
+    drop_db(SINGLE, &p.db, false);
+}
