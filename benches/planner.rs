@@ -53,6 +53,7 @@ fn migrations() -> Vec<Migration> {
                 rollback_strategy: None,
                 strategy: Default::default(),
                 rollback_declared_none: false,
+                name: None,
             }
         })
         .collect()

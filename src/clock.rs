@@ -30,15 +30,17 @@ pub fn format_us(us: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
-/// `7d`, `12h`, `30m`, `45s`, `2w` as seconds.
+/// `7d`, `12h`, `30m`, `45s`, `2w` as seconds; a bare number is days
+/// (`30` = `30d`, as the seed framework's `clean --older-than 30` means).
 pub fn parse_age(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 7d, 12h, 30m"))?;
+    let n: u64 = n.parse().map_err(|_| {
+        format!("{s:?}: expected a number and a unit, e.g. 7d, 12h, 30m (a bare number is days)")
+    })?;
     let per = match unit {
+        "" => 86_400,
         "s" => 1,
         "m" => 60,
         "h" => 3600,
@@ -80,7 +82,7 @@ mod tests {
         assert_eq!(parse_age("7d"), Ok(604_800));
         assert_eq!(parse_age("30m"), Ok(1800));
         assert_eq!(parse_age("0s"), Ok(0));
-        assert!(parse_age("7").is_err());
+        assert_eq!(parse_age("30"), Ok(30 * 86_400), "a bare number is days");
         assert!(parse_age("d").is_err());
         assert!(parse_age("3y").is_err());
     }

@@ -34,8 +34,13 @@
 //!   eu: [eu-west, eu-central]
 //! ```
 //!
-//! In the environment named `production`, rollback is off unless the file
-//! turns it on explicitly.
+//! In the environments named `production` and `prod`, rollback is off unless
+//! the file turns it on explicitly.
+//!
+//! The seed framework's `migration-config.yml` is read too ([`seed`]): a
+//! file whose top level has its sections (`database:`, `migration:`,
+//! `validation:`) is mapped onto these settings, with a warning naming each
+//! key that means nothing here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +56,8 @@ use crate::source::header::valid_environment_name;
 use crate::sql::ident::{Ident, IdentError};
 use crate::sql::statement::OnClusterMode;
 use crate::sql::vars::{VarError, Variables};
+
+pub mod seed;
 
 /// How long a lock stays held without its holder renewing it, by default.
 pub const DEFAULT_LOCK_LEASE_S: u64 = 30;
@@ -123,6 +130,11 @@ pub struct MigrationsSection {
     pub allow_rollback: Option<bool>,
     /// `validate` fails on migrations with no rollback, written or derived.
     pub require_rollback: Option<bool>,
+    /// `validate` also parses every statement with a ClickHouse-dialect SQL
+    /// parser (`validate --check-syntax`).
+    pub check_syntax: Option<bool>,
+    /// `migrate` and `rollback` only print their plan (`--dry-run`).
+    pub dry_run: Option<bool>,
     pub out_of_order: Option<bool>,
     pub baseline: Option<Version>,
     pub variables: Option<BTreeMap<String, String>>,
@@ -242,6 +254,11 @@ pub struct FileConfig {
     /// Named lists of environments, for `--targets`.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// What reading the file found to say without refusing it (keys of the
+    /// seed framework's format that mean nothing here), each naming the
+    /// file and the key.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// Overlays every `Some` field of `$over` onto `$base`.
@@ -286,6 +303,8 @@ impl MigrationsSection {
                 max_file_size,
                 allow_rollback,
                 require_rollback,
+                check_syntax,
+                dry_run,
                 out_of_order,
                 baseline,
                 backup,
@@ -322,10 +341,15 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(FileConfig::default());
         }
-        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: serde_yaml::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
+        };
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(parse_error)?;
+        if seed::is_seed_format(&doc) {
+            return seed::from_seed(path, &doc);
+        }
+        let file: FileConfig = serde_yaml::from_str(text).map_err(parse_error)?;
         for (group, members) in &file.groups {
             let bad = |message: String| ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -390,6 +414,12 @@ impl FileConfig {
     }
 }
 
+/// Environments protected as production: rollback is off unless the
+/// configuration turns it on. `prod` and `production` alike.
+pub fn is_production(environment: &str) -> bool {
+    matches!(environment, "production" | "prod")
+}
+
 fn or_none(s: &str) -> &str {
     if s.is_empty() { "none" } else { s }
 }
@@ -432,6 +462,10 @@ pub struct Settings {
     pub max_file_size: u64,
     pub allow_rollback: bool,
     pub require_rollback: bool,
+    /// See [`MigrationsSection::check_syntax`].
+    pub check_syntax: bool,
+    /// See [`MigrationsSection::dry_run`].
+    pub dry_run: bool,
     pub out_of_order: bool,
     pub baseline: Option<Version>,
     pub variables: BTreeMap<String, String>,
@@ -622,8 +656,10 @@ impl Settings {
         )?
         .with_identifiers(&identifier_variables)?;
         Ok(Settings {
-            allow_rollback: migs.allow_rollback.unwrap_or(environment != "production"),
+            allow_rollback: migs.allow_rollback.unwrap_or(!is_production(&environment)),
             require_rollback: migs.require_rollback.unwrap_or(false),
+            check_syntax: migs.check_syntax.unwrap_or(false),
+            dry_run: migs.dry_run.unwrap_or(false),
             environment,
             url,
             user: conn.user.unwrap_or_else(|| "default".to_string()),

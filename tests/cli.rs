@@ -908,3 +908,65 @@ fn the_readme_configuration_example_loads() {
         ["staging-eu", "staging-us"]
     );
 }
+
+/// The commands `chmigrate --help` lists (hidden ones are not listed).
+fn listed_commands() -> Vec<String> {
+    let help = run(&["--help"]).stdout;
+    let section = help.split("Commands:").nth(1).expect("a Commands: section");
+    let section = section.split("\n\n").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("  ")?;
+            (!l.starts_with(' ')).then(|| l.split_whitespace().next().map(str::to_string))?
+        })
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_command_has_a_row_in_the_readme_table() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let table = readme
+        .split("## Commands")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").find(|p| p.starts_with("| command |")))
+        .expect("the README's command table");
+    let commands = listed_commands();
+    assert!(commands.len() > 20, "{commands:?}");
+    assert!(commands.iter().any(|c| c == "test-connection"));
+    let missing: Vec<&String> = commands
+        .iter()
+        .filter(|c| !table.contains(&format!("| `{c}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "commands without a row in README.md's command table: {missing:?}"
+    );
+}
+
+#[test]
+fn the_seed_mapping_in_the_readme_loads() {
+    // The seed framework's configuration, as the README shows it, maps
+    // onto settings and names what it ignores.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("### Coming from the seed framework")
+        .nth(1)
+        .expect("the README's seed section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let file = chmigrate::config::FileConfig::parse(Path::new("migration-config.yml"), yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(file.environments.contains_key("production"));
+    assert!(
+        file.warnings
+            .iter()
+            .any(|w| w.contains("database.port: 9000")),
+        "{:?}",
+        file.warnings
+    );
+}

@@ -611,6 +611,29 @@ fn export_import_round_trip_and_baseline() {
             .collect()
     };
     assert_eq!(key(ledger(SINGLE, &a)), key(ledger(SINGLE, &b)));
+    // Every exported event is kept, lock events included, with its run,
+    // actor and time.
+    let exported = ledger(SINGLE, &a);
+    let imported = ledger(SINGLE, &b);
+    let ident = |r: &serde_json::Value| {
+        format!(
+            "{} {} {} {} {}",
+            r["event"], r["run_id"], r["actor"], r["event_time_us"], r["version"]
+        )
+    };
+    let b_rows: Vec<String> = imported.iter().map(ident).collect();
+    for r in &exported {
+        assert!(
+            b_rows.contains(&ident(r)),
+            "{} missing from {b_rows:#?}",
+            ident(r)
+        );
+    }
+    assert!(exported.iter().any(|r| r["event"] == "lock_taken"));
+    let record = imported.iter().find(|r| r["event"] == "imported").unwrap();
+    let details: serde_json::Value =
+        serde_json::from_str(record["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["events"].as_u64(), Some(exported.len() as u64));
     // Importing twice is refused.
     assert_eq!(
         chm(&args(&b, "examples/flyway", &["import", "--file", f])).code,

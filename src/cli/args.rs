@@ -259,6 +259,22 @@ pub enum Command {
         #[arg(long)]
         timestamp: bool,
     },
+    /// The seed framework's `create --name NAME [--template T]`: the same as
+    /// `new NAME`
+    Create {
+        /// What the migration does, e.g. create_users_table
+        #[arg(long)]
+        name: String,
+        /// Template to start from
+        #[arg(long, value_enum, default_value_t = TemplateArg::Table)]
+        template: TemplateArg,
+        /// Use a UTC timestamp (YYYYMMDDHHMMSS) as the version
+        #[arg(long)]
+        timestamp: bool,
+    },
+    /// Check the connection: server reachable, version, credentials, the
+    /// database exists, every cluster host answers; creates nothing
+    TestConnection,
     /// Run every offline check and print each problem as file:line: message
     Validate {
         /// Also compare the sources with the target's ledger (checksums, missing files)
@@ -272,6 +288,12 @@ pub enum Command {
         /// files below the applied version (reads the target's ledger)
         #[arg(long)]
         check_conflicts: bool,
+        /// Also parse every statement with a SQL parser that knows
+        /// ClickHouse's dialect (also `migrations.check_syntax`): a clear
+        /// typo of a statement's first keyword is an error, a statement the
+        /// parser cannot read a warning
+        #[arg(long)]
+        check_syntax: bool,
     },
     /// Renumber a migration file whose version collides with another file's
     /// (two branches each added "the next" one) to the next free version,
@@ -320,8 +342,10 @@ pub enum Command {
         /// nothing runs)
         #[arg(long, requires = "version", conflicts_with_all = ["to", "steps", "dry_run"])]
         manual: bool,
-        /// The migration --manual records
-        #[arg(long, value_name = "VERSION", requires = "manual")]
+        /// Without --manual: roll back everything above this version (= --to,
+        /// as the seed framework's `rollback --version N`); with --manual: the
+        /// migration to record as undone by hand
+        #[arg(long, value_name = "VERSION", conflicts_with_all = ["to", "steps"])]
         version: Option<String>,
         /// Why, for the record (with --manual)
         #[arg(long, value_name = "TEXT", requires = "manual")]
@@ -338,8 +362,9 @@ pub enum Command {
     /// apply each one, and with --rollback roll it back and check the
     /// schema is identical to before
     Test {
-        /// Test only this migration (everything before it is applied first)
-        #[arg(long = "migration", value_name = "VERSION")]
+        /// Test only this migration, by version or file name
+        /// (V1__create_users_table.sql); everything before it is applied first
+        #[arg(long = "migration", value_name = "VERSION|FILE")]
         migration: Option<String>,
         /// Roll each tested migration back, compare the schema with the
         /// snapshot taken before it, and apply it again
@@ -351,11 +376,30 @@ pub enum Command {
     },
     /// Every ledger event
     History,
-    /// Record VERSION as the baseline of an existing schema (empty ledger only)
+    /// Record VERSION as the baseline of an existing schema (empty ledger
+    /// only), or adopt what Pillar's `pillar_migrations` table lists as applied
     #[command(disable_version_flag = true)]
     Baseline {
-        #[arg(long = "version", value_name = "VERSION")]
-        version: String,
+        #[arg(
+            long = "version",
+            value_name = "VERSION",
+            required_unless_present = "from_pillar",
+            conflicts_with = "from_pillar"
+        )]
+        version: Option<String>,
+        /// Record every migration the target's Pillar table lists as applied
+        /// (each one a ledger event naming the table); the migration files
+        /// must define them
+        #[arg(long)]
+        from_pillar: bool,
+        /// The Pillar table in the target database
+        #[arg(
+            long,
+            value_name = "TABLE",
+            default_value = "pillar_migrations",
+            requires = "from_pillar"
+        )]
+        pillar_table: String,
     },
     /// Accept changed checksums of applied migrations, or record whether the
     /// statement a stopped run left in flight took effect
@@ -380,7 +424,7 @@ pub enum Command {
     /// the current state (runs superseded by a later one, lock events,
     /// notes, verified host tasks, pruned backups); recorded
     Clean {
-        /// Age, e.g. 90d
+        /// Age, e.g. 90d, 12h; a bare number is days (30 = 30d)
         #[arg(long, value_name = "AGE")]
         older_than: String,
         /// Count what would go; change nothing
@@ -418,7 +462,8 @@ pub enum Command {
     /// Per-statement durations of a migration's latest run, from the
     /// ledger, with the server's query log figures where it logs queries
     Profile {
-        #[arg(long = "migration", value_name = "VERSION")]
+        /// The migration, by version or file name (V1__create_users_table.sql)
+        #[arg(long = "migration", value_name = "VERSION|FILE")]
         migration: String,
     },
     /// Reconcile MigrationSet and ClickHouseMigration manifests (with the

@@ -27,20 +27,32 @@ pub use args::{BackupArg, BackupsAction, Cli, Command, Global, LogFormat, OnClus
 pub use error::{CliError, exit};
 pub use output::Format;
 
-/// The configuration file named by `--config`, else `./chmigrate.yaml`
-/// when present, loaded.
+/// The configuration file named by `--config`, else the first of
+/// `./chmigrate.yaml` and the seed framework's `./migration-config.yml`,
+/// `./configs/migration-config.yml` that exists, loaded.
 pub(crate) fn config_file(g: &Global) -> Result<Option<(PathBuf, FileConfig)>, CliError> {
     let path = match &g.config {
         Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        None => default_config_path(),
     };
     match path {
         Some(p) => {
             let file = FileConfig::load(&p).map_err(|e| CliError::Invalid(e.to_string()))?;
+            for w in &file.warnings {
+                eprintln!("warning: {w}");
+            }
             Ok(Some((p, file)))
         }
         None => Ok(None),
     }
+}
+
+/// The configuration file used when `--config` names none.
+pub(crate) fn default_config_path() -> Option<PathBuf> {
+    std::iter::once(DEFAULT_CONFIG_FILE)
+        .chain(chmigrate::config::seed::SEED_CONFIG_FILES.iter().copied())
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// Loads configuration: the file (unless `read_file` is false: `init`
@@ -153,13 +165,21 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             template,
             timestamp,
         } => authoring::new(&settings, &name, template, timestamp, format),
+        Command::Create {
+            name,
+            template,
+            timestamp,
+        } => authoring::new(&settings, &name, template, timestamp, format),
+        Command::TestConnection => block_on(doctor::test_connection(&settings, format)),
         Command::Validate {
             online,
             require_rollback,
             check_conflicts,
+            check_syntax,
         } => {
             let mut settings = settings.clone();
             settings.require_rollback |= require_rollback;
+            settings.check_syntax |= check_syntax;
             if online || check_conflicts {
                 block_on(validate::online(&settings, check_conflicts, format))
             } else {
@@ -187,7 +207,12 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
                 Some(v) => TargetSpec::Only(parse_version("--version", &v)?),
                 None => spec(to.as_deref())?,
             };
-            block_on(migrate::migrate(&settings, spec, dry_run, format))
+            block_on(migrate::migrate(
+                &settings,
+                spec,
+                dry_run || settings.dry_run,
+                format,
+            ))
         }
         Command::Rollback {
             manual: true,
@@ -199,13 +224,24 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             block_on(repair::manual_rollback(&settings, v, reason, format))
         }
         Command::Rollback {
-            to, steps, dry_run, ..
+            to,
+            steps,
+            dry_run,
+            version,
+            ..
         } => {
-            let spec = match (to, steps) {
-                (Some(v), _) => TargetSpec::Version(parse_version("--to", &v)?),
-                (None, n) => TargetSpec::StepsBack(n.unwrap_or(1)),
+            // The seed framework's `rollback --version N` means "back to N".
+            let spec = match (to, version, steps) {
+                (Some(v), _, _) => TargetSpec::Version(parse_version("--to", &v)?),
+                (None, Some(v), _) => TargetSpec::Version(parse_version("--version", &v)?),
+                (None, None, n) => TargetSpec::StepsBack(n.unwrap_or(1)),
             };
-            block_on(migrate::migrate(&settings, spec, dry_run, format))
+            block_on(migrate::migrate(
+                &settings,
+                spec,
+                dry_run || settings.dry_run,
+                format,
+            ))
         }
         Command::Status { show_rollback } => {
             block_on(status::status(&settings, show_rollback, format))
@@ -216,15 +252,27 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             keep,
         } => {
             let only = match migration {
-                Some(v) => Some(parse_version("--migration", &v)?),
+                Some(v) => Some(migration_ref("--migration", &v)?),
                 None => None,
             };
             block_on(test::test(&settings, only, rollback, keep, format))
         }
         Command::History => block_on(status::history(&settings, format)),
-        Command::Baseline { version } => {
+        Command::Baseline {
+            version: Some(version),
+            ..
+        } => {
             let v = parse_version("--version", &version)?;
             block_on(repair::baseline(&settings, v, format))
+        }
+        Command::Baseline {
+            version: None,
+            pillar_table,
+            ..
+        } => {
+            let table = chmigrate::sql::ident::Ident::new("--pillar-table", &pillar_table)
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            block_on(repair::adopt_pillar(&settings, &table, format))
         }
         Command::Repair {
             version,
@@ -325,7 +373,7 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             block_on(ledger::report(&settings, format, output.as_deref()))
         }
         Command::Profile { migration } => {
-            let v = parse_version("--migration", &migration)?;
+            let v = migration_ref("--migration", &migration)?;
             block_on(profile::profile(&settings, v, format))
         }
         Command::CompatSql {
@@ -345,6 +393,21 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
 pub(crate) fn parse_version(flag: &str, v: &str) -> Result<Version, CliError> {
     Version::parse(v.strip_prefix(['V', 'v']).unwrap_or(v))
         .map_err(|e| CliError::Invalid(format!("{flag}: {e}")))
+}
+
+/// A migration named by version (`3`, `V3`) or by file name
+/// (`V3__create_events.sql`, `migrations/V3__create_events.sql`,
+/// `20250528120000_create_users_table.exs`): its version.
+pub(crate) fn migration_ref(flag: &str, v: &str) -> Result<Version, CliError> {
+    let name = std::path::Path::new(v)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(v);
+    match source::version_of_file_name(name) {
+        Ok(Some(version)) => Ok(version),
+        Ok(None) => parse_version(flag, v),
+        Err(why) => Err(CliError::Invalid(format!("{flag}: {why}"))),
+    }
 }
 
 fn spec(to: Option<&str>) -> Result<TargetSpec, CliError> {
@@ -384,10 +447,15 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Resu
 }
 
 /// The migrations, or every source problem printed (exit 2, nothing runs).
+/// What the sources warn about (files not read, mixed-case `-- Rollback:`
+/// lines) is logged, never silent.
 pub(crate) fn loaded_or_fail(
     loaded: Loaded,
     format: Format,
 ) -> Result<Vec<chmigrate::Migration>, CliError> {
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     if loaded.errors.is_empty() {
         return Ok(loaded.migrations);
     }
@@ -434,13 +502,21 @@ pub(crate) fn validate_folder(settings: &Settings) -> (Loaded, Vec<Diagnostic>) 
         ))
     });
     let loaded = with_strategy(written, settings);
-    let mut diags = validate_offline(
+    let warnings = loaded
+        .warnings
+        .iter()
+        .map(|w| Diagnostic::warning(Some(w.location.clone()), w.kind.to_string()));
+    let mut diags: Vec<Diagnostic> = warnings.collect();
+    diags.extend(validate_offline(
         &loaded.migrations,
         &loaded.errors,
         &settings.prepare_settings(),
         &settings.policy(),
-    );
+    ));
     diags.extend(rollback.unwrap_or_default());
+    if settings.check_syntax {
+        diags.extend(chmigrate::plan::validate::syntax(&loaded.migrations));
+    }
     diagnostic::sort(&mut diags);
     (loaded, diags)
 }

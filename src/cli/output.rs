@@ -481,7 +481,7 @@ pub fn print_history(format: Format, rows: &[chmigrate::ledger::LedgerEntry]) {
                     r.duration_ms,
                     r.actor,
                     if r.error.is_empty() {
-                        String::new()
+                        audit(r)
                     } else {
                         format!("  error: {}", r.error.lines().next().unwrap_or(""))
                     }
@@ -492,6 +492,26 @@ pub fn print_history(format: Format, rows: &[chmigrate::ledger::LedgerEntry]) {
             }
         }
     }
+}
+
+/// A `started` row's header fields (`migration`, `author`, `created`), as
+/// `  migration "…" by … created …`; empty for other rows.
+fn audit(r: &chmigrate::ledger::LedgerEntry) -> String {
+    if r.event != "started" {
+        return String::new();
+    }
+    let p = chmigrate::ledger::events::Provenance::read(&r.details);
+    let mut out = String::new();
+    if let Some(m) = p.migration {
+        out.push_str(&format!("  migration {m:?}"));
+    }
+    if let Some(a) = p.author {
+        out.push_str(&format!("  by {a}"));
+    }
+    if let Some(c) = p.created {
+        out.push_str(&format!("  created {c}"));
+    }
+    out
 }
 
 pub fn print_checks(format: Format, value: &serde_json::Value) {

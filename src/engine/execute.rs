@@ -581,6 +581,7 @@ async fn run_step(
                 })
                 .flatten(),
             parallel: in_wave,
+            provenance: crate::ledger::events::Provenance::of(m),
         });
     }
     for ps in &step.statements {

@@ -47,6 +47,79 @@ pub async fn baseline(
     .await
 }
 
+/// `baseline --from-pillar`: records every migration that Pillar's table
+/// (`table`, in the target database) lists as applied and the ledger does
+/// not record yet, one `baselined` event each naming the table and carrying
+/// the file's checksum. Every listed version must have its migration file;
+/// otherwise nothing is written. Returns the adopted versions.
+pub async fn adopt_pillar(
+    session: &Session,
+    settings: &Settings,
+    ctx: &RunContext,
+    migrations: &[Migration],
+    table: &crate::sql::ident::Ident,
+) -> Result<Vec<Version>, EngineError> {
+    let database = settings.database.as_str();
+    let source = format!("{database}.{}", table.as_str());
+    let exists: Vec<serde_json::Value> = session
+        .conn
+        .rows(&crate::runtime::queries::table_exists_sql(
+            database,
+            table.as_str(),
+        ))
+        .await?;
+    let found = exists
+        .first()
+        .and_then(|r| r.as_object()?.values().next().cloned())
+        .is_some_and(|n| n != 0 && n != "0");
+    if !found {
+        return Err(EngineError::Invalid(format!(
+            "there is no table {source} to adopt (Pillar's table is pillar_migrations in the target database; name another with --pillar-table)"
+        )));
+    }
+    let rows: Vec<serde_json::Value> = session
+        .conn
+        .rows(&crate::runtime::queries::pillar_rows_sql(
+            &settings.database,
+            table,
+        ))
+        .await?;
+    let listed =
+        crate::ledger::adopt::pillar_listed(&source, &rows).map_err(EngineError::Invalid)?;
+    let check = |history: &[LedgerEntry]| -> Result<Vec<(crate::ledger::adopt::Listed, Migration)>, EngineError> {
+        let state = TargetState::fold(&events(history)?);
+        crate::ledger::adopt::to_adopt(&source, &listed, migrations, &state)
+            .map(|v| v.into_iter().map(|(l, m)| (l.clone(), m.clone())).collect())
+            .map_err(EngineError::Invalid)
+    };
+    // A refused adoption writes nothing, not even lock events.
+    if check(&store::read_if_exists(&session.conn, &session.cfg.ledger).await?)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    with_lock(
+        session,
+        settings,
+        ctx,
+        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+            let mut done = Vec::new();
+            for (l, m) in check(&history)? {
+                writer
+                    .write(Record::Adopted {
+                        version: m.version.clone(),
+                        checksum: m.checksum.clone(),
+                        description: m.description.clone(),
+                        source: source.clone(),
+                        applied_at: l.applied_at.clone(),
+                    })
+                    .await?;
+                done.push(m.version.clone());
+            }
+            Ok(done)
+        },
+    )
+    .await
+}
+
 /// `repair --version V --statement N --done|--not-done`.
 #[derive(Debug, Clone)]
 pub struct Resolution {
@@ -281,9 +354,11 @@ pub fn check_import(file: &str, entries: &[LedgerEntry]) -> Result<(), EngineErr
     Ok(())
 }
 
-/// `import`: writes exported events into an empty ledger (lock events
-/// excluded: they belong to the exporting target) and records the import.
-/// Returns how many events were written.
+/// `import`: writes every exported event into an empty ledger, lock
+/// events included (the audit trail of who ran what, when), each with its
+/// original time, run and actor and a new `seq` after this run's
+/// `lock_taken`; then records the import. Returns how many events were
+/// written.
 pub async fn import(
     session: &Session,
     settings: &Settings,
@@ -303,12 +378,7 @@ pub async fn import(
                     session.cfg.ledger.qualified()
                 )));
             }
-            let rows: Vec<LedgerEntry> = entries
-                .iter()
-                .filter(|e| !e.name().is_some_and(|n| n.is_lock()))
-                .cloned()
-                .collect();
-            let n = writer.write_all(rows).await?;
+            let n = writer.write_all(entries.to_vec()).await?;
             writer
                 .write(Record::Imported {
                     file: file.to_string(),

@@ -26,6 +26,50 @@ fn dir(d: Direction) -> &'static str {
     }
 }
 
+/// The audit fields of a migration's header (`-- Migration:`,
+/// `-- Author:`, `-- Created:`), recorded with each run so that `history`
+/// and reports show them after the file is gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub migration: Option<String>,
+    pub author: Option<String>,
+    pub created: Option<String>,
+}
+
+impl Provenance {
+    pub fn of(m: &crate::model::migration::Migration) -> Self {
+        Provenance {
+            migration: m.name.clone(),
+            author: m.author.clone(),
+            created: m.created.clone(),
+        }
+    }
+
+    /// The fields present, as `details` keys.
+    fn write(&self, details: &mut Value) {
+        for (key, value) in [
+            ("migration", &self.migration),
+            ("author", &self.author),
+            ("created", &self.created),
+        ] {
+            if let Some(v) = value {
+                details[key] = json!(v);
+            }
+        }
+    }
+
+    /// Read back from a row's `details`.
+    pub fn read(details: &str) -> Self {
+        let d: Value = serde_json::from_str(details).unwrap_or_default();
+        let get = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+        Provenance {
+            migration: get("migration"),
+            author: get("author"),
+            created: get("created"),
+        }
+    }
+}
+
 /// An event to append. Fields the run shares (run id, actor, environment,
 /// user) come from the writer's template; `seq` and the time from the
 /// writer.
@@ -48,6 +92,7 @@ pub enum Record {
         rollback_sql: Option<Vec<String>>,
         /// Run in a wave with other migrations.
         parallel: bool,
+        provenance: Provenance,
     },
     StatementDone {
         version: Version,
@@ -86,6 +131,19 @@ pub enum Record {
     },
     Baselined {
         version: Version,
+    },
+    /// A migration another tool applied, adopted as applied (a
+    /// `baselined` row naming its source, with the file's checksum): it
+    /// counts as run by chmigrate, so it can be rolled back, but it sets no
+    /// baseline floor.
+    Adopted {
+        version: Version,
+        checksum: Checksum,
+        description: String,
+        /// Where it is recorded as applied, e.g. `analytics.pillar_migrations`.
+        source: String,
+        /// When that record says it was applied, as written there.
+        applied_at: Option<String>,
     },
     ChecksumRepaired {
         version: Version,
@@ -166,7 +224,7 @@ impl Record {
             Record::Failed { .. } => EventName::Failed,
             Record::Stopped { .. } => EventName::Stopped,
             Record::Completed { .. } => EventName::Completed,
-            Record::Baselined { .. } => EventName::Baselined,
+            Record::Baselined { .. } | Record::Adopted { .. } => EventName::Baselined,
             Record::ChecksumRepaired { .. } => EventName::ChecksumRepaired,
             Record::StatementResolved { .. } => EventName::StatementResolved,
             Record::ManualRollback { .. } => EventName::ManualRollback,
@@ -196,6 +254,7 @@ impl Record {
                 derived_sql,
                 rollback_sql,
                 parallel,
+                provenance,
             } => {
                 row.version = version.to_string();
                 row.direction = dir(direction).into();
@@ -212,6 +271,7 @@ impl Record {
                 if parallel {
                     details["parallel"] = json!(true);
                 }
+                provenance.write(&mut details);
                 row.details = details.to_string();
             }
             Record::StatementDone {
@@ -274,6 +334,19 @@ impl Record {
             Record::Baselined { version } => {
                 row.version = version.to_string();
                 row.description = "baseline".into();
+            }
+            Record::Adopted {
+                version,
+                checksum,
+                description,
+                source,
+                applied_at,
+            } => {
+                row.version = version.to_string();
+                row.checksum = checksum.0;
+                row.description = description;
+                row.details =
+                    json!({ "adopted_from": source, "applied_at": applied_at }).to_string();
             }
             Record::ChecksumRepaired {
                 version,
@@ -399,6 +472,7 @@ mod tests {
                 derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
                 rollback_sql: None,
                 parallel: true,
+                provenance: Provenance::default(),
             },
             Record::StatementResolved {
                 version: v.clone(),
@@ -407,6 +481,13 @@ mod tests {
                 done: true,
             },
             Record::Baselined { version: v.clone() },
+            Record::Adopted {
+                version: v.clone(),
+                checksum: Checksum("ab".into()),
+                description: "create users".into(),
+                source: "db.pillar_migrations".into(),
+                applied_at: Some("2025-05-28 12:00:00".into()),
+            },
         ];
         for r in records {
             let name = r.name();
@@ -427,6 +508,11 @@ mod tests {
             derived_sql: Some(vec!["DROP TABLE IF EXISTS t".into()]),
             rollback_sql: Some(vec!["DROP TABLE ${database}.t".into()]),
             parallel: false,
+            provenance: Provenance {
+                migration: Some("Create users table".into()),
+                author: Some("Data Team".into()),
+                created: None,
+            },
         }
         .fill(&mut row);
         let details: Value = serde_json::from_str(&row.details).unwrap();
@@ -435,5 +521,10 @@ mod tests {
         assert_eq!(details["derived"], true);
         assert_eq!(details["sql"][0], "DROP TABLE IF EXISTS t");
         assert!(details.get("parallel").is_none());
+        assert_eq!(details["migration"], "Create users table");
+        assert_eq!(details["author"], "Data Team");
+        assert!(details.get("created").is_none());
+        let p = Provenance::read(&row.details);
+        assert_eq!(p.author.as_deref(), Some("Data Team"));
     }
 }

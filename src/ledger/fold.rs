@@ -47,7 +47,12 @@ pub enum EventKind {
     /// Every statement finished: up means applied, down means rolled back.
     Completed { direction: Direction },
     /// Marked applied without running (the target's schema already had it).
-    Baselined { checksum: Option<Checksum> },
+    /// `adopted`: applied by another tool and adopted (no baseline floor;
+    /// rolled back like a migration chmigrate ran).
+    Baselined {
+        checksum: Option<Checksum>,
+        adopted: bool,
+    },
     /// `repair`: the recorded checksum is replaced by the current one.
     ChecksumRepaired { checksum: Checksum },
     /// `repair`: a person decided whether the statement that was in flight
@@ -193,9 +198,9 @@ impl TargetState {
                         Direction::Down => VersionState::RolledBack,
                     })
                 }
-                (EventKind::Baselined { checksum }, _) => Some(VersionState::Applied {
+                (EventKind::Baselined { checksum, adopted }, _) => Some(VersionState::Applied {
                     checksum: checksum.clone(),
-                    baselined: true,
+                    baselined: !adopted,
                 }),
                 (
                     EventKind::ChecksumRepaired { checksum },
@@ -471,7 +476,13 @@ pub(crate) mod tests {
     #[test]
     fn baseline_checksum_repair_and_manual_rollback() {
         let mut log = Log::default();
-        log.push("5", EventKind::Baselined { checksum: None });
+        log.push(
+            "5",
+            EventKind::Baselined {
+                checksum: None,
+                adopted: false,
+            },
+        );
         assert_eq!(
             log.state().get(&v("5")),
             Some(&VersionState::Applied {

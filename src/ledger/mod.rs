@@ -4,6 +4,7 @@
 //! from it: backups, `clean`, `profile`, reports. The runtime sends the SQL;
 //! nothing here does I/O.
 
+pub mod adopt;
 pub mod backups;
 pub mod clean;
 pub mod events;

@@ -86,6 +86,14 @@ pub struct MigrationSummary {
     pub version: String,
     /// The last non-empty description recorded for the version.
     pub description: String,
+    /// The header's `-- Migration:`, `-- Author:` and `-- Created:` as the
+    /// latest apply recorded them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     pub state: MigrationState,
     /// First `completed` (up) or `baselined` event.
     pub first_applied_us: Option<u64>,
@@ -194,9 +202,18 @@ fn fold_version(version: &str, evs: &[&LedgerEntry]) -> MigrationSummary {
     }
     let last = |f: fn(&LedgerEntry) -> &str| evs.iter().rev().map(|e| f(e)).find(|s| !s.is_empty());
     let applied = |e: &&&LedgerEntry| is_up_completion(e) || e.is(EventName::Baselined);
+    let provenance = evs
+        .iter()
+        .rev()
+        .find(|e| e.is(EventName::Started) && e.direction == "up")
+        .map(|e| crate::ledger::events::Provenance::read(&e.details))
+        .unwrap_or_default();
     MigrationSummary {
         version: version.to_string(),
         description: last(|e| &e.description).unwrap_or_default().to_string(),
+        migration: provenance.migration,
+        author: provenance.author,
+        created: provenance.created,
         state,
         first_applied_us: evs.iter().find(applied).map(|e| e.event_time_us),
         last_event_us: evs.iter().map(|e| e.event_time_us).max().unwrap_or(0),
@@ -329,8 +346,7 @@ fn totals_line(t: &Totals) -> String {
 }
 
 const NO_HISTORY: &str = "No migration history: the ledger has no events.";
-const MIGRATION_COLS: &str =
-    "Version|Description|State|Applied at (UTC)|Duration|Runs|Hosts pending|Last error";
+const MIGRATION_COLS: &str = "Version|Description|Migration|Author|Created|State|Applied at (UTC)|Duration|Runs|Hosts pending|Last error";
 const RUN_COLS: &str = "Run|Actor|Environment|Started (UTC)|Ended (UTC)|Outcome";
 const SLOW_COLS: &str = "Version|Statement|Direction|Run|Duration";
 
@@ -342,6 +358,9 @@ fn tables(s: &Summary) -> [Table; 3] {
         vec![
             m.version.clone(),
             m.description.clone(),
+            m.migration.clone().unwrap_or_default(),
+            m.author.clone().unwrap_or_default(),
+            m.created.clone().unwrap_or_default(),
             m.state.as_str().to_string(),
             opt_time(m.first_applied_us),
             opt_ms(m.apply_duration_ms),
@@ -737,11 +756,26 @@ mod tests {
         assert!(md.starts_with("# History\n"));
         let totals = "**Totals:** 17 events, 1 migrations applied, 1 failures, 2 rollbacks\n";
         assert!(md.contains(totals));
-        let header = "| Version | Description | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |";
-        assert!(md.contains(&format!("{header}\n|---|---|---|---|---|---|---|---|\n")));
-        let row = "| 1 | a\\|b<br>c | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n";
-        assert!(md.contains(row));
-        assert!(md.contains("| 2 |  | failed | – | – | 1 |  | Code: 62 |\n"));
+        let header = "| Version | Description | Migration | Author | Created | State | Applied at (UTC) | Duration | Runs | Hosts pending | Last error |";
+        assert!(md.contains(&format!(
+            "{header}\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        )));
+        let row =
+            "| 1 | a\\|b<br>c |  |  |  | applied | 2025-05-28 12:00:04 | 150 ms | 1 |  |  |\n";
+        assert!(md.contains(row), "{md}");
+        assert!(md.contains("| 2 |  |  |  |  | failed | – | – | 1 |  | Code: 62 |\n"));
+        // The header's audit fields, as the latest run recorded them.
+        let mut entries = sample();
+        let started = entries.iter_mut().find(|e| e.seq == 1).unwrap();
+        started.details =
+            r#"{"statements":1,"migration":"Create users table","author":"Data Team","created":"2024-01-15"}"#.into();
+        let md = render(&entries, &meta(), ReportFormat::Markdown);
+        assert!(
+            md.contains(
+                "| 1 | create events | Create users table | Data Team | 2024-01-15 | applied |"
+            ),
+            "{md}"
+        );
         let run = "| r1 | ana@box | prod | 2025-05-28 12:00:01 | 2025-05-28 12:00:06 | applied 1; failed 2 |";
         assert!(md.contains(run));
         assert!(md.contains("| 1 | 0 | up | r1 | 100 ms |\n"));

@@ -173,6 +173,9 @@ impl LedgerEntry {
             },
             EventName::Baselined => EventKind::Baselined {
                 checksum: (!self.checksum.is_empty()).then(checksum),
+                adopted: serde_json::from_str::<serde_json::Value>(&self.details)
+                    .ok()
+                    .is_some_and(|d| d.get("adopted_from").is_some()),
             },
             EventName::ChecksumRepaired => EventKind::ChecksumRepaired {
                 checksum: checksum(),

@@ -81,6 +81,8 @@ pub enum SourceFormat {
     UpDown,
     /// `3_create_events.sql` with `-- migrate:up` / `-- migrate:down` sections.
     Dbmate,
+    /// Pillar's `20250528120000_create_users.exs` (`def up` / `def down`).
+    Pillar,
     /// Built in memory (custom resources).
     Memory,
 }
@@ -198,6 +200,8 @@ pub struct Migration {
     /// Where its down part is defined, when that is a separate file.
     pub down_location: Option<Location>,
     pub format: SourceFormat,
+    /// The `-- Migration:` header (the seed framework's migration name).
+    pub name: Option<String>,
     pub author: Option<String>,
     pub created: Option<String>,
     pub checksum: Checksum,

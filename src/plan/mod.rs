@@ -894,6 +894,7 @@ mod tests {
             rollback_strategy: None,
             strategy: Default::default(),
             rollback_declared_none: false,
+            name: None,
         };
         m.checksum = m.compute_checksum();
         m
@@ -1349,7 +1350,13 @@ mod tests {
         );
         // A baselined ledger is not baselined again, and its versions are not checked.
         let mut log = Log::default();
-        log.push("2", EventKind::Baselined { checksum: None });
+        log.push(
+            "2",
+            EventKind::Baselined {
+                checksum: None,
+                adopted: false,
+            },
+        );
         let out = plan(&ms, &log.state(), &Target::Latest, &p).unwrap();
         assert_eq!(steps(&out), ["+3"], "V1 is below the baseline");
         let _ = sum("x");

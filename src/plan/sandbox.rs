@@ -43,13 +43,20 @@ pub fn escapes(sql: &str, sandbox: &str, real: &str) -> Option<String> {
         info.kind,
         StatementKind::Ddl { .. } | StatementKind::Insert | StatementKind::Mutation
     );
-    if matches!(info.kind, StatementKind::Other) {
+    let index_table = index_target(sql);
+    if matches!(info.kind, StatementKind::Other) && index_table.is_none() {
+        if let Some(typo @ crate::sql::syntax::SyntaxFinding::Typo { .. }) =
+            crate::sql::syntax::check(sql)
+        {
+            return Some(format!("is not a statement ClickHouse knows: {typo}"));
+        }
         return Some(
             "is a server-wide statement (SYSTEM, GRANT, users…) that a test would run for real"
                 .into(),
         );
     }
-    let name = info.object_name.as_deref()?;
+    let writes = writes || index_table.is_some();
+    let name = index_table.as_deref().or(info.object_name.as_deref())?;
     if !writes {
         return None;
     }
@@ -69,6 +76,30 @@ pub fn escapes(sql: &str, sandbox: &str, real: &str) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// The table of `CREATE INDEX … ON t` / `DROP INDEX … ON t` (statements
+/// of a table, not of the server), as written.
+fn index_target(sql: &str) -> Option<String> {
+    let tokens = tokenize(sql).ok()?;
+    let toks: Vec<_> = tokens.iter().filter(|t| !t.kind.is_trivia()).collect();
+    let word = |i: usize| toks.get(i).map(|t| t.text(sql).to_ascii_uppercase());
+    if !matches!(word(0)?.as_str(), "CREATE" | "DROP") || word(1)? != "INDEX" {
+        return None;
+    }
+    let on = (2..toks.len()).find(|&i| word(i).as_deref() == Some("ON"))?;
+    let mut name = String::new();
+    let mut i = on + 1;
+    while let Some(t) = toks.get(i) {
+        let text = t.text(sql);
+        let dot = text == ".";
+        if !dot && name.ends_with(|c: char| c != '.') {
+            break;
+        }
+        name.push_str(text);
+        i += 1;
+    }
+    (!name.is_empty()).then_some(name)
 }
 
 fn unquote(word: &str) -> String {
@@ -148,6 +179,9 @@ mod tests {
             "CREATE DATABASE IF NOT EXISTS chm_test_1",
             // The current database while testing is the throw-away one.
             "CREATE TABLE t (x UInt8) ENGINE = Memory",
+            // An index is a table's, not the server's.
+            "CREATE INDEX idx_events_type ON events (event_type) TYPE bloom_filter GRANULARITY 1",
+            "DROP INDEX IF EXISTS i ON chm_test_1.events",
         ] {
             assert_eq!(escapes(ok, sb, "analytics"), None, "{ok}");
         }
@@ -160,6 +194,14 @@ mod tests {
             ("SYSTEM FLUSH LOGS", "server-wide"),
             ("DROP DATABASE analytics", "changes database `analytics`"),
             ("CREATE DATABASE other", "outside the test's database"),
+            (
+                "CREATE INDEX i ON other.events (x) TYPE minmax GRANULARITY 1",
+                "writes to database `other`",
+            ),
+            (
+                "CRATE TABLE t (x UInt8) ENGINE = Memory",
+                "is not a statement ClickHouse knows: `CRATE` is not a ClickHouse keyword here: did you mean CREATE?",
+            ),
         ] {
             let got = escapes(bad, sb, "analytics").unwrap_or_default();
             assert!(got.contains(why), "{bad}: {got}");

@@ -69,6 +69,113 @@ pub fn require_rollback(migrations: &[Migration]) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// `validate --check-syntax` (`migrations.check_syntax`): every written
+/// statement, up and down, through [`crate::sql::syntax::check`]. A typo of
+/// a leading keyword is an error; a statement the parser cannot read, a
+/// warning. Derived rollbacks are chmigrate's own and not checked.
+pub fn syntax(migrations: &[Migration]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for m in migrations {
+        let down: &[crate::model::migration::Statement] = match (&m.down, m.down_derived) {
+            (Some(d), false) => d,
+            _ => &[],
+        };
+        let ups = m.up.iter().enumerate().map(|(i, s)| (s, m.up_location(i)));
+        let downs = down
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s, m.down_statement_location(i)));
+        for (s, at) in ups.chain(downs) {
+            match crate::sql::syntax::check(&s.sql) {
+                None => {}
+                Some(f @ crate::sql::syntax::SyntaxFinding::Typo { .. }) => {
+                    out.push(Diagnostic::error(Some(at), f.to_string()));
+                }
+                Some(f) => out.push(Diagnostic::warning(Some(at), f.to_string())),
+            }
+        }
+    }
+    out
+}
+
+/// `validate --check-conflicts` for two files of one version: which one the
+/// target applied (its checksum is the one recorded), so the other is the
+/// file to renumber with `chmigrate resolve`.
+pub fn duplicate_conflicts(
+    migrations: &[Migration],
+    duplicates: &[crate::source::Duplicate],
+    state: &TargetState,
+) -> Vec<Diagnostic> {
+    use crate::ledger::fold::VersionState;
+    let mut out = Vec::new();
+    for kept in migrations {
+        let dups: Vec<&crate::source::Duplicate> = duplicates
+            .iter()
+            .filter(|d| d.version == kept.version)
+            .collect();
+        if dups.is_empty() {
+            continue;
+        }
+        let v = &kept.version;
+        let mut files: Vec<(
+            &crate::model::migration::Location,
+            &crate::model::migration::Checksum,
+        )> = vec![(&kept.location, &kept.checksum)];
+        files.extend(dups.iter().map(|d| (&d.location, &d.checksum)));
+        let names = |skip: &crate::model::migration::Location| {
+            files
+                .iter()
+                .filter(|(l, _)| *l != skip)
+                .map(|(l, _)| l.file.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let applied = match state.get(v) {
+            Some(VersionState::Applied { checksum, .. }) => Some(checksum.clone()),
+            _ => None,
+        };
+        match applied {
+            None => out.push(Diagnostic::error(
+                Some(kept.location.clone()),
+                format!(
+                    "version {v} is defined by {} files and the target applied none of them yet: renumber the one that should run later (`chmigrate resolve --migration FILE`)",
+                    files.len()
+                ),
+            )),
+            Some(recorded) => {
+                let matching: Vec<_> = files
+                    .iter()
+                    .filter(|(_, c)| recorded.as_ref() == Some(*c))
+                    .map(|(l, _)| *l)
+                    .collect();
+                match matching.as_slice() {
+                    [applied_file] => {
+                        for (l, _) in files.iter().filter(|(l, _)| l != applied_file) {
+                            out.push(Diagnostic::error(
+                                Some((*l).clone()),
+                                format!(
+                                    "version {v} is also defined by {}, which is the one the target applied (its checksum is recorded): this file is not applied anywhere yet; renumber it with `chmigrate resolve --migration {}`",
+                                    applied_file.file, l.file
+                                ),
+                            ));
+                        }
+                    }
+                    _ => out.push(Diagnostic::error(
+                        Some(kept.location.clone()),
+                        format!(
+                            "version {v} is applied on the target, but none of its files ({}, {}) holds what was applied (checksum {}): compare them with the ledger (`chmigrate history`) before renumbering one",
+                            kept.location.file,
+                            names(&kept.location),
+                            recorded.as_ref().map_or("unknown", |c| c.short())
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `validate --check-conflicts`, against the target's ledger: migrations
 /// that look renumbered across branches. A version the ledger applied that
 /// no file defines any more, while a pending file carries the same
@@ -138,6 +245,63 @@ mod tests {
     use crate::sql::statement::OnClusterMode;
     use crate::sql::vars::Variables;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn two_files_of_one_version_name_the_one_not_applied() {
+        use crate::ledger::fold::tests::Log;
+        let files: Vec<(String, String, String)> = [
+            (
+                "m/V3__add_email.sql",
+                "ALTER TABLE u ADD COLUMN email String;",
+            ),
+            (
+                "m/V3__add_phone.sql",
+                "ALTER TABLE u ADD COLUMN phone String;",
+            ),
+        ]
+        .iter()
+        .map(|(n, c)| {
+            (
+                n.to_string(),
+                n.rsplit('/').next().unwrap().to_string(),
+                c.to_string(),
+            )
+        })
+        .collect();
+        let loaded = from_files(&files, 1 << 20);
+        assert_eq!(loaded.duplicates.len(), 1);
+        // The target applied the second file in name order (add_phone): the
+        // one to renumber is add_email, although the loader kept it.
+        let phone = loaded.duplicates[0].checksum.0.clone();
+        let mut log = Log(Vec::new());
+        log.applied("3", &phone, 1);
+        let d = duplicate_conflicts(&loaded.migrations, &loaded.duplicates, &log.state());
+        let text: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(
+            text[0].starts_with("m/V3__add_email.sql:1: version 3 is also defined by m/V3__add_phone.sql, which is the one the target applied")
+                && text[0].ends_with("chmigrate resolve --migration m/V3__add_email.sql`"),
+            "{text:?}"
+        );
+        // Applied from the first file: the second is named.
+        let email = loaded.migrations[0].checksum.0.clone();
+        let mut log = Log(Vec::new());
+        log.applied("3", &email, 1);
+        let d = duplicate_conflicts(&loaded.migrations, &loaded.duplicates, &log.state());
+        assert!(d[0].to_string().starts_with(
+            "m/V3__add_phone.sql:1: version 3 is also defined by m/V3__add_email.sql"
+        ));
+        // Not applied: both named, no guess.
+        let d = duplicate_conflicts(
+            &loaded.migrations,
+            &loaded.duplicates,
+            &Log(Vec::new()).state(),
+        );
+        assert!(
+            d[0].to_string().contains("applied none of them yet"),
+            "{d:?}"
+        );
+    }
 
     #[test]
     fn conflicts_find_renumbered_and_merged_below_applied() {

@@ -39,6 +39,12 @@ pub fn table_exists_sql(database: &str, table: &str) -> String {
     )
 }
 
+/// Every row of Pillar's table (`baseline --from-pillar`), whatever its
+/// columns.
+pub fn pillar_rows_sql(database: &Ident, table: &Ident) -> String {
+    format!("SELECT * FROM {}.{}", database.minimal(), table.minimal())
+}
+
 /// Seconds since the lock table last got a part (its holder's latest
 /// renewal), by this server's clock, and how many parts it has (none: no
 /// lock table here).
@@ -319,6 +325,12 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         entry("create database", ledger.create_database_sql()),
         entry("create ledger", ledger.create_sql()),
         entry("ledger columns", ledger.columns_sql()),
+        // `baseline --from-pillar` reads Pillar's table whatever its
+        // columns; the ledger stands in for it here.
+        entry(
+            "Pillar table rows (baseline --from-pillar)",
+            pillar_rows_sql(&ledger.database, &ledger.table),
+        ),
         CatalogEntry {
             contains: Some("engine".into()),
             ..entry(

@@ -12,12 +12,20 @@ use crate::model::version::Version;
 /// version is the one reported, naming the first.
 pub fn assemble(parts: Vec<FilePart>) -> Loaded {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut duplicates = Vec::new();
     let mut forwards: BTreeMap<Version, Draft> = BTreeMap::new();
     let mut downs: BTreeMap<Version, DownPart> = BTreeMap::new();
     for part in parts {
         match part {
-            FilePart::Forward(d) => {
+            FilePart::Forward(mut d) => {
+                warnings.append(&mut d.warnings);
                 if let Some(first) = forwards.get(&d.version) {
+                    duplicates.push(super::Duplicate {
+                        version: d.version.clone(),
+                        location: d.location.clone(),
+                        checksum: Checksum::of(&d.up, d.down.as_deref()),
+                    });
                     errors.push(SourceError::new(
                         d.location.clone(),
                         SourceErrorKind::DuplicateVersion {
@@ -93,6 +101,7 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             location: draft.location,
             down_location,
             format: draft.format,
+            name: draft.header.migration,
             author: draft.header.author,
             created: draft.header.created,
             checksum,
@@ -120,7 +129,12 @@ pub fn assemble(parts: Vec<FilePart>) -> Loaded {
             SourceErrorKind::DownWithoutUp,
         ));
     }
-    Loaded { migrations, errors }
+    Loaded {
+        migrations,
+        errors,
+        warnings,
+        duplicates,
+    }
 }
 
 #[cfg(test)]

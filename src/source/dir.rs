@@ -1,10 +1,10 @@
 //! Loading migration files from a folder (the file-system edge of the
-//! sources): walks it recursively in name order, skips hidden entries and
-//! files that are not `.sql`, checks each file's size before reading it.
+//! sources): walks it recursively in name order, skips hidden entries,
+//! lists files that are neither `.sql` nor `.exs` as warnings (never
+//! silently), checks each file's size before reading it.
 
 use std::path::{Path, PathBuf};
 
-use super::file::parse_file;
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
 use crate::model::migration::Location;
 
@@ -12,8 +12,10 @@ use crate::model::migration::Location;
 pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
     let mut files = Vec::new();
     let mut errors = Vec::new();
-    walk(dir, &mut files, &mut errors);
+    let mut others = Vec::new();
+    walk(dir, &mut files, &mut others, &mut errors);
     files.sort();
+    others.sort();
     let mut parts = Vec::new();
     for path in files {
         let display = path.display().to_string();
@@ -49,7 +51,7 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
             errors.push(at(SourceErrorKind::NotUtf8));
             continue;
         };
-        match parse_file(&display, name, &content, max_bytes) {
+        match super::parse_any(&display, name, &content, max_bytes) {
             Ok(Some(p)) => parts.push(p),
             Ok(None) => {}
             Err(e) => errors.extend(e),
@@ -58,10 +60,21 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Loaded {
     let mut loaded = assemble(parts);
     errors.append(&mut loaded.errors);
     loaded.errors = errors;
+    for path in others {
+        loaded.warnings.push(SourceError::new(
+            Location::new(path.display().to_string(), 0),
+            SourceErrorKind::NotRead,
+        ));
+    }
     loaded
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
+fn walk(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    others: &mut Vec<PathBuf>,
+    errors: &mut Vec<SourceError>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -82,9 +95,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
             continue;
         }
         match entry.file_type() {
-            Ok(t) if t.is_dir() => walk(&path, files, errors),
-            Ok(_) if path.extension().is_some_and(|e| e == "sql") => files.push(path),
-            _ => {}
+            Ok(t) if t.is_dir() => walk(&path, files, others, errors),
+            Ok(_) if path.extension().is_some_and(|e| e == "sql" || e == "exs") => files.push(path),
+            _ => others.push(path),
         }
     }
 }
@@ -122,6 +135,12 @@ mod tests {
         assert!(msgs[1].ends_with(
             "V5__big.sql:1: migration is 180 bytes, over the limit of 100 bytes (max_file_size)"
         ));
+        let warned: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].ends_with("notes.txt: not a migration file chmigrate reads (it reads .sql files and Pillar's .exs files); ignored"),
+            "{warned:?}"
+        );
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //!   Pillar).
 //! - `{version}_{name}.sql` holding `-- migrate:up` and optionally
 //!   `-- migrate:down` sections (dbmate).
+//! - `{timestamp}_{name}.exs`: Pillar's Elixir migrations, read by [`super::exs`]
+//!   (`load_dir` hands them there).
 //!
-//! Files not ending in `.sql` are not migrations and are ignored.
+//! Files ending in neither `.sql` nor `.exs` are not migrations: `load_dir`
+//! lists them for `validate` to warn about.
 //!
 //! `-- ROLLBACK:` lines: the text after `ROLLBACK:` on each such line, in file
 //! order, joined with newlines, forms the rollback script, which is split into
@@ -125,6 +128,9 @@ pub struct Draft {
     pub header: Header,
     pub location: Location,
     pub format: SourceFormat,
+    /// Lines read but not used that the author should know about (a
+    /// mixed-case `-- Rollback:` line holding SQL).
+    pub warnings: Vec<SourceError>,
 }
 
 /// A down part in a file of its own.
@@ -220,6 +226,8 @@ pub fn parse_file(
     let mut up_marker: Option<(usize, usize)> = None; // (line, byte end)
     let mut down_marker: Option<(usize, usize, usize)> = None; // (line, start, end)
     let mut blank_ranges: Vec<(usize, usize)> = Vec::new();
+    let mut warnings = Vec::new();
+    let header_end = header_block_end(content);
     for t in tokens.iter().filter(|t| t.kind == TokenKind::LineComment) {
         let line_start = content[..t.start].rfind('\n').map_or(0, |p| p + 1);
         if !content[line_start..t.start].trim().is_empty() {
@@ -231,6 +239,24 @@ pub fn parse_file(
         if let Some(sql) = body.strip_prefix("ROLLBACK:") {
             rollback_lines.push((line, sql.strip_prefix(' ').unwrap_or(sql).to_string()));
             blank_ranges.push((t.start, t.end));
+        } else if line > header_end
+            && let Some((key, value)) = body.split_once(':')
+            && key.trim().eq_ignore_ascii_case("rollback")
+        {
+            // Below the header, `-- Rollback: true|false` means nothing and
+            // `-- Rollback: <SQL>` is not rollback SQL: say so rather than
+            // ignore it.
+            let value = value.trim();
+            let hint = if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+            {
+                "the `-- Rollback: true|false` header is read only in the comment block at the top of the file".to_string()
+            } else {
+                format!(
+                    "`{}` is not read as rollback SQL: only `-- ROLLBACK:` in capitals is; write `-- ROLLBACK: {value}` to make it the rollback, or reword the comment",
+                    text.trim()
+                )
+            };
+            warnings.push(at(line, SourceErrorKind::InvalidHeader(hint)));
         } else if body.starts_with("migrate:up") {
             if up_marker.is_some() {
                 errors.push(at(
@@ -357,7 +383,23 @@ pub fn parse_file(
         header,
         location,
         format,
+        warnings,
     }))))
+}
+
+/// The last line of the header block: the run of `--` comments and blank
+/// lines at the top of the file (0 when the file starts with SQL).
+fn header_block_end(content: &str) -> usize {
+    let mut end = 0;
+    for (i, raw) in content.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with("--") {
+            end = i + 1;
+        } else {
+            break;
+        }
+    }
+    end
 }
 
 /// `text` with the given byte ranges replaced by spaces (newlines kept), so
@@ -461,6 +503,27 @@ mod tests {
         ] {
             assert!(classify_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mixed_case_rollback_lines_in_the_body_are_warned_about() {
+        let content = "-- Migration: users\n-- Rollback: true\n\nCREATE TABLE users (id UInt32) ENGINE = Memory;\n\n\
+-- Rollback Migration\n-- ROLLBACK: DROP TABLE IF EXISTS users;\n-- Rollback: DROP TABLE IF EXISTS users_old;\n-- rollback: false\n";
+        let d = forward("V1__users.sql", content);
+        assert_eq!(
+            sqls(d.down.as_deref().unwrap()),
+            vec![("DROP TABLE IF EXISTS users", 7)],
+            "only the capitalised line is rollback SQL"
+        );
+        let w: Vec<String> = d.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("V1__users.sql:8: `-- Rollback: DROP TABLE IF EXISTS users_old;` is not read as rollback SQL: only `-- ROLLBACK:` in capitals is"),
+            "{w:?}"
+        );
+        assert!(w[1].starts_with("V1__users.sql:9: the `-- Rollback: true|false` header is read only in the comment block"), "{w:?}");
+        // In the header block it is the header, not a warning.
+        assert!(d.header.rollback.is_some());
     }
 
     #[test]

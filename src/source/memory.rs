@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::file::{Draft, FilePart, parse_file};
+use super::file::{Draft, FilePart};
 use super::header::{Header, parse_dependencies, parse_environments};
 use super::{Loaded, SourceError, SourceErrorKind, assemble};
 use crate::model::migration::{Location, SourceFormat};
@@ -44,7 +44,7 @@ pub fn from_files(files: &[(String, String, String)], max_bytes: u64) -> Loaded 
     let mut parts = Vec::new();
     let mut errors = Vec::new();
     for (display, name, content) in files {
-        match parse_file(display, name, content, max_bytes) {
+        match super::parse_any(display, name, content, max_bytes) {
             Ok(Some(p)) => parts.push(p),
             Ok(None) => {}
             Err(e) => errors.extend(e),
@@ -163,6 +163,7 @@ fn draft(item: &MemoryMigration, max_bytes: u64) -> Result<Draft, Vec<SourceErro
         header,
         location: Location::new(origin, 1),
         format: SourceFormat::Memory,
+        warnings: Vec::new(),
     })
 }
 
@@ -236,5 +237,19 @@ mod tests {
                 .to_string()
                 .contains("ClickHouseMigration ns/m1:1")
         );
+    }
+
+    #[test]
+    fn configmap_keys_holding_pillar_files_are_read() {
+        let files = vec![(
+            "ConfigMap ns/m 20250528120000_users.exs".to_string(),
+            "20250528120000_users.exs".to_string(),
+            "defmodule M do\n  def up do\n    \"CREATE TABLE users (id UInt64) ENGINE = Memory\"\n  end\nend\n".to_string(),
+        )];
+        let loaded = from_files(&files, 1 << 20);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.migrations.len(), 1);
+        assert_eq!(loaded.migrations[0].version.to_string(), "20250528120000");
+        assert_eq!(loaded.migrations[0].up[0].line, 3);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod dir;
+pub mod exs;
 pub mod file;
 pub mod header;
 pub mod memory;
@@ -43,11 +44,20 @@ impl SourceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceErrorKind {
     BadFileName(String),
-    DuplicateVersion { version: Version, other: Location },
-    HeaderVersionMismatch { header: Version, file: Version },
+    DuplicateVersion {
+        version: Version,
+        other: Location,
+    },
+    HeaderVersionMismatch {
+        header: Version,
+        file: Version,
+    },
     Unterminated(crate::sql::lexer::Unterminated),
     Empty,
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     InvalidHeader(String),
     NotUtf8,
     Io(String),
@@ -55,6 +65,10 @@ pub enum SourceErrorKind {
     RollbackConflict(String),
     Sections(String),
     InvalidResource(String),
+    /// A Pillar `.exs` file outside the forms chmigrate reads.
+    Exs(String),
+    /// A file in the migrations folder that is no migration file.
+    NotRead,
 }
 
 impl fmt::Display for SourceErrorKind {
@@ -82,8 +96,46 @@ impl fmt::Display for SourceErrorKind {
             RollbackConflict(why) => write!(f, "{why}"),
             Sections(why) => write!(f, "{why}"),
             InvalidResource(why) => write!(f, "{why}"),
+            Exs(why) => write!(f, "{why}"),
+            NotRead => write!(
+                f,
+                "not a migration file chmigrate reads (it reads .sql files and Pillar's .exs files); ignored"
+            ),
         }
     }
+}
+
+/// Parses one migration file of any format: Pillar's `.exs` through
+/// [`exs::parse_exs`], the rest through [`file::parse_file`]. `Ok(None)`:
+/// not a migration file's name.
+pub fn parse_any(
+    display: &str,
+    file_name: &str,
+    content: &str,
+    max_bytes: u64,
+) -> Result<Option<FilePart>, Vec<SourceError>> {
+    if file_name.ends_with(".exs") {
+        exs::parse_exs(display, file_name, content, max_bytes)
+    } else {
+        file::parse_file(display, file_name, content, max_bytes)
+    }
+}
+
+/// The version a migration file's name gives (`V3__x.sql`, `3_x.up.sql`,
+/// `20250528120000_x.exs`, …); `Ok(None)` for a name that is no migration
+/// file's (no `.sql` or `.exs` ending).
+pub fn version_of_file_name(name: &str) -> Result<Option<Version>, String> {
+    use file::FileName;
+    if let Some((v, _)) = exs::classify_exs_name(name)? {
+        return Ok(Some(v));
+    }
+    Ok(file::classify_name(name)?.map(|k| match k {
+        FileName::Flyway { version, .. }
+        | FileName::FlywayUndo { version, .. }
+        | FileName::Up { version, .. }
+        | FileName::Down { version, .. }
+        | FileName::Dbmate { version, .. } => version,
+    }))
 }
 
 /// Splits `text` into statements located in `file`; `line_of` maps a line
@@ -116,6 +168,23 @@ pub(crate) fn statements(
 pub struct Loaded {
     pub migrations: Vec<Migration>,
     pub errors: Vec<SourceError>,
+    /// What `validate` warns about without refusing: files in the folder
+    /// chmigrate does not read, lines it reads differently than their
+    /// author may expect.
+    pub warnings: Vec<SourceError>,
+    /// Files that define a version another file already defines (the one
+    /// kept is in `migrations`); `validate --check-conflicts` tells which
+    /// of them the target applied.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A second definition of a version: where, and the checksum of what it
+/// holds (its up statements and any rollback written in the same file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    pub version: Version,
+    pub location: Location,
+    pub checksum: crate::model::migration::Checksum,
 }
 
 impl From<SourceError> for crate::model::diagnostic::Diagnostic {

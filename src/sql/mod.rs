@@ -8,6 +8,7 @@ pub mod lexer;
 pub mod qualify;
 pub mod split;
 pub mod statement;
+pub mod syntax;
 pub mod vars;
 
 pub use ident::{Ident, IdentError, quote, quote_if_needed, string_literal};

@@ -25,6 +25,30 @@ pub fn init(
 ) -> Result<(), CliError> {
     let database = chmigrate::sql::Ident::new("database name", database)
         .map_err(|e| CliError::Invalid(format!("--database: {e}")))?;
+    // A project that has the seed framework's configuration keeps it: it is
+    // read as it is, and a chmigrate.yaml beside it would take precedence.
+    if let (None, Some(seed)) = (config, crate::cli::default_config_path())
+        && seed != Path::new(DEFAULT_CONFIG_FILE)
+        && !force
+    {
+        let dir = &settings.dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::Failed(anyhow::anyhow!(
+                "{}: cannot create folder: {e}",
+                dir.display()
+            ))
+        })?;
+        output::print_message(
+            format,
+            &format!(
+                "{}/ is ready; the configuration stays {} (the seed framework's, read as it is; `chmigrate init --force` writes a chmigrate.yaml, which would be read instead) — next: chmigrate create --name create_users_table",
+                dir.display(),
+                seed.display()
+            ),
+            serde_json::json!({ "ok": true, "dir": dir.display().to_string(), "config": seed.display().to_string() }),
+        );
+        return Ok(());
+    }
     let path = config.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE), Path::to_path_buf);
     if path.exists() && !force {
         return Err(CliError::Invalid(format!(

@@ -138,3 +138,112 @@ pub async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError>
 fn checks_json(checks: &[Check]) -> serde_json::Value {
     json!({ "ok": checks.iter().all(|c| c.ok), "checks": checks })
 }
+
+/// `test-connection` (the seed framework's command): the server answers,
+/// its version, the credentials are accepted, the target database exists
+/// and, with a cluster, every host answers. Reads only; creates nothing.
+pub async fn test_connection(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, r: Result<String, String>| {
+        let (ok, detail) = match r {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    };
+    let session = match engine::connect(settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            add("connection", Err(CliError::from(e).to_string()));
+            output::print_checks(format, &checks_json(&checks));
+            return Err(CliError::Failed(anyhow::anyhow!(
+                "cannot connect to {}",
+                settings.url
+            )));
+        }
+    };
+    add("server", Ok(format!("{} answers", settings.url)));
+    add(
+        "server version",
+        Ok(format!("ClickHouse {}", session.server.version)),
+    );
+    add(
+        "credentials",
+        Ok(format!("user {} accepted", settings.user)),
+    );
+    #[derive(Deserialize)]
+    struct Count {
+        n: serde_json::Value,
+    }
+    let db = settings.database.as_str();
+    let exists: Result<Vec<Count>, ChError> = session
+        .conn
+        .rows(&chmigrate::runtime::queries::database_exists_sql(db))
+        .await;
+    add(
+        "database",
+        match exists {
+            Ok(r) if r.first().is_some_and(|c| c.n != 0 && c.n != "0") => {
+                Ok(format!("{db} exists"))
+            }
+            Ok(_) => Err(format!(
+                "{db} does not exist on the server (check the name; the first `migrate` creates it)"
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    if let Some(cluster) = &settings.cluster {
+        let hosts = chmigrate::runtime::backup::hosts(&session).await;
+        add(
+            "cluster hosts",
+            match hosts {
+                Err(e) => Err(e.to_string()),
+                Ok(hosts) => {
+                    let mut silent = Vec::new();
+                    for h in &hosts {
+                        if let Err(e) = h
+                            .conn
+                            .text(chmigrate::runtime::queries::version_sql(), &[])
+                            .await
+                        {
+                            silent.push(format!("{}: {e}", h.id));
+                        }
+                    }
+                    if silent.is_empty() {
+                        Ok(format!(
+                            "{} host(s) of {} answer: {}",
+                            hosts.len(),
+                            cluster.as_str(),
+                            hosts
+                                .iter()
+                                .map(|h| h.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    } else {
+                        Err(format!(
+                            "{} of {} host(s) of {} do not answer: {}",
+                            silent.len(),
+                            hosts.len(),
+                            cluster.as_str(),
+                            silent.join("; ")
+                        ))
+                    }
+                }
+            },
+        );
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    output::print_checks(format, &checks_json(&checks));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Failed(anyhow::anyhow!(
+            "the connection check failed"
+        )))
+    }
+}

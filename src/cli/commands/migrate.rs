@@ -131,6 +131,55 @@ pub fn stop_on_signals() -> StopFlag {
 }
 
 /// `migrate`, `rollback` and their dry runs (`plan`).
+/// Pillar's migrations about to run on a target whose `pillar_migrations`
+/// table says Pillar already ran migrations there, while the ledger records
+/// none of them: running them again could repeat what Pillar did. Refused,
+/// nothing runs, with the command that adopts Pillar's record.
+async fn refuse_unadopted_pillar(
+    session: &chmigrate::runtime::Session,
+    settings: &Settings,
+    planned: &engine::Planned,
+    format: Format,
+) -> Result<(), CliError> {
+    use chmigrate::model::migration::SourceFormat;
+    let pillar: Vec<&chmigrate::Migration> = planned
+        .migrations
+        .iter()
+        .filter(|m| m.format == SourceFormat::Pillar)
+        .collect();
+    let to_apply = match &planned.plan {
+        Ok((p, _)) => p.steps.iter().any(|s| {
+            matches!(s, chmigrate::plan::Step::Apply { version, .. }
+                if pillar.iter().any(|m| &m.version == version))
+        }),
+        Err(_) => false,
+    };
+    if !to_apply
+        || pillar
+            .iter()
+            .any(|m| planned.state.get(&m.version).is_some())
+    {
+        return Ok(());
+    }
+    let db = settings.database.as_str();
+    let sql = chmigrate::runtime::queries::table_exists_sql(db, "pillar_migrations");
+    let rows: Vec<serde_json::Value> = session
+        .conn
+        .rows(&sql)
+        .await
+        .map_err(|e| error::engine(format)(e.into()))?;
+    let exists = rows
+        .first()
+        .and_then(|r| r.as_object()?.values().next().cloned())
+        .is_some_and(|n| n != 0 && n != "0");
+    if exists {
+        return Err(CliError::Invalid(format!(
+            "{db}.pillar_migrations exists and chmigrate's ledger records none of the Pillar migrations: run `chmigrate baseline --from-pillar` first, so that what Pillar applied is recorded instead of run again (nothing was executed)"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn migrate(
     settings: &Settings,
     spec: TargetSpec,
@@ -148,6 +197,7 @@ pub async fn migrate(
     let planned = engine::plan(&session, settings, &migrations, spec)
         .await
         .map_err(&fail)?;
+    refuse_unadopted_pillar(&session, settings, &planned, format).await?;
     if dry_run {
         return match &planned.plan {
             Ok((p, steps)) => {

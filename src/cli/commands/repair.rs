@@ -36,6 +36,39 @@ pub async fn baseline(
     Ok(())
 }
 
+/// `baseline --from-pillar`: adopts what Pillar's table lists as applied.
+pub async fn adopt_pillar(
+    settings: &Settings,
+    table: &chmigrate::sql::ident::Ident,
+    format: Format,
+) -> Result<(), CliError> {
+    let migrations = loaded_or_fail(load(settings), format)?;
+    let fail = error::engine(format);
+    let session = engine::connect(settings).await.map_err(&fail)?;
+    let done = maintenance::adopt_pillar(&session, settings, &ctx(), &migrations, table)
+        .await
+        .map_err(&fail)?;
+    let source = format!("{}.{}", settings.database.as_str(), table.as_str());
+    let text = if done.is_empty() {
+        format!("nothing to adopt: every migration {source} lists is already recorded")
+    } else {
+        format!(
+            "adopted {} migration(s) from {source} as applied: {}",
+            done.len(),
+            done.iter()
+                .map(|v| format!("V{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    output::print_message(
+        format,
+        &text,
+        json!({ "ok": true, "adopted": done, "from": source }),
+    );
+    Ok(())
+}
+
 /// `repair`: accept changed checksums, or record a decision about a statement.
 pub async fn repair(
     settings: &Settings,

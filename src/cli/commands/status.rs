@@ -43,6 +43,13 @@ pub struct HostState {
 pub struct MigrationStatus {
     pub version: Version,
     pub description: String,
+    /// The header's `-- Migration:`, `-- Author:`, `-- Created:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     pub state: String,
     /// With `--show-rollback`, for applied migrations: whether and how it
     /// can be rolled back.
@@ -106,9 +113,13 @@ pub async fn status(
                     None => "no: its source is missing".to_string(),
                 }
             });
+            let source = loaded.migrations.iter().find(|m| m.version == row.version);
             MigrationStatus {
                 version: row.version.clone(),
                 description: row.description.clone(),
+                migration: source.and_then(|m| m.name.clone()),
+                author: source.and_then(|m| m.author.clone()),
+                created: source.and_then(|m| m.created.clone()),
                 state: row.state.to_string(),
                 rollback,
             }
@@ -175,6 +186,17 @@ fn print_status(format: Format, st: &Status) {
                     m.state,
                     m.description
                 );
+                let audit = [
+                    ("migration", &m.migration),
+                    ("author", &m.author),
+                    ("created", &m.created),
+                ]
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}: {v}")))
+                .collect::<Vec<_>>();
+                if !audit.is_empty() {
+                    println!("{:<16} {}", "", audit.join("   "));
+                }
                 if let Some(r) = &m.rollback {
                     println!("{:<16} rollback: {r}", "");
                 }

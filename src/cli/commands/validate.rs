@@ -37,6 +37,11 @@ pub async fn online(
             &state,
             &history,
         ));
+        diags.extend(chmigrate::plan::validate::duplicate_conflicts(
+            &loaded.migrations,
+            &loaded.duplicates,
+            &state,
+        ));
     }
     match plan(
         &loaded.migrations,
