@@ -98,6 +98,7 @@ pub fn from_ledger(migrations: &[Migration], history: &[LedgerEntry]) -> Vec<Mig
             rollback_strategy: Some(RollbackStrategy::Script),
             strategy: RollbackStrategy::Script,
             rollback_declared_none: false,
+            name: None,
         });
     }
     out.sort_by(|a, b| a.version.cmp(&b.version));
