@@ -787,6 +787,16 @@ fn rbac_allows_exactly_the_requests_the_operator_makes() {
         Duration::from_secs(60),
         || api.get("migrationsets", ns, "s").is_none(),
     );
+    // A leader renews its Lease (every fifth of its duration).
+    wait_until(
+        "the leader to renew its Lease",
+        Duration::from_secs(20),
+        || {
+            api.requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path.contains("/leases/"))
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
     drop_db(SINGLE, &db, false);
