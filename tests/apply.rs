@@ -320,7 +320,7 @@ fn only_secrets_labelled_for_chmigrate_are_read_and_nothing_is_sent_otherwise() 
             .unwrap_or_default()
             .to_string();
         assert!(
-            msg.contains("apps/app-db") && msg.contains("chmigrate.io/credentials"),
+            msg.contains("apps/app-db") && msg.contains("chmigrate.io/"),
             "{msg}"
         );
         assert!(!out.all().contains("0ther-team-pw"));
@@ -342,7 +342,7 @@ fn variables_from_secrets_are_substituted_and_masked_everywhere() {
     let secret = "s3-k3y'with\\quote";
     let docs = |second: &str| {
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: s3, namespace: apps, labels: {{ chmigrate.io/credentials: \"true\" }} }}\nstringData: {{ key: {secret:?} }}\n---\n\
+            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: s3, namespace: apps, labels: {{ chmigrate.io/variables: \"true\" }} }}\nstringData: {{ key: {secret:?} }}\n---\n\
              apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: vars, namespace: apps }}\nspec:\n  connection: {{ url: {SINGLE}, database: {db}, credentials: {{ passwordless: true }} }}\n  selector: {{ matchLabels: {{ set: vars }} }}\n  variablesFrom: [{{ secretRef: {{ name: s3 }}, prefix: s3_ }}]\n---\n\
              apiVersion: chmigrate.io/v1alpha1\nkind: ClickHouseMigration\nmetadata: {{ name: v1, namespace: apps, labels: {{ set: vars }} }}\nspec:\n  version: \"1\"\n  up: \"CREATE TABLE ${{database}}.creds (k String DEFAULT '${{s3_key}}') ENGINE = MergeTree ORDER BY tuple()\"\n  down: \"DROP TABLE ${{database}}.creds\"\n{second}"
         )

@@ -571,15 +571,21 @@ async fn run_step(
             // record.
             derived_sql: (direction == Direction::Down && m.down_derived)
                 .then(|| step.statements.iter().map(|s| s.sql.clone()).collect()),
-            // A forward-only migration has no way back to keep.
+            // A forward-only migration has no way back to keep; a rollback
+            // derived from `IF NOT EXISTS` creations depends on what this
+            // very run creates, so it is not known yet and not kept.
             rollback_sql: (direction == Direction::Up
-                && m.strategy != crate::model::migration::RollbackStrategy::ForwardOnly)
-                .then(|| {
-                    m.down
-                        .as_ref()
-                        .map(|d| d.iter().map(|s| s.sql.clone()).collect())
-                })
-                .flatten(),
+                && m.strategy != crate::model::migration::RollbackStrategy::ForwardOnly
+                && !(m.down_derived
+                    && m.up
+                        .iter()
+                        .any(|st| st.sql.to_ascii_uppercase().contains("IF NOT EXISTS"))))
+            .then(|| {
+                m.down
+                    .as_ref()
+                    .map(|d| d.iter().map(|s| s.sql.clone()).collect())
+            })
+            .flatten(),
             parallel: in_wave,
             provenance: crate::ledger::events::Provenance::of(m),
         });

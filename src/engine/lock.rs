@@ -211,7 +211,12 @@ fn keep_lease(lock: &Lock, fence: Arc<AtomicBool>, lease_s: u64) -> tokio::task:
         loop {
             tokio::time::sleep(every).await;
             match tokio::time::timeout(every, renewal.renew()).await {
-                Ok(Ok(())) => renewed = Instant::now(),
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => {
+                    tracing::error!("the lock was taken over: stopping before the next statement");
+                    fence.store(true, Ordering::SeqCst);
+                    return;
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the lock's lease"),
                 Err(_) => tracing::warn!("renewing the lock's lease timed out"),
             }

@@ -337,6 +337,10 @@ pub struct SetStatus {
     pub hosts_total: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The migration's generation this set's entry was written for: an
+    /// older one means this set has not seen the latest change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// Status of a ClickHouseMigration: one entry per set that includes it, and

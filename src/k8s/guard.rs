@@ -12,7 +12,16 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// `pattern` matches all of `text`: `*` any run of characters, `?` one.
+/// Characters a wildcard never matches: they end the host and port of a
+/// URL, so that `https://*.analytics.svc:8443` cannot match
+/// `https://evil.example/x.analytics.svc:8443` (whose host is
+/// `evil.example`) or `https://u@evil.example…`.
+fn delimiter(c: char) -> bool {
+    matches!(c, '/' | '?' | '#' | '@' | '\\')
+}
+
+/// `pattern` matches all of `text`: `*` any run of characters, `?` one,
+/// neither across a URL delimiter (`/ ? # @ \`).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
@@ -20,13 +29,15 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut i, mut j) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while j < t.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+        if i < p.len() && ((p[i] == '?' && !delimiter(t[j])) || p[i] == t[j]) {
             i += 1;
             j += 1;
         } else if i < p.len() && p[i] == '*' {
             star = Some((i, j));
             i += 1;
-        } else if let Some((si, sj)) = star {
+        } else if let Some((si, sj)) = star
+            && !delimiter(t[sj])
+        {
             i = si + 1;
             j = sj + 1;
             star = Some((si, sj + 1));
@@ -37,12 +48,48 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
+/// A URL that is only `scheme://host[:port]` (an optional `/` after it):
+/// no user, path, query or fragment that could make a pattern read one
+/// host while the connection goes to another.
+fn plain_origin(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("is not http:// or https://")?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err("names no host");
+    }
+    if authority.contains('@') {
+        return Err("carries a user name");
+    }
+    if authority
+        .chars()
+        .any(|c| matches!(c, '/' | '?' | '#' | '\\'))
+    {
+        return Err("has a path, query or fragment");
+    }
+    Ok(())
+}
+
 /// Whether `set` may be connected to under the runner's rules: its URL
 /// matches one of `allowed` (all URLs when there is none), and with
 /// `require_tls` it uses `https://` with certificate verification.
 pub fn check(set: &MigrationSet, allowed: &[String], require_tls: bool) -> Result<(), Refusal> {
     let url = set.spec.connection.url.trim();
-    if !allowed.is_empty() && !allowed.iter().any(|p| glob_match(p, url)) {
+    if !allowed.is_empty()
+        && let Err(why) = plain_origin(url)
+    {
+        return Err(Refusal {
+            reason: "TargetNotAllowed",
+            message: format!(
+                "spec.connection.url {url:?} {why}: with allowed URLs configured, a set's URL is scheme://host[:port] only; nothing was sent"
+            ),
+        });
+    }
+    let origin = url.strip_suffix('/').unwrap_or(url);
+    let matches = |p: &String| glob_match(p.strip_suffix('/').unwrap_or(p), origin);
+    if !allowed.is_empty() && !allowed.iter().any(matches) {
         return Err(Refusal {
             reason: "TargetNotAllowed",
             message: format!(
@@ -110,6 +157,40 @@ mod tests {
         assert!(glob_match("http://127.0.0.?:8123", "http://127.0.0.1:8123"));
         assert!(glob_match("*", "anything"));
         assert!(!glob_match("", "x"));
+        // A wildcard never crosses into a path, a user or a query.
+        for evil in [
+            "https://evil.example/x.analytics.svc:8443",
+            "https://evil.example?x.analytics.svc:8443",
+            "https://evil.example#x.analytics.svc:8443",
+            "https://u@evil.example:1@x.analytics.svc:8443",
+            "https://evil.example\\x.analytics.svc:8443",
+        ] {
+            assert!(!glob_match("https://*.analytics.svc:8443", evil), "{evil}");
+            assert!(!glob_match("https://*?analytics.svc:8443", evil), "{evil}");
+        }
+    }
+
+    #[test]
+    fn with_allowed_urls_a_url_is_an_origin_only() {
+        let allowed = vec!["https://*".to_string()];
+        for bad in [
+            "https://user:pw@ch.analytics.svc:8443",
+            "https://ch.analytics.svc:8443/path",
+            "https://ch.analytics.svc:8443?database=x",
+            "https://ch.analytics.svc:8443#frag",
+            "https://",
+        ] {
+            let r = check(&set(bad, false), &allowed, false).unwrap_err();
+            assert_eq!(r.reason, "TargetNotAllowed", "{bad}");
+        }
+        assert_eq!(
+            check(
+                &set("https://ch.analytics.svc:8443/", false),
+                &allowed,
+                false
+            ),
+            Ok(())
+        );
     }
 
     #[test]

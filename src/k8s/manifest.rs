@@ -242,6 +242,11 @@ pub fn migrations_for(set: &MigrationSet, all: &Manifests) -> Loaded {
 /// only reach Secrets that were meant for chmigrate.
 pub const CREDENTIALS_LABEL: &str = "chmigrate.io/credentials";
 
+/// The label a Secret must carry before its keys may become `${variables}`
+/// (`variablesFrom`): a value substituted into SQL can be sent anywhere by
+/// the SQL itself (`url()`), so a credentials Secret never qualifies.
+pub const VARIABLES_LABEL: &str = "chmigrate.io/variables";
+
 /// The label a ConfigMap must carry to hold a set's migration files (the
 /// operator caches only those).
 pub const MIGRATIONS_LABEL: &str = "chmigrate.io/migrations";
@@ -295,14 +300,14 @@ pub fn set_uses(
     }
 }
 
-/// A Secret the set may read: present, and labelled
-/// `chmigrate.io/credentials: "true"` (else `SecretNotAllowed`, and none of
-/// its values is used).
+/// A Secret the set may read: present, and labelled `label: "true"`
+/// (else `SecretNotAllowed`, and none of its values is used).
 fn allowed_secret<'a>(
     all: &'a Manifests,
     namespace: &str,
     name: &str,
     field: &str,
+    label: &str,
 ) -> Result<&'a Secret, Refusal> {
     let secret = all
         .secrets
@@ -312,11 +317,11 @@ fn allowed_secret<'a>(
             reason: "InvalidSpec",
             message: format!("{field}: Secret {namespace}/{name} not found"),
         })?;
-    if !labelled(secret.labels(), CREDENTIALS_LABEL) {
+    if !labelled(secret.labels(), label) {
         return Err(Refusal {
             reason: "SecretNotAllowed",
             message: format!(
-                "{field}: Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}: \"true\"; \
+                "{field}: Secret {namespace}/{name} is not labelled {label}: \"true\"; \
                  chmigrate reads only Secrets meant for it, and nothing was sent"
             ),
         });
@@ -355,7 +360,7 @@ pub fn secret_value(
     r: &SecretKeyRef,
     field: &str,
 ) -> Result<String, Refusal> {
-    let secret = allowed_secret(all, namespace, &r.name, field)?;
+    let secret = allowed_secret(all, namespace, &r.name, field, CREDENTIALS_LABEL)?;
     secret_entries(secret, namespace, field)?
         .remove(&r.key)
         .ok_or_else(|| Refusal {
@@ -377,7 +382,40 @@ pub fn secret_variables(
     let mut out = BTreeMap::new();
     for (i, from) in set.spec.variables_from.iter().enumerate() {
         let field = format!("spec.variablesFrom[{i}]");
-        let secret = allowed_secret(all, &namespace, &from.secret_ref.name, &field)?;
+        let conn = &set.spec.connection;
+        let credentials = conn
+            .credentials
+            .password_secret_ref
+            .iter()
+            .chain(conn.tls.iter().flat_map(|t| t.ca_secret_ref.iter()))
+            .any(|r| r.name == from.secret_ref.name);
+        if credentials {
+            return Err(Refusal {
+                reason: "SecretNotAllowed",
+                message: format!(
+                    "{field}: Secret {namespace}/{} also holds the set's credentials; \
+                     its values cannot become variables",
+                    from.secret_ref.name
+                ),
+            });
+        }
+        let secret = allowed_secret(
+            all,
+            &namespace,
+            &from.secret_ref.name,
+            &field,
+            VARIABLES_LABEL,
+        )?;
+        if labelled(secret.labels(), CREDENTIALS_LABEL) {
+            return Err(Refusal {
+                reason: "SecretNotAllowed",
+                message: format!(
+                    "{field}: Secret {namespace}/{} is labelled {CREDENTIALS_LABEL} (credentials); \
+                     a credentials Secret's values cannot become variables",
+                    from.secret_ref.name
+                ),
+            });
+        }
         for (k, v) in secret_entries(secret, &namespace, &field)? {
             let name = format!("{}{k}", from.prefix.as_deref().unwrap_or_default());
             if !crate::sql::vars::is_variable_name(&name) {
@@ -542,24 +580,40 @@ data: { password: czNjcmV0LXB3 }
 
     #[test]
     fn variables_from_labelled_secrets_with_prefix_and_checked_names() {
-        let docs = |extra: &str| {
+        let docs = |extra: &str, label: &str| {
             parse(&[(
                 "m.yaml".into(),
                 format!(
-                    "apiVersion: v1\nkind: Secret\nmetadata: {{ name: v, namespace: a, labels: {{ chmigrate.io/credentials: \"true\" }} }}\nstringData: {{ token: t0k3n, {extra} }}\n---\n\
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{ name: v, namespace: a, labels: {{ {label}: \"true\" }} }}\nstringData: {{ token: t0k3n, {extra} }}\n---\n\
                      apiVersion: chmigrate.io/v1alpha1\nkind: MigrationSet\nmetadata: {{ name: s, namespace: a }}\nspec:\n  connection: {{ url: http://x, database: d, credentials: {{ passwordless: true }} }}\n  variablesFrom: [{{ secretRef: {{ name: v }}, prefix: s3_ }}]\n"
                 ),
             )])
             .unwrap()
         };
-        let m = docs("region: eu");
+        let m = docs("region: eu", VARIABLES_LABEL);
         let vars = secret_variables(&m.sets[0], &m).unwrap();
         assert_eq!(vars.get("s3_token").map(String::as_str), Some("t0k3n"));
         assert_eq!(vars.get("s3_region").map(String::as_str), Some("eu"));
-        let m = docs("\"bad-key\": x");
+        let m = docs("\"bad-key\": x", VARIABLES_LABEL);
         let e = secret_variables(&m.sets[0], &m).unwrap_err();
         assert!(
             e.message.contains("spec.variablesFrom[0]") && e.message.contains("bad-key"),
+            "{e:?}"
+        );
+        // A credentials Secret never becomes variables: its values could be
+        // sent anywhere by the SQL (`url()`).
+        let m = docs("region: eu", CREDENTIALS_LABEL);
+        let e = secret_variables(&m.sets[0], &m).unwrap_err();
+        assert_eq!(e.reason, "SecretNotAllowed");
+        assert!(e.message.contains(VARIABLES_LABEL), "{e:?}");
+        let mut m = docs("region: eu", VARIABLES_LABEL);
+        m.sets[0].spec.connection.credentials.password_secret_ref = Some(SecretKeyRef {
+            name: "v".into(),
+            key: "token".into(),
+        });
+        let e = secret_variables(&m.sets[0], &m).unwrap_err();
+        assert!(
+            e.message.contains("also holds the set's credentials"),
             "{e:?}"
         );
     }

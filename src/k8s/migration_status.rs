@@ -88,7 +88,8 @@ pub fn set_entry(version: &Version, facts: &SetFacts) -> SetStatus {
         None => (Phase::Pending, None),
     };
     entry.phase = phase;
-    entry.last_error = error;
+    // A statement's error may quote the statement: kept small.
+    entry.last_error = error.map(|e| e.chars().take(2000).collect());
     entry.hosts_done = match phase {
         Phase::Applied => total,
         Phase::Running => total.saturating_sub(pending),

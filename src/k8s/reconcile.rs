@@ -280,6 +280,9 @@ pub async fn reconcile_to(
         .map(|m| m.version.clone())
         .max()
         .map(|v| v.to_string());
+    // Masked before anything is cut to size, so that no part of a secret
+    // value survives a cut.
+    let masker = secret_masker(set, all);
     let health = match validate(set, all, policy, target, &loaded.errors, &mut out) {
         Err(health) => health,
         Ok(valid) => {
@@ -287,7 +290,7 @@ pub async fn reconcile_to(
             let dry_run = set.spec.policy.dry_run;
             let result = plan_and_apply(&valid, &loaded.migrations, dry_run, ctx).await;
             match result {
-                Ok(Applied::DryRun(planned)) => dry_run_status(&mut out, &planned),
+                Ok(Applied::DryRun(planned)) => dry_run_status(&mut out, &planned, &masker),
                 Ok(Applied::Ran(outcome)) => outcome_status(
                     &mut out,
                     (&valid.settings, &valid.spec),
@@ -314,6 +317,7 @@ pub async fn reconcile_to(
             out.status.applied_version = prev.applied_version.clone();
         }
     }
+    let health = mask_health(health, &masker);
     let now = k8s_openapi::jiff::Timestamp::now();
     out.status = set_status::finish(
         std::mem::take(&mut out.status),
@@ -322,8 +326,30 @@ pub async fn reconcile_to(
         set.status.as_ref(),
         now,
     );
-    mask_secrets(&mut out, &secret_masker(set, all));
+    mask_secrets(&mut out, &masker);
     out
+}
+
+/// The health's message with secret values masked.
+fn mask_health(health: Health, masker: &Masker) -> Health {
+    if masker.is_empty() {
+        return health;
+    }
+    match health {
+        Health::Ready => Health::Ready,
+        Health::Progressing { reason, message } => Health::Progressing {
+            reason,
+            message: masker.mask(&message),
+        },
+        Health::Stalled { reason, message } => Health::Stalled {
+            reason,
+            message: masker.mask(&message),
+        },
+        Health::Idle { reason, message } => Health::Idle {
+            reason,
+            message: masker.mask(&message),
+        },
+    }
 }
 
 /// Masks the values of a set's `variablesFrom` Secrets (whatever else
@@ -351,6 +377,12 @@ fn mask_secrets(out: &mut SetResult, masker: &Masker) {
     }
     if let Some((_, error)) = &mut out.failed_version {
         *error = masker.mask(error);
+    }
+    // The per-version errors become each migration's lastError.
+    if let Some(facts) = &mut out.facts {
+        for error in facts.errors.values_mut() {
+            *error = masker.mask(error);
+        }
     }
 }
 
@@ -412,7 +444,7 @@ fn facts_of(set: &str, r: &Report) -> SetFacts {
     facts
 }
 
-fn dry_run_status(out: &mut SetResult, planned: &Planned) -> Health {
+fn dry_run_status(out: &mut SetResult, planned: &Planned, masker: &Masker) -> Health {
     let status = &mut out.status;
     status.applied_version = planned.applied_version().map(ToString::to_string);
     out.facts = Some(facts_of(
@@ -434,7 +466,7 @@ fn dry_run_status(out: &mut SetResult, planned: &Planned) -> Health {
                         crate::plan::Step::Rollback { .. } => "rollback",
                         crate::plan::Step::Baseline { .. } => "baseline",
                     };
-                    let sql = s.statements.iter().map(|p| p.sql.clone()).collect();
+                    let sql = s.statements.iter().map(|p| masker.mask(&p.sql)).collect();
                     (action.to_string(), s.step.version().to_string(), sql)
                 })
                 .collect();

@@ -76,7 +76,13 @@ pub async fn cleanup(set: &MigrationSet, ctx: &Ctx) -> Result<bool, Error> {
             .iter()
             .any(|c| c.namespace().as_deref() == Some(ns.as_str()) && &c.name_any() == name)
     });
-    let mut inputs = dereference::inputs(&s, &ctx.stores, &ctx.shared.client).await?;
+    let mut inputs = dereference::inputs(
+        &s,
+        &ctx.stores,
+        &ctx.shared.client,
+        &ctx.shared.settings.policy,
+    )
+    .await?;
     ctx.shared
         .fill_kept_secrets(&key_of(set), &mut inputs.manifests.secrets);
     let mut result = run(&s, &inputs, Some(TargetSpec::Version(Version::zero())), ctx).await;

@@ -43,6 +43,7 @@ pub async fn inputs(
     set: &MigrationSet,
     stores: &Stores,
     client: &Client,
+    policy: &chmigrate::k8s::reconcile::Policy,
 ) -> Result<Inputs, kube::Error> {
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
@@ -94,9 +95,17 @@ pub async fn inputs(
         }
     }
     // Read by name, only those the set names (a missing one is reported by
-    // the validate step); changes are seen on the next reconcile.
+    // the validate step); changes are seen on the next reconcile. A set
+    // whose target the operator refuses gets none read at all.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for name in manifest::secret_names(set) {
+    let refused =
+        chmigrate::k8s::guard::check(set, &policy.allowed_urls, policy.require_tls).is_err();
+    let names = if refused {
+        Vec::new()
+    } else {
+        manifest::secret_names(set)
+    };
+    for name in names {
         if let Some(s) = secrets.get_opt(&name).await? {
             manifests.secrets.push(s);
         }

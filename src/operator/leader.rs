@@ -197,7 +197,7 @@ impl Elector {
 
     /// Renews the Lease until leadership is lost, and says why. The
     /// deadline counts from the start of the last successful renewal.
-    pub async fn hold(&self) -> Lost {
+    pub async fn hold(&self, term: i32) -> Lost {
         let mut renewed = Instant::now();
         loop {
             // The deadline races the attempt: a hung request cannot carry
@@ -206,7 +206,7 @@ impl Elector {
             let step = async {
                 tokio::time::sleep(self.timing.retry).await;
                 let attempt = Instant::now();
-                (attempt, self.renew().await)
+                (attempt, self.renew(term).await)
             };
             match tokio::time::timeout_at(deadline, step).await {
                 Err(_) => return Lost::RenewDeadline(self.timing.renew_deadline),
@@ -217,17 +217,18 @@ impl Elector {
         }
     }
 
-    /// `Some(Ok)` renewed, `Some(Err(holder))` another holder, `None` the
-    /// attempt failed.
-    async fn renew(&self) -> Option<Result<(), String>> {
+    /// `Some(Ok)` renewed, `Some(Err(holder))` another holder (or another
+    /// term: someone took the Lease over in between), `None` the attempt
+    /// failed.
+    async fn renew(&self, term: i32) -> Option<Result<(), String>> {
         let lease = self.bounded(self.api.get(&self.name)).await?;
         let spec = lease.spec.unwrap_or_default();
         let holder = spec.holder_identity.unwrap_or_default();
-        if holder != self.identity {
-            return Some(Err(holder));
+        let now_term = spec.lease_transitions.unwrap_or(0);
+        if holder != self.identity || now_term != term {
+            return Some(Err(format!("{holder} (term {now_term})")));
         }
         let rv = lease.metadata.resource_version.unwrap_or_default();
-        let term = spec.lease_transitions.unwrap_or(0);
         self.claim(&rv, term, false).await.map(|_| Ok(()))
     }
 

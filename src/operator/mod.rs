@@ -165,10 +165,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let mut leadership = None;
     let deposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if args.leader_election {
+        // Unique per process (as client-go's): two instances given one
+        // name never both hold the Lease.
+        let lease_identity = format!(
+            "{identity}_{:x}{:x}",
+            std::process::id(),
+            chmigrate::clock::now_us() & 0xffff_ffff
+        );
         let elector = Arc::new(leader::Elector::new(
             Api::namespaced(client.clone(), &args.lease_namespace),
             &args.lease_name,
-            &identity,
+            &lease_identity,
             leader::Timing::for_lease(Duration::from_secs(args.lease_seconds)),
         ));
         // A standby is ready: it is doing its job, which is waiting.
@@ -189,7 +196,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         let lost = stop_flag.clone();
         let deposed = deposed.clone();
         let task = tokio::spawn(async move {
-            let why = keeper.hold().await;
+            let why = keeper.hold(term).await;
             tracing::error!(reason = %why, "lost the leadership; stopping before the next statement");
             deposed.store(true, Ordering::SeqCst);
             lost.request();

@@ -21,6 +21,7 @@ use super::error::{Error, retry_error};
 use super::metrics::ResultLabels;
 use super::status::{event, mark_reconciling, publish, write_migration_statuses};
 use super::{apply, validate};
+use chmigrate::k8s::manifest;
 use chmigrate::k8s::set_status::Notice;
 
 /// The controller's entry point.
@@ -108,10 +109,27 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
     if has_finalizer != wants_finalizer {
         validate::set_finalizer(&api, set, wants_finalizer, ctx).await?;
     }
-    let mut inputs = dereference::inputs(set, &ctx.stores, &ctx.shared.client).await?;
+    let mut inputs = dereference::inputs(
+        set,
+        &ctx.stores,
+        &ctx.shared.client,
+        &ctx.shared.settings.policy,
+    )
+    .await?;
     if wants_finalizer {
-        ctx.shared
-            .keep_secrets(&key, Some(inputs.manifests.secrets.clone()));
+        // Only Secrets meant for chmigrate are kept.
+        let labelled: Vec<_> = inputs
+            .manifests
+            .secrets
+            .iter()
+            .filter(|s| {
+                [manifest::CREDENTIALS_LABEL, manifest::VARIABLES_LABEL]
+                    .iter()
+                    .any(|l| s.labels().get(*l).is_some_and(|v| v == "true"))
+            })
+            .cloned()
+            .collect();
+        ctx.shared.keep_secrets(&key, Some(labelled));
     }
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
@@ -121,8 +139,18 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
             return Ok((Action::requeue(memo.next_check - now), true));
         }
     }
+    // Inputs the set's status has not seen: say so before any SQL runs.
+    let mut seen = set.clone();
+    let unseen = set
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_inputs.as_deref())
+        != Some(inputs.digest.as_str());
+    if unseen && !set.spec.policy.suspend {
+        seen.status = Some(mark_reconciling(set, &mut inputs, ctx).await?);
+    }
     // One namespace runs at most its share of the slots at once.
-    let namespace = set.namespace().unwrap_or_default();
+    let namespace = seen.namespace().unwrap_or_default();
     let namespaces = ctx
         .stores
         .sets
@@ -135,16 +163,6 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         tracing::debug!(set = %key, "namespace at its share of reconcile slots; later");
         return Ok((Action::requeue(Duration::from_secs(2)), true));
     };
-    // Inputs the set's status has not seen: say so before any SQL runs.
-    let mut seen = set.clone();
-    let unseen = set
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_inputs.as_deref())
-        != Some(inputs.digest.as_str());
-    if unseen && !set.spec.policy.suspend {
-        seen.status = Some(mark_reconciling(set, &mut inputs, ctx).await?);
-    }
     let set = &seen;
     let mut result = apply::run(set, &inputs, None, ctx).await;
     result.status.observed_inputs = Some(inputs.digest.clone());

@@ -185,10 +185,14 @@ pub async fn mark_reconciling(
     .await?;
     let name = set.name_any();
     for m in inputs.selected.iter_mut() {
+        // This set's own entry must have seen the migration's generation
+        // (another set's write does not count). Dry runs apply nothing.
         let current = m.status.as_ref().is_some_and(|s| {
-            s.observed_generation == m.metadata.generation && s.sets.iter().any(|e| e.set == name)
+            s.sets
+                .iter()
+                .any(|e| e.set == name && e.observed_generation == m.metadata.generation)
         });
-        if current {
+        if current || set.spec.policy.dry_run {
             continue;
         }
         let mut entry = m
@@ -199,6 +203,7 @@ pub async fn mark_reconciling(
         entry.set = name.clone();
         entry.phase = chmigrate::k8s::crd::Phase::Pending;
         entry.hosts_done = 0;
+        entry.observed_generation = m.metadata.generation;
         let new = migration_status::merge(
             m.status.as_ref(),
             &name,
@@ -234,10 +239,30 @@ pub async fn write_migration_statuses(
     let name = set.name_any();
     let now = k8s_openapi::jiff::Timestamp::now();
     let mut changes: Vec<(&ClickHouseMigration, ClickHouseMigrationStatus)> = Vec::new();
+    // A dry run or a suspended set applies nothing: it leaves its
+    // migrations' entries alone instead of showing them pending forever.
+    let idle = set.spec.policy.dry_run || set.spec.policy.suspend;
+    // A set that stalled before running anything (its target refused, a
+    // bad spec): entries waiting on it fail with its reason.
+    let stalled = result.facts.is_none().then(|| {
+        result
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+            .map(|c| format!("the set is stalled: {}: {}", c.reason, c.message))
+    });
     for m in &inputs.selected {
         let Ok(version) = Version::parse(&m.spec.version) else {
             continue;
         };
+        if idle {
+            continue;
+        }
+        let previous = m
+            .status
+            .as_ref()
+            .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned());
         let entry = match (&result.facts, &result.failed_version) {
             (Some(f), _) => migration_status::set_entry(&version, f),
             (None, Some((v, err))) if *v == version => {
@@ -251,7 +276,20 @@ pub async fn write_migration_statuses(
                 e.last_error = Some(err.chars().take(2000).collect());
                 e
             }
-            _ => continue,
+            (None, _) => match (previous, &stalled) {
+                (Some(mut e), Some(Some(why)))
+                    if e.phase == chmigrate::k8s::crd::Phase::Pending =>
+                {
+                    e.phase = chmigrate::k8s::crd::Phase::Failed;
+                    e.last_error = Some(why.chars().take(2000).collect());
+                    e
+                }
+                _ => continue,
+            },
+        };
+        let entry = chmigrate::k8s::crd::SetStatus {
+            observed_generation: m.metadata.generation,
+            ..entry
         };
         changes.push((
             m,

@@ -27,6 +27,9 @@ pub async fn set_finalizer(
     present: bool,
     ctx: &Ctx,
 ) -> Result<(), Error> {
+    if ctx.shared.settings.is_deposed() {
+        return Ok(());
+    }
     let mut finalizers: Vec<String> = set
         .finalizers()
         .iter()

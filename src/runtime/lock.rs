@@ -180,7 +180,18 @@ pub struct Renewal {
 }
 
 impl Renewal {
-    pub async fn renew(&self) -> Result<(), ChError> {
+    /// Adds a renewal row while the lock is still this run's; `Ok(false)`
+    /// when it is another's (taken over): nothing is added to a lock that
+    /// is no longer ours, where a row of ours could pass for its holder's.
+    pub async fn renew(&self) -> Result<bool, ChError> {
+        let table = lock_table(&self.ledger)?;
+        let first: Vec<LockInfo> = self
+            .conn
+            .rows(&queries::lock_holder_sql(&self.ledger, &table))
+            .await?;
+        if first.first().is_some_and(|r| r.token != self.token) {
+            return Ok(false);
+        }
         #[derive(Serialize)]
         struct Row<'a> {
             token: &'a str,
@@ -199,6 +210,7 @@ impl Renewal {
                 &[],
             )
             .await
+            .map(|()| true)
     }
 }
 

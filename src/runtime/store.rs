@@ -237,7 +237,13 @@ impl Writer {
             for json in [&mut e.details, &mut e.hosts] {
                 match serde_json::from_str::<serde_json::Value>(json) {
                     Ok(mut v) => {
+                        // The rollback kept for later is stored as written
+                        // (no substituted value) and must replay intact.
+                        let kept = v.get_mut("rollback").map(serde_json::Value::take);
                         self.masker.mask_json(&mut v);
+                        if let (Some(kept), Some(obj)) = (kept, v.as_object_mut()) {
+                            obj.insert("rollback".into(), kept);
+                        }
                         *json = v.to_string();
                     }
                     Err(_) => *json = self.masker.mask(json),

@@ -14,9 +14,10 @@ use std::time::Duration;
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 
-/// The largest response chmigrate reads by default (a ledger of a few
-/// hundred thousand events fits many times over).
-pub const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest response chmigrate reads by default: a ledger of about a
+/// hundred thousand events fits; a few at once stay well inside the
+/// operator's memory limit (256 MiB in the chart).
+pub const MAX_RESPONSE_BYTES: u64 = 48 * 1024 * 1024;
 
 /// Bounds connection set-up (TCP connect and TLS handshake together): a peer
 /// that accepts the connection but never finishes the handshake — plain HTTP
