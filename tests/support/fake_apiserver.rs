@@ -1258,10 +1258,8 @@ impl State {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: \
-                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                ),
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
         match media {
@@ -1599,7 +1597,7 @@ fn hex_encode(s: &str) -> String {
 }
 
 fn hex_decode(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -1779,8 +1777,10 @@ fn validate(v: &Value, schema: &Value, path: &str, old: Option<&Value>, out: &mu
         == Some(true);
     if let Some(want) = schema.get("type").and_then(Value::as_str) {
         let got = type_name(v);
-        let ok = got == want || (want == "number" && got == "integer");
-        if !ok && !(int_or_string && matches!(got, "integer" | "string")) {
+        let ok = got == want
+            || (want == "number" && got == "integer")
+            || (int_or_string && matches!(got, "integer" | "string"));
+        if !ok {
             out.push(Cause {
                 reason: "FieldValueInvalid",
                 field: path.to_string(),
@@ -2211,15 +2211,17 @@ fn count_of(obj: &Value, fields: &[&str]) -> Value {
 }
 
 /// The columns of a built-in resource (a few of the real server's).
+fn age_column() -> Column {
+    column("Age", "date", |o| {
+        age_of(
+            o.pointer("/metadata/creationTimestamp")
+                .unwrap_or(&Value::Null),
+        )
+    })
+}
+
 fn builtin_columns(def: &ResourceDef) -> Vec<Column> {
-    let age = || {
-        column("Age", "string", |o| {
-            age_of(
-                o.pointer("/metadata/creationTimestamp")
-                    .unwrap_or(&Value::Null),
-            )
-        })
-    };
+    let age = age_column;
     match (def.group, def.plural) {
         ("", "configmaps") => vec![
             column("Data", "string", |o| count_of(o, &["data", "binaryData"])),
@@ -2624,15 +2626,7 @@ impl State {
                     });
                 }
             }
-            None if def.custom() => cols.extend(builtin_columns(&ResourceDef {
-                group: "",
-                version: "",
-                plural: "",
-                kind: "",
-                namespaced: true,
-                status: false,
-                returns_deleted_object: false,
-            })),
+            None if def.custom() => cols.push(age_column()),
             None => cols.extend(builtin_columns(def)),
         }
         cols
