@@ -1,35 +1,100 @@
-//! A FAKE Kubernetes API server for end-to-end tests: stateful, in memory,
-//! plain HTTP on `127.0.0.1`, serving a fixed set of resources. It is **not**
-//! a kube-apiserver. It aims to be faithful where a kube-rs controller
-//! depends on the server (list/watch with resourceVersions, optimistic
-//! concurrency, the status subresource, finalizers and graceful deletion,
-//! the four patch types, server-side-apply field ownership and conflicts,
-//! `Status` error bodies) and it is simplified everywhere else.
+//! A FAKE Kubernetes API server for end-to-end tests and for trying the
+//! operator without a cluster: stateful, in memory, plain HTTP on
+//! `127.0.0.1`, serving a fixed set of resources. It is **not** a
+//! kube-apiserver. It aims to be faithful where a kube-rs controller and
+//! `kubectl` depend on the server (list/watch with resourceVersions, watch
+//! history and `410 Gone`, pagination, optimistic concurrency, the status
+//! subresource, finalizers and graceful deletion, the four patch types,
+//! server-side-apply field ownership and conflicts, discovery, OpenAPI v3,
+//! `Table` output, CRD admission, `Status` error bodies) and it is
+//! simplified everywhere else. The tests include it as a module; the
+//! example program `examples/fake-apiserver.rs` includes the same file
+//! (`cargo run --release --example fake-apiserver -- --listen ADDR
+//! --write-kubeconfig FILE`).
 //!
 //! Served resources (see [`RESOURCES`]): core `v1` `configmaps`, `secrets`,
 //! `events`, `namespaces` (cluster scoped); `events.k8s.io/v1` `events`;
-//! `coordination.k8s.io/v1` `leases`; `chmigrate.io/v1alpha1`
-//! `migrationsets` and `clickhousemigrations` (both with `/status`).
+//! `coordination.k8s.io/v1` `leases`; `apiextensions.k8s.io/v1`
+//! `customresourcedefinitions`; `chmigrate.io/v1alpha1` `migrationsets`
+//! and `clickhousemigrations` (both with `/status`).
 //!
-//! What is simplified or missing, compared with a real API server:
-//! - No authentication, authorization, admission, defaulting, OpenAPI or
-//!   CRD schema validation, pruning of unknown fields, or conversion. Bodies
-//!   are stored as given (apart from the server-managed metadata below).
-//! - One global resourceVersion counter; the watch event log is never
-//!   compacted, so a watch from any old resourceVersion is replayed from the
-//!   log and `410 Gone` is never answered. A watcher that falls behind the
-//!   broadcast buffer has its stream closed (the client resumes from its last
-//!   resourceVersion). Bookmarks (if asked for) come every second and when a
-//!   watch times out. `sendInitialEvents=true` is supported.
-//! - `limit` and `continue` are ignored: a list returns everything with no
-//!   continue token; `resourceVersion`/`resourceVersionMatch` on a list are
-//!   ignored (the list is always the current state).
+//! Custom resources and their CRDs:
+//! - The custom resources' REST paths are always served, whether or not
+//!   their CRD is stored (tests of the operator that need no CRD use them
+//!   so, and store what they like). Once a CRD named `plural.group` is
+//!   stored (`kubectl apply -f crds/chmigrate.yaml`), it drives the rest,
+//!   as on a real server: discovery lists the resource with the CRD's
+//!   singular name, short names and categories (before that, discovery
+//!   does not list it); `/openapi/v3` serves its schema; `Table`s have
+//!   Name and the CRD's `additionalPrinterColumns`; and every write (create,
+//!   update, patch, apply, `/status`) goes through admission: unknown
+//!   fields pruned (refused with `fieldValidation=Strict`, which kubectl
+//!   sends by default; a `Warning` header under `Warn`), `default`s filled
+//!   in, then the structural schema (type, nullable, enum, required,
+//!   minimum/maximum, minLength/maxLength, additionalProperties,
+//!   x-kubernetes-int-or-string) and `x-kubernetes-validations` CEL rules
+//!   (the `cel` crate with the strings extension; transition rules with
+//!   `oldSelf` on updates, which is how immutable fields are written) are
+//!   checked. Errors are `422 Invalid` with one cause per field, as kubectl
+//!   prints them. Errors on fields an update leaves unchanged are ratcheted
+//!   away (as since Kubernetes 1.30). Not modelled: `pattern`, `format`,
+//!   list types/map keys, `x-kubernetes-embedded-resource`, CEL cost
+//!   limits, other versions and conversion, CRDs of other groups (only the
+//!   kinds of [`RESOURCES`] are served), the CRD's own validation and
+//!   status conditions (`Established`).
+//! - Strategic merge patch of a custom resource is `415`, as on a real
+//!   server; on built-in kinds it is applied as a JSON merge patch (list
+//!   merge keys and directives are not implemented, lists are replaced).
+//! - Request bodies must be JSON (or YAML for apply): a protobuf body is
+//!   `415`, so typed clients that send protobuf (`kubectl create
+//!   namespace`, `kubectl create secret`) do not work; `kubectl apply -f`
+//!   does (it sends JSON).
+//!
+//! Reads:
+//! - Discovery: legacy `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`
+//!   documents with verbs, short names (built-in ones for `cm`, `ns`, `ev`,
+//!   `crd`), categories and the namespaced flag; no aggregated discovery.
+//!   `/openapi/v3` and its per-group-version documents list each kind's
+//!   schema (the CRD's, or an open object for built-in kinds) and paths
+//!   whose PATCH has the `fieldValidation` parameter and the accepted patch
+//!   media types; there is no `/openapi/v2`.
+//! - `Table` (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`) for
+//!   lists and single objects, with `includeObject` (`None`, `Metadata`,
+//!   `Object`); printer columns use a JSONPath subset (`.field`, `[n]`,
+//!   `[*]`, `[?(@.a.b=="x")]` and `!=`), the first result, dates as ages
+//!   (as the real CRD table convertor). Built-in kinds have a few of the
+//!   real columns. A watch never answers a `Table`.
+//! - Lists: `limit` and `continue` page through the objects in namespace
+//!   and name order; a continue token shows the current state after its
+//!   last key (not a snapshot at its resourceVersion) and is `410 Expired`
+//!   once the history after its resourceVersion is compacted.
+//!   `resourceVersion`/`resourceVersionMatch` on a list are ignored (the
+//!   list is always the current state).
+//! - Watch: one global resourceVersion counter and an event log of the
+//!   last [`DEFAULT_HISTORY`] events ([`FakeApiServer::set_history`],
+//!   [`FakeApiServer::compact`]); a watch from an older resourceVersion
+//!   gets one `ERROR` event with a `410 Expired` Status (as the real one)
+//!   and clients list again. A watcher that falls behind the broadcast
+//!   buffer has its stream closed (the client resumes from its last
+//!   resourceVersion). Bookmarks (if asked for) come every second and when
+//!   a watch times out. `sendInitialEvents=true` is supported.
 //! - Field selectors accept any dotted path (`metadata.name`,
 //!   `involvedObject.kind`, ...) with `=`, `==` and `!=`; the real server only
 //!   allows a few fields per type. Label selectors support `=`, `==`, `!=`,
 //!   `in`, `notin`, exists and `!exists` (not `<`/`>`).
-//! - Strategic merge patch is applied as a JSON merge patch (RFC 7386): list
-//!   merge keys/directives are not implemented, lists are replaced.
+//! - Events: core `v1` and `events.k8s.io/v1` Events are stored
+//!   separately (the real server has one store), but a list or a get of
+//!   either API also shows the other API's Events, converted (`regarding`
+//!   ⇄ `involvedObject`, `note` ⇄ `message`, ...), so `kubectl describe`
+//!   (core/v1, by `involvedObject` field selector) shows the Events the
+//!   operator writes through events.k8s.io/v1. Watches see only their own
+//!   API's Events; the test helpers ([`FakeApiServer::list`]) see each
+//!   store as written.
+//!
+//! Writes:
+//! - No authentication or authorization (a bearer token is only used to
+//!   cut a client off, [`FakeApiServer::partition`]), no admission
+//!   plugins, no defaulting or validation of built-in kinds.
 //! - Server-side apply: field ownership is tracked per leaf (a path to a
 //!   scalar or a list); lists are atomic except `metadata.finalizers`, which
 //!   is a set. A manager never conflicts with itself, whether its fields came
@@ -48,8 +113,6 @@
 //!   real server sets it only for some kinds); it moves when anything
 //!   outside `metadata` and `status` changes, and when a deletionTimestamp
 //!   is set.
-//! - Core `events` and `events.k8s.io` `events` are stored separately (the
-//!   real server shares one store and converts).
 //! - Namespaces: `default`, `kube-system`, `kube-public` and
 //!   `kube-node-lease` exist at start; creating a namespaced object in a
 //!   missing namespace is refused (404) as the real server does; deleting a
@@ -57,9 +120,7 @@
 //! - No garbage collection (ownerReferences are ignored), no
 //!   deletecollection, no `/scale`, no legacy `/watch/` paths, no protobuf,
 //!   HTTP/1.1 only, no compression. `dryRun=All` is honoured.
-//! - Discovery (`/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`) and
-//!   `/version` are minimal legacy JSON documents (typed `kube::Api<K>` never
-//!   asks for them).
+//! - `/version` answers `v1.33.0-fake`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
