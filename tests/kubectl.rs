@@ -314,6 +314,81 @@ fn kubectl_applies_the_example_waits_gets_and_describes_as_on_a_cluster() {
     // ClickHouse holds what kubectl reports.
     assert_eq!(user_tables(SINGLE, &db), ["daily_views", "page_views"]);
 
+    // The Events, listed through core/v1 as `kubectl get events` does.
+    let ev = parse_table(&k.ok(&["get", "events", "-n", "analytics"]));
+    assert_eq!(ev.0, ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert!(
+        ev.1.iter().any(|r| r[1] == "Normal"
+            && r[2] == "Applied"
+            && r[3] == "migrationset/quickstart"
+            && r[4] == "applied V1, V2, V3"),
+        "{ev:?}"
+    );
+    // -o wide: the same columns (the CRDs have no priority>0 columns).
+    let wide = parse_table(&k.ok(&["get", "chm", "-n", "analytics", "-o", "wide"]));
+    assert_eq!(wide.0, ["NAME", "VERSION", "SET", "PHASE", "HOSTS", "AGE"]);
+
+    // Applying again changes nothing; a changed field is configured
+    // (client-side apply: a JSON merge patch of a custom resource).
+    let again = k.apply(&quickstart(&db));
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(
+        again.stdout,
+        "secret/clickhouse-credentials unchanged\n\
+         migrationset.chmigrate.io/quickstart unchanged\n\
+         clickhousemigration.chmigrate.io/create-page-views unchanged\n\
+         clickhousemigration.chmigrate.io/add-referrer unchanged\n\
+         configmap/quickstart-sql unchanged\n"
+    );
+    let generation = |api: &FakeApiServer| {
+        api.get("clickhousemigrations", "analytics", "add-referrer")
+            .expect("stored")["metadata"]["generation"]
+            .clone()
+    };
+    assert_eq!(generation(&api), 1);
+    let changed = quickstart(&db).replace("description: Referrer column", "description: Referrer");
+    let out = k.apply(&changed);
+    assert!(
+        out.stdout
+            .contains("clickhousemigration.chmigrate.io/add-referrer configured\n"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(generation(&api), 2);
+    // An edit-style JSON patch.
+    let out = k.ok(&[
+        "patch",
+        "chm",
+        "add-referrer",
+        "-n",
+        "analytics",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/description","value":"Referrer (patched)"}]"#,
+    ]);
+    assert_eq!(
+        out,
+        "clickhousemigration.chmigrate.io/add-referrer patched\n"
+    );
+    assert_eq!(generation(&api), 3);
+
+    // Deleting the set: the operator's finalizer runs (deletionPolicy
+    // Retain keeps the tables) and kubectl's delete returns once it is gone.
+    let out = k.ok(&[
+        "delete",
+        "migrationset",
+        "quickstart",
+        "-n",
+        "analytics",
+        "--timeout=60s",
+    ]);
+    assert_eq!(out, "migrationset.chmigrate.io \"quickstart\" deleted\n");
+    assert!(
+        api.get("migrationsets", "analytics", "quickstart")
+            .is_none()
+    );
+    assert_eq!(user_tables(SINGLE, &db), ["daily_views", "page_views"]);
+
     drop(op);
     drop_db(SINGLE, &db, false);
 }

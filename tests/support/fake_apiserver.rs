@@ -2688,6 +2688,13 @@ impl State {
                 }
             }
             None if def.custom() => cols.push(age_column()),
+            None if def.plural == "events" => {
+                // As the real Event table: the name only in -o wide.
+                let mut name = cols.remove(0);
+                name.priority = 1;
+                cols.extend(builtin_columns(def));
+                cols.push(name);
+            }
             None => cols.extend(builtin_columns(def)),
         }
         cols
