@@ -1089,6 +1089,80 @@ async fn crds_bring_discovery_openapi_tables_and_admission() {
 }
 
 #[tokio::test]
+async fn transition_rules_make_fields_immutable_and_status_is_admitted_too() {
+    let server = FakeApiServer::start();
+    let client = client(&server).await;
+    // The CRDs with one more rule: spec.version may not change once set
+    // (a transition rule, evaluated with oldSelf on updates only).
+    let text = std::fs::read_to_string(support::repo().join("crds/chmigrate.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut crd: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if crd["metadata"]["name"] == "clickhousemigrations.chmigrate.io" {
+            let version = crd
+                .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/version/x-kubernetes-validations")
+                .and_then(Value::as_array_mut)
+                .unwrap();
+            version.push(json!({"rule": "self == oldSelf", "message": "version is immutable"}));
+        }
+        server.apply_yaml(&crd.to_string());
+    }
+    let api: Api<ClickHouseMigration> = Api::default_namespaced(client);
+    let m: ClickHouseMigration = serde_json::from_value(json!({
+        "apiVersion": "chmigrate.io/v1alpha1", "kind": "ClickHouseMigration",
+        "metadata": {"name": "m"},
+        "spec": {"version": "1", "up": "SELECT 1"},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &m).await.unwrap();
+    let e = api
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "2"}})),
+        )
+        .await
+        .unwrap_err();
+    match &e {
+        Error::Api(s) => assert_eq!(
+            s.message,
+            "ClickHouseMigration.chmigrate.io \"m\" is invalid: spec.version: Invalid value: \"string\": version is immutable"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Other fields still change.
+    let patched = api
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "d"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.description, "d");
+    // The status subresource is admitted against the schema too: a
+    // wrong type is refused, an unknown field is pruned.
+    let e = api
+        .patch_status(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": "three"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), (422, "Invalid".to_string()));
+    api.patch_status(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"observedGeneration": 3, "bogus": true}})),
+    )
+    .await
+    .unwrap();
+    let stored = server.get("clickhousemigrations", "default", "m").unwrap();
+    assert_eq!(stored["status"]["observedGeneration"], 3);
+    assert!(stored["status"].get("bogus").is_none(), "{stored}");
+}
+
+#[tokio::test]
 async fn a_watch_from_a_compacted_resource_version_is_gone_and_the_watcher_relists() {
     let server = FakeApiServer::start();
     let client = client(&server).await;
