@@ -68,6 +68,20 @@ impl Kubectl {
         out
     }
 
+    /// Starts a long-running kubectl (`get -w`) writing to `out`.
+    fn spawn(&self, args: &[&str], out: &Path) -> std::process::Child {
+        Command::new("kubectl")
+            .args(args)
+            .arg(format!("--cache-dir={}", self.dir.join("cache").display()))
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out).expect("output file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl runs")
+    }
+
     fn run(&self, args: &[&str]) -> Out {
         self.run_stdin(args, None)
     }
@@ -400,6 +414,24 @@ fn admission_refuses_what_a_real_api_server_refuses_and_kubectl_prints_why() {
     let k = Kubectl::new(&api.kubeconfig_yaml(), dir.path());
     k.ok(&["apply", "-f", &crds()]);
     assert_eq!(k.apply(NAMESPACE).code, 0);
+    // A watch through kubectl (Table rows) sees what is admitted only.
+    let watched = dir.path().join("watch.txt");
+    let mut watch = k.spawn(
+        &[
+            "get",
+            "chm",
+            "-n",
+            "analytics",
+            "-w",
+            "--output-watch-events",
+        ],
+        &watched,
+    );
+    wait_until("the watch to start", Duration::from_secs(20), || {
+        api.requests()
+            .iter()
+            .any(|r| r.watch && r.path.ends_with("/clickhousemigrations"))
+    });
 
     // A bad version: the CRD's CEL rule and its message.
     let bad = "apiVersion: chmigrate.io/v1alpha1\nkind: ClickHouseMigration\n\
@@ -534,6 +566,34 @@ fn admission_refuses_what_a_real_api_server_refuses_and_kubectl_prints_why() {
         "{}",
         out.stderr
     );
+    // The watch printed the admitted objects' events as rows of the CRD's
+    // columns, and nothing of the refused ones.
+    wait_until("the watch to see a patch", Duration::from_secs(20), || {
+        std::fs::read_to_string(&watched).is_ok_and(|t| t.lines().count() >= 4)
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let text = std::fs::read_to_string(&watched).expect("watch output");
+    let t = parse_table(&text);
+    assert_eq!(
+        t.0,
+        ["EVENT", "NAME", "VERSION", "SET", "PHASE", "HOSTS", "AGE"],
+        "{text}"
+    );
+    let events: Vec<(&str, &str, &str)> =
+        t.1.iter()
+            .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+            .collect();
+    assert_eq!(
+        events,
+        [
+            ("ADDED", "unknown", "7"),
+            ("ADDED", "quiet", "7"),
+            ("MODIFIED", "unknown", "7")
+        ],
+        "{text}"
+    );
+
     // And delete works as on a cluster.
     for name in ["unknown", "quiet"] {
         assert_eq!(

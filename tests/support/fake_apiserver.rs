@@ -63,7 +63,7 @@
 //!   `Object`); printer columns use a JSONPath subset (`.field`, `[n]`,
 //!   `[*]`, `[?(@.a.b=="x")]` and `!=`), the first result, dates as ages
 //!   (as the real CRD table convertor). Built-in kinds have a few of the
-//!   real columns. A watch never answers a `Table`.
+//!   real columns. A watch answers `Table` rows too (`kubectl get -w`).
 //! - Lists: `limit` and `continue` page through the objects in namespace
 //!   and name order; a continue token shows the current state after its
 //!   last key (not a snapshot at its resourceVersion) and is `410 Expired`
@@ -781,7 +781,7 @@ impl Filter {
     /// The watch line for a logged event, as this watch sees it: an object
     /// that stops matching the selectors is DELETED, one that starts
     /// matching is ADDED (like the real watch cache).
-    fn render(&self, ev: &LogEvent) -> Option<Bytes> {
+    fn render<'e>(&self, ev: &'e LogEvent) -> Option<(&'static str, &'e Value)> {
         if !self.in_scope(ev.res, &ev.ns) {
             return None;
         }
@@ -798,7 +798,7 @@ impl Filter {
                 }
             }
         };
-        Some(watch_line(typ, &ev.obj))
+        Some((typ, &ev.obj))
     }
 }
 
@@ -2247,10 +2247,14 @@ struct Column {
     format: String,
     description: String,
     priority: i64,
-    value: Box<dyn Fn(&Value) -> Value>,
+    value: Box<dyn Fn(&Value) -> Value + Send + Sync>,
 }
 
-fn column(name: &str, typ: &str, value: impl Fn(&Value) -> Value + 'static) -> Column {
+fn column(
+    name: &str,
+    typ: &str,
+    value: impl Fn(&Value) -> Value + Send + Sync + 'static,
+) -> Column {
     Column {
         name: name.into(),
         typ: typ.into(),
@@ -2703,40 +2707,7 @@ impl State {
     /// A `meta.k8s.io/v1` `Table` of `objects` (`includeObject`: `None`,
     /// `Metadata` (the default) or `Object`).
     fn table(&self, res: usize, objects: &[Value], list_meta: Value, include: &str) -> Value {
-        let cols = self.columns(res);
-        let defs: Vec<Value> = cols
-            .iter()
-            .map(|c| {
-                json!({"name": c.name, "type": c.typ, "format": c.format,
-                       "description": c.description, "priority": c.priority})
-            })
-            .collect();
-        let rows: Vec<Value> = objects
-            .iter()
-            .map(|o| {
-                let cells: Vec<Value> = cols.iter().map(|c| (c.value)(o)).collect();
-                let mut row = json!({"cells": cells});
-                match include {
-                    "None" => {}
-                    "Object" => row["object"] = o.clone(),
-                    _ => {
-                        row["object"] = json!({
-                            "kind": "PartialObjectMetadata",
-                            "apiVersion": "meta.k8s.io/v1",
-                            "metadata": o.get("metadata").cloned().unwrap_or_default(),
-                        })
-                    }
-                }
-                row
-            })
-            .collect();
-        json!({
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_meta,
-            "columnDefinitions": defs,
-            "rows": rows,
-        })
+        table_of(&self.columns(res), objects, list_meta, include)
     }
 
     /// Admission of a write of a custom resource whose CRD is stored, as a
@@ -2794,6 +2765,44 @@ impl State {
             Err(invalid_causes(def, name, &causes))
         }
     }
+}
+
+/// A `meta.k8s.io/v1` `Table` of `objects` with `cols` (`includeObject`:
+/// `None`, `Metadata` (the default) or `Object`).
+fn table_of(cols: &[Column], objects: &[Value], list_meta: Value, include: &str) -> Value {
+    let defs: Vec<Value> = cols
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.typ, "format": c.format,
+                   "description": c.description, "priority": c.priority})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let cells: Vec<Value> = cols.iter().map(|c| (c.value)(o)).collect();
+            let mut row = json!({"cells": cells});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = o.clone(),
+                _ => {
+                    row["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": o.get("metadata").cloned().unwrap_or_default(),
+                    })
+                }
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
 }
 
 /// `spec.a[0].b` → `/spec/a/0/b`.
@@ -3094,9 +3103,11 @@ impl State {
             ("GET", None) => {
                 let filter = Filter::from_params(res, ns, &req.params)?;
                 if req.watch {
-                    Ok(Outcome::Watch(Box::new(
-                        self.start_watch(filter, &req.params)?,
-                    )))
+                    Ok(Outcome::Watch(Box::new(self.start_watch(
+                        filter,
+                        &req.params,
+                        req.table,
+                    )?)))
                 } else {
                     let list = self.list_json(&filter, &req.params)?;
                     if req.table {
@@ -3182,7 +3193,12 @@ impl State {
         }
     }
 
-    fn start_watch(&mut self, filter: Filter, q: &Query) -> Result<WatchStream, ApiError> {
+    fn start_watch(
+        &mut self,
+        filter: Filter,
+        q: &Query,
+        table: bool,
+    ) -> Result<WatchStream, ApiError> {
         let def = &RESOURCES[filter.res];
         let requested: Option<u64> = match q.get("resourceVersion").map(String::as_str) {
             None | Some("") | Some("0") => None,
@@ -3199,6 +3215,11 @@ impl State {
             .unwrap_or(1800);
         let rx = self.tx.subscribe();
         let mut pending = VecDeque::new();
+        let mut table = table.then(|| TableView {
+            cols: self.columns(filter.res),
+            include: q.get("includeObject").cloned().unwrap_or_default(),
+            defs_sent: false,
+        });
         if let Some(rv) = requested
             && !initial_events
             && rv < self.compacted
@@ -3215,6 +3236,7 @@ impl State {
                 pending,
                 rx,
                 filter,
+                table,
                 min_rv: self.rv,
                 seen_rv: self.rv,
                 bookmarked_rv: self.rv,
@@ -3228,15 +3250,15 @@ impl State {
             Some(rv) if !initial_events => {
                 let from = self.log.partition_point(|e| e.rv <= rv);
                 for ev in &self.log[from..] {
-                    if let Some(line) = filter.render(ev) {
-                        pending.push_back(line);
+                    if let Some((typ, obj)) = filter.render(ev) {
+                        pending.push_back(encode(&mut table, typ, obj));
                     }
                 }
             }
             _ => {
                 for obj in self.objects_of(filter.res, filter.ns.as_deref()) {
                     if filter.matches(obj) {
-                        pending.push_back(watch_line("ADDED", obj));
+                        pending.push_back(encode(&mut table, "ADDED", obj));
                     }
                 }
                 if initial_events {
@@ -3259,6 +3281,7 @@ impl State {
             pending,
             rx,
             filter,
+            table,
             min_rv: requested.unwrap_or(0).max(self.rv),
             seen_rv: self.rv,
             bookmarked_rv: requested.unwrap_or(0),
@@ -3272,10 +3295,44 @@ impl State {
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
 
+/// A watch that answers `Table`s (`kubectl get -w`): each event's object
+/// is a one-row Table; only the first carries the column definitions, as
+/// from the real server.
+struct TableView {
+    cols: Vec<Column>,
+    include: String,
+    defs_sent: bool,
+}
+
+/// One watch line: the object itself, or as a Table row.
+fn encode(table: &mut Option<TableView>, typ: &str, obj: &Value) -> Bytes {
+    let Some(t) = table else {
+        return watch_line(typ, obj);
+    };
+    let rv = obj
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or_default();
+    let mut v = table_of(
+        &t.cols,
+        std::slice::from_ref(obj),
+        json!({"resourceVersion": rv}),
+        &t.include,
+    );
+    if t.defs_sent {
+        v.as_object_mut()
+            .expect("table")
+            .remove("columnDefinitions");
+    }
+    t.defs_sent = true;
+    watch_line(typ, &v)
+}
+
 struct WatchStream {
     pending: VecDeque<Bytes>,
     rx: broadcast::Receiver<Arc<LogEvent>>,
     filter: Filter,
+    table: Option<TableView>,
     /// Live events at or below this were already sent (or not wanted).
     min_rv: u64,
     /// Every event up to this one has been considered.
@@ -3316,7 +3373,8 @@ impl WatchStream {
             r = self.rx.recv() => match r {
                 Ok(ev) => {
                     self.seen_rv = self.seen_rv.max(ev.rv);
-                    if ev.rv > self.min_rv && let Some(line) = self.filter.render(&ev) {
+                    if ev.rv > self.min_rv && let Some((typ, obj)) = self.filter.render(&ev) {
+                        let line = encode(&mut self.table, typ, obj);
                         self.pending.push_back(line);
                     }
                 }
