@@ -155,13 +155,47 @@ async fn configmaps_create_get_list_and_selectors() {
         .unwrap();
     assert_eq!(by_name.items.len(), 1);
     assert_eq!(by_name.items[0].name_any(), "b");
-    let list = api.list(&ListParams::default().limit(1)).await.unwrap();
-    assert_eq!(list.items.len(), 3, "limit is ignored");
-    assert!(list.metadata.continue_.is_none());
+    // Pages of `limit` with continue tokens; the last page has none.
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let page_names: Vec<String> = first.items.iter().map(|c| c.name_any()).collect();
+    assert_eq!(page_names, ["a", "b"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(1));
     assert_eq!(
-        list.metadata.resource_version,
+        first.metadata.resource_version,
         Some(server.resource_version().to_string())
     );
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    let page_names: Vec<String> = second.items.iter().map(|c| c.name_any()).collect();
+    assert_eq!(page_names, ["c"]);
+    assert!(second.metadata.continue_.is_none());
+    // Selectors apply before paging.
+    let web = api
+        .list(&ListParams::default().labels("app").limit(1))
+        .await
+        .unwrap();
+    assert_eq!(web.items.len(), 1);
+    assert_eq!(web.metadata.remaining_item_count, Some(2));
+    // Once the history after the token's resourceVersion is compacted
+    // away, the token is too old: 410 Expired.
+    api.create(&PostParams::default(), &cm("d", json!({}), json!({})))
+        .await
+        .unwrap();
+    server.compact();
+    api.delete("d", &DeleteParams::default()).await.unwrap();
+    let e = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), (410, "Expired".to_string()));
+    let e = api
+        .list(&ListParams::default().continue_token("not-a-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e).0, 400);
 
     let all: Api<ConfigMap> = Api::all(client.clone());
     assert_eq!(
@@ -845,8 +879,380 @@ async fn event_recorder_creates_then_patches_a_series() {
     );
     assert!(
         server.list("events", None).is_empty(),
-        "core events are a separate store"
+        "the test helpers see each API's own store"
     );
+    // Through the API, core/v1 shows the same Event converted, found by
+    // the field selector `kubectl describe` uses.
+    let core: Api<k8s_openapi::api::core::v1::Event> =
+        Api::default_namespaced(crate::client(&server).await);
+    let selector = format!(
+        "involvedObject.name=orders,involvedObject.namespace=default,involvedObject.kind=MigrationSet,involvedObject.uid={}",
+        obj["metadata"]["uid"].as_str().unwrap()
+    );
+    let seen = core
+        .list(&ListParams::default().fields(&selector).limit(500))
+        .await
+        .unwrap();
+    assert_eq!(seen.items.len(), 1);
+    let e = &seen.items[0];
+    assert_eq!(e.message.as_deref(), Some("applied 3 migrations"));
+    assert_eq!(e.reason.as_deref(), Some("Applied"));
+    assert_eq!(e.reporting_component.as_deref(), Some("chmigrate-test"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+    let one = core.get(&e.name_any()).await.unwrap();
+    assert_eq!(one.involved_object.name.as_deref(), Some("orders"));
+}
+
+/// A raw GET through the kube client with an Accept header.
+async fn get_json(client: &Client, path: &str, accept: &str) -> Value {
+    let req = http::Request::get(path)
+        .header("accept", accept)
+        .body(Vec::new())
+        .unwrap();
+    client.request::<Value>(req).await.unwrap()
+}
+
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+#[tokio::test]
+async fn crds_bring_discovery_openapi_tables_and_admission() {
+    let server = FakeApiServer::start();
+    let client = client(&server).await;
+    let sets: Api<MigrationSet> = Api::default_namespaced(client.clone());
+    // Without its CRD a custom resource is stored as given and is not
+    // discoverable (tests that need no CRD use it so).
+    let mut bad = migration_set("before", "db");
+    bad.spec.connection.url = "clickhouse:8123".into();
+    sets.create(&PostParams::default(), &bad).await.unwrap();
+    let groups = get_json(&client, "/apis", "application/json").await;
+    assert!(!groups.to_string().contains("chmigrate.io"), "{groups}");
+
+    let crds = std::fs::read_to_string(support::repo().join("crds/chmigrate.yaml")).unwrap();
+    server.apply_yaml(&crds);
+    // Discovery: names, short names, categories, verbs, scope.
+    let list = get_json(&client, "/apis/chmigrate.io/v1alpha1", "application/json").await;
+    let chm = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "clickhousemigrations")
+        .unwrap();
+    assert_eq!(
+        chm["shortNames"],
+        json!(["chm", "chmigration", "chmigrations"])
+    );
+    assert_eq!(chm["categories"], json!(["chmigrate"]));
+    assert_eq!(chm["singularName"], "clickhousemigration");
+    assert_eq!(chm["namespaced"], true);
+    assert!(chm["verbs"].as_array().unwrap().contains(&json!("watch")));
+    // OpenAPI v3: the index and the group-version's document with the
+    // CRD's schema.
+    let index = get_json(&client, "/openapi/v3", "application/json").await;
+    let url = index["paths"]["apis/chmigrate.io/v1alpha1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = get_json(&client, &url, "application/json").await;
+    let schema = &doc["components"]["schemas"]["io.chmigrate.v1alpha1.ClickHouseMigration"];
+    assert_eq!(
+        schema["properties"]["spec"]["required"],
+        json!(["up", "version"])
+    );
+    assert_eq!(
+        schema["x-kubernetes-group-version-kind"],
+        json!([{"group": "chmigrate.io", "version": "v1alpha1", "kind": "ClickHouseMigration"}])
+    );
+
+    // Admission: CEL rule, defaulting, ratcheting of a stored object.
+    let mut invalid = migration_set("after", "db");
+    invalid.spec.connection.url = "clickhouse:8123".into();
+    let e = sets
+        .create(&PostParams::default(), &invalid)
+        .await
+        .unwrap_err();
+    match &e {
+        Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+            assert_eq!(
+                s.message,
+                "MigrationSet.chmigrate.io \"after\" is invalid: spec.connection.url: Invalid value: \"string\": url must start with http:// or https://"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let good = sets
+        .create(&PostParams::default(), &migration_set("good", "db"))
+        .await
+        .unwrap();
+    let stored = server.get("migrationsets", "default", "good").unwrap();
+    assert_eq!(stored["spec"]["policy"]["deletionPolicy"], "Retain");
+    assert_eq!(
+        stored["spec"]["connection"]["credentials"]["passwordless"],
+        true
+    );
+    assert_eq!(good.metadata.generation, Some(1));
+    // The object stored before the CRD keeps its bad url through updates
+    // that leave it alone (ratcheting), but may not get a new bad value.
+    sets.patch(
+        "before",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    let e = sets
+        .patch(
+            "before",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"connection": {"database": "a b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), (422, "Invalid".to_string()));
+    // Strategic merge patch of a custom resource: 415.
+    let e = sets
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"environment": "x"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), (415, "UnsupportedMediaType".to_string()));
+
+    // Tables: Name, then the CRD's printer columns.
+    server.apply_yaml(
+        r#"{"apiVersion":"chmigrate.io/v1alpha1","kind":"ClickHouseMigration",
+            "metadata":{"name":"m1","namespace":"default"},
+            "spec":{"version":"1","up":"SELECT 1"}}"#,
+    );
+    let migrations: Api<ClickHouseMigration> = Api::default_namespaced(client.clone());
+    migrations
+        .patch_status(
+            "m1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"set": "orders", "phase": "Applied", "hosts": "2/2"}})),
+        )
+        .await
+        .unwrap();
+    let table = get_json(
+        &client,
+        "/apis/chmigrate.io/v1alpha1/namespaces/default/clickhousemigrations",
+        TABLE,
+    )
+    .await;
+    assert_eq!(table["kind"], "Table");
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Name", "Version", "Set", "Phase", "Hosts", "Age"]);
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        cells.as_array().unwrap()[..5],
+        [
+            json!("m1"),
+            json!("1"),
+            json!("orders"),
+            json!("Applied"),
+            json!("2/2")
+        ]
+    );
+    assert!(cells[5].as_str().unwrap().ends_with('s'), "{cells}");
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    // The Ready column's JSONPath filter.
+    sets.patch_status(
+        "good",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"appliedVersion": "3", "pendingCount": 0, "conditions": [
+            {"type": "Reconciling", "status": "False", "reason": "Applied", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "True", "reason": "Applied", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}
+        ]}})),
+    )
+    .await
+    .unwrap();
+    let table = get_json(
+        &client,
+        "/apis/chmigrate.io/v1alpha1/namespaces/default/migrationsets/good?includeObject=Object",
+        TABLE,
+    )
+    .await;
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(cells[0], "good");
+    assert_eq!(cells[1], Value::Null, "no cluster");
+    assert_eq!(cells[2], "3");
+    assert_eq!(cells[4], 0);
+    assert_eq!(cells[5], "True");
+    assert_eq!(table["rows"][0]["object"]["kind"], "MigrationSet");
+}
+
+#[tokio::test]
+async fn transition_rules_make_fields_immutable_and_status_is_admitted_too() {
+    let server = FakeApiServer::start();
+    let client = client(&server).await;
+    // The CRDs with one more rule: spec.version may not change once set
+    // (a transition rule, evaluated with oldSelf on updates only).
+    let text = std::fs::read_to_string(support::repo().join("crds/chmigrate.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut crd: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if crd["metadata"]["name"] == "clickhousemigrations.chmigrate.io" {
+            let version = crd
+                .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/version/x-kubernetes-validations")
+                .and_then(Value::as_array_mut)
+                .unwrap();
+            version.push(json!({"rule": "self == oldSelf", "message": "version is immutable"}));
+        }
+        server.apply_yaml(&crd.to_string());
+    }
+    let api: Api<ClickHouseMigration> = Api::default_namespaced(client);
+    let m: ClickHouseMigration = serde_json::from_value(json!({
+        "apiVersion": "chmigrate.io/v1alpha1", "kind": "ClickHouseMigration",
+        "metadata": {"name": "m"},
+        "spec": {"version": "1", "up": "SELECT 1"},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &m).await.unwrap();
+    let e = api
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "2"}})),
+        )
+        .await
+        .unwrap_err();
+    match &e {
+        Error::Api(s) => assert_eq!(
+            s.message,
+            "ClickHouseMigration.chmigrate.io \"m\" is invalid: spec.version: Invalid value: \"string\": version is immutable"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Other fields still change.
+    let patched = api
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "d"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.description, "d");
+    // The status subresource is admitted against the schema too: a
+    // wrong type is refused, an unknown field is pruned.
+    let e = api
+        .patch_status(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": "three"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), (422, "Invalid".to_string()));
+    api.patch_status(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"observedGeneration": 3, "bogus": true}})),
+    )
+    .await
+    .unwrap();
+    let stored = server.get("clickhousemigrations", "default", "m").unwrap();
+    assert_eq!(stored["status"]["observedGeneration"], 3);
+    assert!(stored["status"].get("bogus").is_none(), "{stored}");
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_resource_version_is_gone_and_the_watcher_relists() {
+    let server = FakeApiServer::start();
+    let client = client(&server).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let pp = PostParams::default();
+    api.create(&pp, &cm("one", json!({}), json!({})))
+        .await
+        .unwrap();
+    let old_rv = server.resource_version();
+    server.set_history(2);
+    for i in 0..3 {
+        api.create(&pp, &cm(&format!("more{i}"), json!({}), json!({})))
+            .await
+            .unwrap();
+    }
+    let events: Vec<_> = api
+        .watch(&WatchParams::default().timeout(1), &old_rv.to_string())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    match events.as_slice() {
+        [WatchEvent::Error(e)] => {
+            assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
+            assert!(
+                e.message
+                    .starts_with(&format!("too old resource version: {old_rv} (")),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected one 410 ERROR event, got {other:?}"),
+    }
+    // Within the window the watch replays.
+    let recent = server.resource_version() - 1;
+    let events: Vec<_> = api
+        .watch(&WatchParams::default().timeout(1), &recent.to_string())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        matches!(&events[0], WatchEvent::Added(o) if o.name_any() == "more2"),
+        "{events:?}"
+    );
+
+    // kube's watcher, told its resourceVersion is gone, lists again and
+    // carries on (compaction after every event).
+    server.set_history(0);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn({
+        let api = api.clone();
+        async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(ev) = stream.try_next().await.unwrap() {
+                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev
+                    && tx.send(o.name_any()).is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    let mut names = Vec::new();
+    while names.len() < 4 {
+        names.push(
+            timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    api.create(&pp, &cm("late", json!({}), json!({})))
+        .await
+        .unwrap();
+    let late = timeout(Duration::from_secs(10), async {
+        loop {
+            if rx.recv().await.unwrap() == "late" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        late.is_ok(),
+        "the watcher saw the object created after compaction"
+    );
+    task.abort();
 }
 
 #[tokio::test]
