@@ -538,7 +538,14 @@ mod tests {
         assert!(dropped.objects.is_empty());
     }
 
-    fn schema(objects: &[(&str, &str, &[(&str, &str)])]) -> HostSchema {
+    /// An object as a test writes it: name, engine, columns.
+    type Obj = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+
+    fn schema(objects: &[Obj]) -> HostSchema {
         let mut s = HostSchema::default();
         s.databases.insert("app".into());
         for (name, engine, cols) in objects {
@@ -568,7 +575,7 @@ mod tests {
         }
     }
 
-    const T: (&str, &str, &[(&str, &str)]) = ("t", "ReplicatedMergeTree", &[("x", "UInt32")]);
+    const T: Obj = ("t", "ReplicatedMergeTree", &[("x", "UInt32")]);
 
     fn expected_t() -> ExpectedSchema {
         expected_objects(
@@ -623,7 +630,7 @@ mod tests {
 
     #[test]
     fn the_majority_definition_wins_even_against_the_entry_node() {
-        let extra: (&str, &str, &[(&str, &str)]) = (
+        let extra: Obj = (
             "t",
             "ReplicatedMergeTree",
             &[("x", "UInt32"), ("hand", "String")],
@@ -651,10 +658,10 @@ mod tests {
 
     #[test]
     fn columns_of_another_type_engines_and_extra_objects_are_differences() {
-        let other: (&str, &str, &[(&str, &str)]) = ("t", "MergeTree", &[("x", "UInt64")]);
-        let stray: (&str, &str, &[(&str, &str)]) = ("stray", "Log", &[("x", "UInt8")]);
-        let inner: (&str, &str, &[(&str, &str)]) = (".inner.mv", "Log", &[("x", "UInt8")]);
-        let shared: (&str, &str, &[(&str, &str)]) = ("shared", "Log", &[("x", "UInt8")]);
+        let other: Obj = ("t", "MergeTree", &[("x", "UInt64")]);
+        let stray: Obj = ("stray", "Log", &[("x", "UInt8")]);
+        let inner: Obj = (".inner.mv", "Log", &[("x", "UInt8")]);
+        let shared: Obj = ("shared", "Log", &[("x", "UInt8")]);
         let hosts = [
             host("a:1", schema(&[T, shared])),
             host("b:2", schema(&[T, shared])),
