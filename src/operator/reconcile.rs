@@ -113,6 +113,9 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         ctx.shared
             .keep_secrets(&key, Some(inputs.manifests.secrets.clone()));
     }
+    // The same inputs seen before: wait for the recheck; a recheck also
+    // checks replica drift.
+    let mut recheck = false;
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
     {
@@ -120,6 +123,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         if memo.next_check > now {
             return Ok((Action::requeue(memo.next_check - now), true));
         }
+        recheck = true;
     }
     // One namespace runs at most its share of the slots at once.
     let namespace = set.namespace().unwrap_or_default();
@@ -146,7 +150,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         seen.status = Some(mark_reconciling(set, &mut inputs, ctx).await?);
     }
     let set = &seen;
-    let mut result = apply::run(set, &inputs, None, ctx).await;
+    let mut result = apply::run(set, &inputs, None, recheck, ctx).await;
     result.status.observed_inputs = Some(inputs.digest.clone());
     publish(set, &result, ctx).await?;
     write_migration_statuses(set, &inputs, &result, ctx).await?;
