@@ -61,7 +61,14 @@ fn main() {
     let dir = folder(&refs);
     let d = dir.path().to_str().unwrap_or_default();
     let common = [
-        "--url", NODES[0], "--cluster", CLUSTER, "--database", &db, "--dir", d,
+        "--url",
+        NODES[0],
+        "--cluster",
+        CLUSTER,
+        "--database",
+        &db,
+        "--dir",
+        d,
     ];
     let started = Instant::now();
     let out = chm(&[&common[..], &["--parallel", "8", "migrate"]].concat());
@@ -96,7 +103,9 @@ fn main() {
         .build()
         .expect("runtime");
     let (times, objects) = rt.block_on(async {
-        let session = chmigrate::engine::connect(&settings).await.expect("connect");
+        let session = chmigrate::engine::connect(&settings)
+            .await
+            .expect("connect");
         let history = store::read(&session.conn, &session.cfg.ledger)
             .await
             .expect("ledger");

@@ -11,7 +11,9 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use support::fake_apiserver::FakeApiServer;
+use support::operator::{Operator, condition, migration, secret, set};
 use support::*;
 
 static DRIFT_LOCK: Mutex<()> = Mutex::new(());
@@ -376,5 +378,116 @@ fn a_column_added_by_hand_on_one_host_is_reported_and_left_alone() {
     for node in [NODES[0], NODES[1], NODES[3]] {
         assert_eq!(columns(node, &db, "notes"), ["id", "note"], "{node}");
     }
+    drop_db(NODES[0], &db, true);
+}
+
+/// Waits until the set's Ready condition has `reason`, at its generation.
+fn wait_reason(api: &FakeApiServer, op: &Operator, ns: &str, name: &str, reason: &str) -> Value {
+    let end = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = Value::Null;
+    while std::time::Instant::now() < end {
+        last = api.get("migrationsets", ns, name).unwrap_or_default();
+        let current = last["status"]["observedGeneration"] == last["metadata"]["generation"];
+        if current && condition(&last, "Ready").1 == reason {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{ns}/{name} never reached {reason}; last: {}\noperator log:\n{}",
+        last["status"],
+        op.logs()
+    );
+}
+
+#[test]
+fn the_operator_reports_drift_on_its_recheck_and_repairs_it_with_sync_hosts() {
+    let _g = serial();
+    wait_until("every node answers", Duration::from_secs(180), || {
+        NODES.iter().all(|n| query(n, "SELECT 1").is_ok())
+    });
+    let db = unique_db("drift_op");
+    let api = FakeApiServer::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ns, name) = ("drift", "events");
+    api.apply_yaml(&secret(ns));
+    let spec = |sync: bool| {
+        json!({
+            "connection": {
+                "url": NODES[0], "database": db, "cluster": CLUSTER,
+                "credentials": { "user": "chm_secret", "passwordSecretRef": { "name": "ch", "key": "password" } }
+            },
+            "policy": { "ddlTimeoutSeconds": 10, "syncHosts": sync },
+        })
+    };
+    api.apply_yaml(&set(ns, name, &db, NODES[0], spec(false)));
+    let up = "CREATE TABLE ${database}.op_t (id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${database}/op_t', '{replica}') ORDER BY id";
+    api.apply_yaml(&migration(ns, name, "1", up, "DROP TABLE ${database}.op_t"));
+    let op = Operator::start(&api, tmp.path(), "op-drift", &[]);
+    wait_reason(&api, &op, ns, name, "Applied");
+    q(
+        NODES[0],
+        &format!("INSERT INTO `{db}`.op_t VALUES (1), (2)"),
+    );
+
+    // Dropped by hand on node 2: seen on a recheck, with host and object.
+    q(NODES[1], &format!("DROP TABLE `{db}`.op_t"));
+    let drifted = wait_reason(&api, &op, ns, name, "SchemaDrift");
+    let (ready, _, message) = condition(&drifted, "Ready");
+    assert_eq!(ready, "False");
+    assert_eq!(condition(&drifted, "Stalled").0, "True");
+    assert!(
+        message.starts_with(&format!("host {}: {db}.op_t: missing", host_of(2))),
+        "{message}"
+    );
+    assert_eq!(
+        drifted["status"]["driftedHosts"],
+        json!([{ "host": host_of(2), "drift": [format!("{db}.op_t: missing (expected ReplicatedMergeTree)")] }])
+    );
+    let warned = api
+        .list("events.events.k8s.io", Some(ns))
+        .iter()
+        .any(|e| e["type"] == "Warning" && e["reason"] == "SchemaDrift");
+    assert!(warned, "no SchemaDrift event");
+    // Later rechecks finding the same drift write nothing to the API.
+    api.clear_requests();
+    std::thread::sleep(Duration::from_secs(7));
+    let writes: Vec<String> = api
+        .writes()
+        .iter()
+        .map(|w| format!("{} {}", w.method, w.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(!tables(NODES[1], &db).contains(&"op_t".to_string()));
+
+    // syncHosts: the next recheck repairs it; the data comes back.
+    api.apply_yaml(&set(ns, name, &db, NODES[0], spec(true)));
+    let ready = wait_reason(&api, &op, ns, name, "Applied");
+    assert!(
+        ready["status"]["driftedHosts"].is_null(),
+        "{}",
+        ready["status"]
+    );
+    wait_until(
+        "op_t back on node 2 with its rows",
+        Duration::from_secs(30),
+        || {
+            query(NODES[1], &format!("SELECT count() FROM `{db}`.op_t"))
+                .is_ok_and(|t| t.contains("2"))
+        },
+    );
+    let synced = host_synced(&db);
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert!(
+        synced[0]["actor"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("operator:")
+    );
+    // In sync: rechecks write nothing.
+    api.clear_requests();
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(api.writes().is_empty(), "{:?}", api.writes().len());
+    drop(op);
     drop_db(NODES[0], &db, true);
 }
