@@ -79,7 +79,7 @@ struct TableRow {
     name: String,
     engine: String,
     engine_full: String,
-    create: String,
+    create_query: String,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +133,7 @@ async fn read_host(
             FoundObject {
                 engine: t.engine,
                 engine_full: t.engine_full,
-                create: t.create,
+                create: t.create_query,
             },
         );
     }

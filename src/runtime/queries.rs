@@ -195,7 +195,7 @@ pub fn drift_databases_sql(from: &str, databases: &[String]) -> String {
 /// The drift check: a host's objects in `databases` (`from`: `tables`).
 pub fn drift_tables_sql(from: &str, databases: &[String]) -> String {
     format!(
-        "SELECT database, name, engine, engine_full, create_table_query AS create FROM {from} \
+        "SELECT database, name, engine, engine_full, create_table_query AS create_query FROM {from} \
          WHERE database IN {} AND is_temporary = 0",
         in_list(databases)
     )
