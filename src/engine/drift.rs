@@ -101,6 +101,22 @@ fn system(table: &'static str) -> Result<Ident, EngineError> {
     Ident::new("system table", table).map_err(|e| EngineError::Invalid(e.to_string()))
 }
 
+/// Rows of a `remote()` read, bounded in time (a host that is down or
+/// frozen fails within seconds).
+async fn remote_rows<T: serde::de::DeserializeOwned>(
+    session: &Session,
+    sql: &str,
+) -> Result<Vec<T>, ChError> {
+    let text = session
+        .conn
+        .text(sql, &queries::remote_read_settings())
+        .await?;
+    crate::runtime::client::parse_rows(&text).map_err(|e| ChError::Decode {
+        url: session.conn.url().to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// One host's schema in `databases`, read through the entry node.
 async fn read_host(
     session: &Session,
@@ -118,9 +134,9 @@ async fn read_host(
         sql(from("columns"), queries::drift_columns_sql)?,
     );
     let (dbs, tables, columns) = tokio::join!(
-        session.conn.rows::<DbRow>(&dbs),
-        session.conn.rows::<TableRow>(&tables),
-        session.conn.rows::<ColumnRow>(&columns),
+        remote_rows::<DbRow>(session, &dbs),
+        remote_rows::<TableRow>(session, &tables),
+        remote_rows::<ColumnRow>(session, &columns),
     );
     let why = |e: ChError| format!("{}: {e}", host.id());
     let mut schema = HostSchema {
@@ -255,7 +271,7 @@ async fn known_replicas(
                     Some((host.host_name.as_str(), host.port)),
                     &system("macros")?,
                 );
-                let rows: Vec<Macro> = session.conn.rows(&queries::macros_sql(&from)).await?;
+                let rows: Vec<Macro> = remote_rows(session, &queries::macros_sql(&from)).await?;
                 macros.insert(
                     h.host.clone(),
                     rows.into_iter().map(|m| (m.name, m.substitution)).collect(),

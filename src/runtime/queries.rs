@@ -175,6 +175,18 @@ pub fn system_table(host: Option<(&str, u16)>, table: &Ident) -> String {
     }
 }
 
+/// Settings of the drift check's `remote()` reads: a host that is down or
+/// frozen answers "unreachable" within seconds instead of holding the check
+/// for the server's default five-minute receive timeout.
+pub fn remote_read_settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("connect_timeout_with_failover_ms", "1000".into()),
+        ("connections_with_failover_max_tries", "1".into()),
+        ("receive_timeout", "3".into()),
+        ("send_timeout", "3".into()),
+    ]
+}
+
 fn in_list(values: &[String]) -> String {
     if values.is_empty() {
         return "('')".into();
