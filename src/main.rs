@@ -13,7 +13,7 @@ fn report(e: &cli::CliError) {
         cli::CliError::Failed(err) => eprintln!("error: {err:#}"),
         cli::CliError::Locked(msg) => eprintln!("error: {msg}"),
         cli::CliError::Blocked(_) => eprintln!("{e}\nnothing was executed"),
-        cli::CliError::Reported | cli::CliError::Pending => {}
+        cli::CliError::Reported | cli::CliError::Pending | cli::CliError::Drift => {}
     }
 }
 

@@ -420,6 +420,20 @@ pub enum Command {
     },
     /// Release a lock left by a runner that died (recorded in the ledger)
     Unlock,
+    /// Bring hosts of the cluster that lack objects of the applied
+    /// migrations (a replica added later, rebuilt empty, or a table dropped
+    /// by hand) up to the migrated schema: missing objects are created on
+    /// the cluster with IF NOT EXISTS (replicated tables fetch their data
+    /// from their peers); differences it cannot repair safely are reported,
+    /// never overwritten; every statement is recorded in the ledger
+    SyncHosts {
+        /// Only what this host (host:port, as `status` lists it) lacks
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Show what would be sent; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Delete ledger events older than --older-than that no longer define
     /// the current state (runs superseded by a later one, lock events,
     /// notes, verified host tasks, pruned backups); recorded

@@ -1,6 +1,6 @@
 //! How a command ends when it does not succeed, and the exit code it gets
 //! (0 done, 1 failed, 2 invalid input or blocked plan, 3 hosts pending,
-//! 4 locked). The engine's typed errors are mapped here, at the edge.
+//! 4 locked, 5 replica schema drift). The engine's typed errors are mapped here, at the edge.
 
 use serde_json::json;
 
@@ -15,6 +15,7 @@ pub mod exit {
     pub const INVALID: i32 = 2;
     pub const HOSTS_PENDING: i32 = 3;
     pub const LOCKED: i32 = 4;
+    pub const DRIFT: i32 = 5;
 }
 
 /// How a command ended when it did not succeed.
@@ -32,6 +33,9 @@ pub enum CliError {
     Locked(String),
     /// The plan is blocked (not yet printed): exit 2.
     Blocked(Vec<chmigrate::model::diagnostic::Diagnostic>),
+    /// Hosts lack or differ from the migrated schema (already printed):
+    /// exit 5.
+    Drift,
 }
 
 impl CliError {
@@ -41,6 +45,7 @@ impl CliError {
             CliError::Failed(_) => exit::FAILED,
             CliError::Pending => exit::HOSTS_PENDING,
             CliError::Locked(..) => exit::LOCKED,
+            CliError::Drift => exit::DRIFT,
         }
     }
 }
@@ -52,6 +57,7 @@ impl std::fmt::Display for CliError {
             CliError::Failed(e) => write!(f, "{e:#}"),
             CliError::Reported => f.write_str("problems were reported"),
             CliError::Pending => f.write_str("hosts pending"),
+            CliError::Drift => f.write_str("replica schema drift"),
             CliError::Blocked(d) => {
                 let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
                 f.write_str(&lines.join("\n"))

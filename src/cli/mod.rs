@@ -138,7 +138,8 @@ pub fn reads_config(cli: &Cli) -> bool {
 /// Runs the parsed command with the settings [`settings`] resolved.
 pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
     use commands::{
-        apply, authoring, backups, doctor, ledger, migrate, profile, repair, status, test, validate,
+        apply, authoring, backups, doctor, drift, ledger, migrate, profile, repair, status, test,
+        validate,
     };
     tracing::debug!(environment = %settings.environment, dir = %settings.dir.display(), "configuration resolved");
     let format = cli.global.format;
@@ -301,6 +302,12 @@ pub fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             block_on(repair::repair(&settings, resolve, format))
         }
         Command::Unlock => block_on(repair::unlock(&settings, format)),
+        Command::SyncHosts { host, dry_run } => block_on(drift::sync_hosts(
+            &settings,
+            host.as_deref(),
+            dry_run,
+            format,
+        )),
         Command::Clean {
             older_than,
             dry_run,

@@ -79,6 +79,14 @@ pub enum EngineError {
     /// not finish, a backup that could not be removed).
     #[error("{0}")]
     Failed(String),
+    /// A `sync-hosts` repair the server refused: the object, what was
+    /// sent, and the server's answer (which names the host).
+    #[error("sync-hosts: {action} {object} on the cluster failed: {source}")]
+    Sync {
+        object: String,
+        action: &'static str,
+        source: ChError,
+    },
 }
 
 impl EngineError {
@@ -97,6 +105,7 @@ impl EngineError {
     pub fn clickhouse(&self) -> Option<&ChError> {
         match self {
             EngineError::ClickHouse(c)
+            | EngineError::Sync { source: c, .. }
             | EngineError::Ledger(LedgerError::Ch(c))
             | EngineError::Lock(LockError::Ch(c)) => Some(c),
             EngineError::Run { failure, .. } => match failure.as_ref() {

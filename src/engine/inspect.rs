@@ -10,6 +10,7 @@ use crate::runtime::lock::{self, LockInfo};
 use crate::runtime::store;
 use crate::runtime::{ClusterHost, Session};
 
+use super::drift::{self, DriftCheck};
 use super::error::EngineError;
 use super::execute::verify_pending;
 use super::session::events;
@@ -24,6 +25,9 @@ pub struct Inspection {
     pub hosts: Vec<ClusterHost>,
     /// `ON CLUSTER` statements some hosts have still not finished.
     pub still_pending: Vec<PendingTask>,
+    /// Every host compared with the applied migrations' schema (empty on a
+    /// single node).
+    pub drift: DriftCheck,
 }
 
 /// Reads the target and its hosts' progress (no lock, no writes).
@@ -39,6 +43,11 @@ pub async fn inspect(
     let open = pending::open_tasks(&history);
     let (still_pending, _failed) = verify_pending(session, None, open).await?;
     let hosts = session.cluster_hosts().await?;
+    let drift = if hosts.is_empty() {
+        DriftCheck::default()
+    } else {
+        drift::check(session, settings, migrations, &history).await?
+    };
     let snapshot = snapshot::snapshot(
         migrations,
         &state,
@@ -52,5 +61,6 @@ pub async fn inspect(
         lock,
         hosts,
         still_pending,
+        drift,
     })
 }

@@ -16,6 +16,7 @@
 //! `tracing`, and the returned values.
 
 pub mod context;
+pub mod drift;
 pub mod error;
 pub mod execute;
 pub mod inspect;

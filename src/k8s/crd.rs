@@ -124,6 +124,12 @@ pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub parallel: Option<u16>,
+    /// On the periodic recheck, bring hosts of the cluster that lack
+    /// objects of the applied migrations up to them, as `chmigrate
+    /// sync-hosts` would (differences it cannot repair safely stay
+    /// reported as `SchemaDrift`).
+    #[serde(default)]
+    pub sync_hosts: bool,
 }
 
 /// A ClickHouse target, its migrations and its policy.
@@ -267,6 +273,19 @@ pub struct MigrationSetStatus {
     pub last_run: Option<RunStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedStep>,
+    /// Hosts whose schema differs from the applied migrations' (found on
+    /// the periodic recheck).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted_hosts: Vec<DriftedHost>,
+}
+
+/// A host of the cluster that lacks or differs from the migrated schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedHost {
+    pub host: String,
+    /// Each difference: `db.table: missing`, `db.t.c: extra column (found String)`.
+    pub drift: Vec<String>,
 }
 
 /// One migration.

@@ -6,6 +6,7 @@
 //! `chmigrate apply -f` and the operator.
 
 pub mod crd;
+pub mod drift_status;
 pub mod guard;
 pub mod manifest;
 pub mod migration_status;

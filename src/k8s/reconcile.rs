@@ -12,6 +12,7 @@ use crate::engine::{
     TargetSpec,
 };
 use crate::k8s::crd::{self, MigrationSet, MigrationSetStatus};
+use crate::k8s::drift_status;
 use crate::k8s::guard::Refusal;
 use crate::k8s::manifest::{self, Manifests};
 use crate::k8s::migration_status::SetFacts;
@@ -20,6 +21,7 @@ use crate::ledger::fold::TargetState;
 use crate::model::migration::Migration;
 use crate::model::secret::{Masker, Secret};
 use crate::model::version::Version;
+use crate::plan::drift::DriftReport;
 use crate::plan::{Problem, snapshot};
 use crate::runtime::ChError;
 
@@ -201,7 +203,7 @@ pub async fn reconcile(
     policy: &Policy,
     ctx: &RunContext,
 ) -> SetResult {
-    reconcile_to(set, all, policy, None, ctx).await
+    reconcile_to(set, all, policy, None, false, ctx).await
 }
 
 /// What the validate step hands to plan and apply.
@@ -254,11 +256,16 @@ fn validate(
 
 /// Reconciles one set towards `target` when given (the operator's
 /// roll-everything-back on deletion), else towards its spec.
+///
+/// With `check_drift` (the operator's periodic recheck), a cluster whose
+/// migrations are all applied is also checked for replica schema drift,
+/// and repaired first when `spec.policy.syncHosts` says so.
 pub async fn reconcile_to(
     set: &MigrationSet,
     all: &Manifests,
     policy: &Policy,
     target: Option<TargetSpec>,
+    check_drift: bool,
     ctx: &RunContext,
 ) -> SetResult {
     let mut out = SetResult::new(
@@ -288,16 +295,33 @@ pub async fn reconcile_to(
         Ok(valid) => {
             let started = crate::clock::format_us(crate::runtime::store::now_us());
             let dry_run = set.spec.policy.dry_run;
-            let result = plan_and_apply(&valid, &loaded.migrations, dry_run, ctx).await;
+            let check = Drift {
+                check: check_drift,
+                sync: set.spec.policy.sync_hosts,
+            };
+            let result = plan_and_apply(&valid, &loaded.migrations, dry_run, check, ctx).await;
             match result {
                 Ok(Applied::DryRun(planned)) => dry_run_status(&mut out, &planned, &masker),
-                Ok(Applied::Ran(outcome)) => outcome_status(
-                    &mut out,
-                    (&valid.settings, &valid.spec),
-                    &loaded.migrations,
-                    outcome,
-                    started,
-                ),
+                Ok(Applied::Ran(outcome, drift)) => {
+                    let health = outcome_status(
+                        &mut out,
+                        (&valid.settings, &valid.spec),
+                        &loaded.migrations,
+                        outcome,
+                        started,
+                    );
+                    // Unchecked (not a recheck, or the check failed): as
+                    // last seen.
+                    out.status.drifted_hosts = match drift {
+                        Some(report) => drift_status::drifted_hosts(&report),
+                        None => set
+                            .status
+                            .as_ref()
+                            .map(|s| s.drifted_hosts.clone())
+                            .unwrap_or_default(),
+                    };
+                    drift_status::health(health, &out.status.drifted_hosts, check.sync)
+                }
                 Err(e) => error_status(
                     &mut out,
                     Some((&valid.settings, &valid.spec)),
@@ -388,14 +412,24 @@ fn mask_secrets(out: &mut SetResult, masker: &Masker) {
 
 enum Applied {
     DryRun(Planned),
-    Ran(Outcome),
+    /// The outcome, and the drift found when it was checked.
+    Ran(Outcome, Option<DriftReport>),
 }
 
-/// Steps 2 and 3: plan (reads only), then apply through the engine.
+/// Whether to check replica drift, and to repair it.
+#[derive(Debug, Clone, Copy)]
+struct Drift {
+    check: bool,
+    sync: bool,
+}
+
+/// Steps 2 and 3: plan (reads only), then apply through the engine; then,
+/// when asked and nothing is left to apply on a cluster, the drift check.
 async fn plan_and_apply(
     valid: &Valid,
     migrations: &[Migration],
     dry_run: bool,
+    drift: Drift,
     ctx: &RunContext,
 ) -> Result<Applied, EngineError> {
     let session = engine::connect(&valid.settings).await?;
@@ -405,7 +439,28 @@ async fn plan_and_apply(
     }
     let outcome =
         engine::migrate(&session, &valid.settings, &planned, ctx, &engine::Silent).await?;
-    Ok(Applied::Ran(outcome))
+    let settled = match &outcome {
+        Outcome::NothingToDo(r) | Outcome::Done(r) => Some(r),
+        _ => None,
+    };
+    let report = match settled {
+        Some(r) if drift.check && valid.settings.cluster.is_some() => {
+            let checked = if drift.sync {
+                engine::drift::sync_hosts(&session, &valid.settings, ctx, migrations, None, false)
+                    .await
+                    .map(|s| s.after.unwrap_or(s.before.report))
+            } else {
+                engine::drift::check(&session, &valid.settings, migrations, &r.history)
+                    .await
+                    .map(|c| c.report)
+            };
+            checked
+                .inspect_err(|e| tracing::warn!(error = %e, "replica drift check failed"))
+                .ok()
+        }
+        _ => None,
+    };
+    Ok(Applied::Ran(outcome, report))
 }
 
 fn stalled(reason: &str, message: String, out: &mut SetResult) -> Health {

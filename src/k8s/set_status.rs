@@ -418,6 +418,7 @@ mod tests {
         ("MigrationFailed", "stalled", "Degraded"),
         ("HostFailed", "stalled", "Degraded"),
         ("Failed", "stalled", "Degraded"),
+        ("SchemaDrift", "stalled", "Degraded"),
     ];
 
     #[test]

@@ -214,6 +214,15 @@ pub enum Record {
         older_than_s: u64,
         before_us: u64,
     },
+    /// `sync-hosts`: one repair statement sent to the cluster, the hosts it
+    /// was for, and each host's answer.
+    HostSynced {
+        object: String,
+        action: &'static str,
+        hosts: Vec<String>,
+        sql: String,
+        results: Vec<HostResult>,
+    },
 }
 
 impl Record {
@@ -237,6 +246,7 @@ impl Record {
             Record::Backup { .. } => EventName::Backup,
             Record::BackupPruned { .. } => EventName::BackupPruned,
             Record::LedgerCleaned { .. } => EventName::LedgerCleaned,
+            Record::HostSynced { .. } => EventName::HostSynced,
         }
     }
 
@@ -445,6 +455,28 @@ impl Record {
                 })
                 .to_string();
             }
+            Record::HostSynced {
+                object,
+                action,
+                hosts,
+                sql,
+                results,
+            } => {
+                row.hosts = serde_json::to_string(&results).unwrap_or_default();
+                row.error = results
+                    .iter()
+                    .filter(|r| r.status != 0)
+                    .map(|r| format!("{}:{}: {}", r.host, r.port, r.error))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                row.details = json!({
+                    "object": object,
+                    "action": action,
+                    "for_hosts": hosts,
+                    "sql": sql,
+                })
+                .to_string();
+            }
         }
     }
 }
@@ -526,5 +558,36 @@ mod tests {
         assert!(details.get("created").is_none());
         let p = Provenance::read(&row.details);
         assert_eq!(p.author.as_deref(), Some("Data Team"));
+    }
+
+    #[test]
+    fn a_host_synced_row_names_what_it_did_and_changes_no_migrations_state() {
+        use crate::ledger::fold::TargetState;
+        let mut row = LedgerEntry {
+            seq: 7,
+            ..Default::default()
+        };
+        Record::HostSynced {
+            object: "app.t".into(),
+            action: "attach",
+            hosts: vec!["127.0.0.12:9002".into()],
+            sql: "ATTACH TABLE IF NOT EXISTS app.t ON CLUSTER c (x UInt32) ENGINE = Log".into(),
+            results: vec![HostResult {
+                host: "127.0.0.12".into(),
+                port: 9002,
+                status: 0,
+                error: String::new(),
+            }],
+        }
+        .fill(&mut row);
+        assert_eq!(row.event, "host_synced");
+        assert!(row.version.is_empty() && row.error.is_empty());
+        let details: Value = serde_json::from_str(&row.details).unwrap();
+        assert_eq!(details["object"], "app.t");
+        assert_eq!(details["for_hosts"][0], "127.0.0.12:9002");
+        let hosts: Vec<HostResult> = serde_json::from_str(&row.hosts).unwrap();
+        assert_eq!(hosts[0].port, 9002);
+        let ev = row.to_event().unwrap();
+        assert_eq!(TargetState::fold(&[ev]), TargetState::fold(&[]));
     }
 }

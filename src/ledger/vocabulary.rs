@@ -30,10 +30,13 @@ pub enum EventName {
     Backup,
     BackupPruned,
     LedgerCleaned,
+    /// `sync-hosts` sent a statement to bring hosts up to the migrated
+    /// schema; history only, it changes no migration's state.
+    HostSynced,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 19] = [
+    pub const ALL: [EventName; 20] = [
         EventName::Started,
         EventName::StatementDone,
         EventName::Failed,
@@ -53,6 +56,7 @@ impl EventName {
         EventName::Backup,
         EventName::BackupPruned,
         EventName::LedgerCleaned,
+        EventName::HostSynced,
     ];
 
     /// The name in the `event` column.
@@ -77,6 +81,7 @@ impl EventName {
             EventName::Backup => "backup",
             EventName::BackupPruned => "backup_pruned",
             EventName::LedgerCleaned => "ledger_cleaned",
+            EventName::HostSynced => "host_synced",
         }
     }
 

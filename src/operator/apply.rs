@@ -41,10 +41,14 @@ fn run_context(set: &MigrationSet, ctx: &Ctx) -> RunContext {
 }
 
 /// Runs the set through the engine towards `target` (else its spec).
+///
+/// `recheck`: the periodic recheck of a set whose inputs did not change,
+/// the only reconcile that checks replica drift.
 pub async fn run(
     set: &MigrationSet,
     inputs: &Inputs,
     target: Option<TargetSpec>,
+    recheck: bool,
     ctx: &Ctx,
 ) -> SetResult {
     reconcile::reconcile_to(
@@ -52,6 +56,7 @@ pub async fn run(
         &inputs.manifests,
         &ctx.shared.settings.policy,
         target,
+        recheck,
         &run_context(set, ctx),
     )
     .await
@@ -85,7 +90,14 @@ pub async fn cleanup(set: &MigrationSet, ctx: &Ctx) -> Result<bool, Error> {
     .await?;
     ctx.shared
         .fill_kept_secrets(&key_of(set), &mut inputs.manifests.secrets);
-    let mut result = run(&s, &inputs, Some(TargetSpec::Version(Version::zero())), ctx).await;
+    let mut result = run(
+        &s,
+        &inputs,
+        Some(TargetSpec::Version(Version::zero())),
+        false,
+        ctx,
+    )
+    .await;
     if !set_status::is_ready(&result.status) {
         set_status::append_to_ready_message(
             &mut result.status,

@@ -131,6 +131,9 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
             .collect();
         ctx.shared.keep_secrets(&key, Some(labelled));
     }
+    // The same inputs seen before: wait for the recheck; a recheck also
+    // checks replica drift.
+    let mut recheck = false;
     if let Some(memo) = ctx.shared.memo(&key)
         && memo.fingerprint == inputs.fingerprint
     {
@@ -138,6 +141,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         if memo.next_check > now {
             return Ok((Action::requeue(memo.next_check - now), true));
         }
+        recheck = true;
     }
     // Inputs the set's status has not seen: say so before any SQL runs.
     let mut seen = set.clone();
@@ -164,7 +168,7 @@ async fn run(obj: &DeserializeGuard<MigrationSet>, ctx: &Ctx) -> Result<(Action,
         return Ok((Action::requeue(Duration::from_secs(2)), true));
     };
     let set = &seen;
-    let mut result = apply::run(set, &inputs, None, ctx).await;
+    let mut result = apply::run(set, &inputs, None, recheck, ctx).await;
     result.status.observed_inputs = Some(inputs.digest.clone());
     publish(set, &result, ctx).await?;
     write_migration_statuses(set, &inputs, &result, ctx).await?;

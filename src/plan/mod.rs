@@ -19,11 +19,13 @@
 //!   safe to repeat (`IF [NOT] EXISTS`, `CREATE OR REPLACE`, …); otherwise
 //!   the plan is blocked until `repair` records whether it took effect.
 
+pub mod drift;
 pub mod preflight;
 pub mod prepare;
 pub mod rollbacks;
 pub mod sandbox;
 pub mod snapshot;
+pub mod sync;
 pub mod validate;
 pub mod waves;
 

@@ -24,6 +24,14 @@ pub fn cluster_hosts_sql(cluster: &str) -> String {
     )
 }
 
+/// The host of `cluster` this server is (the drift check's entry node).
+pub fn local_cluster_host_sql(cluster: &str) -> String {
+    format!(
+        "SELECT host_name, port FROM system.clusters WHERE cluster = {} AND is_local = 1",
+        string_literal(cluster)
+    )
+}
+
 pub fn zookeeper_children_sql(path: &str) -> String {
     format!(
         "SELECT name, value FROM system.zookeeper WHERE path = {}",
@@ -148,6 +156,76 @@ pub fn show_create_sql(database: &Ident, table: &str) -> String {
         "SHOW CREATE TABLE {database}.{}",
         crate::sql::ident::quote(table)
     )
+}
+
+/// A `system` table of one host of the cluster, read through the entry node
+/// with `remote('host:port', system, table)` (the host's native port from
+/// `system.clusters`); `None`: the entry node's own table.
+pub fn system_table(host: Option<(&str, u16)>, table: &Ident) -> String {
+    match host {
+        None => format!("system.{table}"),
+        Some((name, port)) => {
+            let addr = if name.contains(':') {
+                format!("[{name}]:{port}")
+            } else {
+                format!("{name}:{port}")
+            };
+            format!("remote({}, system, {table})", string_literal(&addr))
+        }
+    }
+}
+
+/// Settings of the drift check's `remote()` reads: a host that is down or
+/// frozen answers "unreachable" within seconds instead of holding the check
+/// for the server's default five-minute receive timeout.
+pub fn remote_read_settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("connect_timeout_with_failover_ms", "1000".into()),
+        ("connections_with_failover_max_tries", "1".into()),
+        ("receive_timeout", "3".into()),
+        ("send_timeout", "3".into()),
+    ]
+}
+
+fn in_list(values: &[String]) -> String {
+    if values.is_empty() {
+        return "('')".into();
+    }
+    let list: Vec<String> = values.iter().map(|v| string_literal(v)).collect();
+    format!("({})", list.join(", "))
+}
+
+/// The drift check: which of `databases` a host has (`from`: a
+/// [`system_table`] of `databases`).
+pub fn drift_databases_sql(from: &str, databases: &[String]) -> String {
+    format!(
+        "SELECT name FROM {from} WHERE name IN {}",
+        in_list(databases)
+    )
+}
+
+/// The drift check: a host's objects in `databases` (`from`: `tables`).
+pub fn drift_tables_sql(from: &str, databases: &[String]) -> String {
+    format!(
+        "SELECT database, name, engine, engine_full, create_table_query AS create_query FROM {from} \
+         WHERE database IN {} AND is_temporary = 0",
+        in_list(databases)
+    )
+}
+
+/// The drift check: a host's columns in `databases` (`from`: `columns`),
+/// in each table's order.
+pub fn drift_columns_sql(from: &str, databases: &[String]) -> String {
+    format!(
+        "SELECT database, table, name, type FROM {from} WHERE database IN {}",
+        in_list(databases)
+    )
+}
+
+/// `sync-hosts`: a host's macros (`from`: `macros`), to find the ZooKeeper
+/// path of its replica of a replicated table.
+pub fn macros_sql(from: &str) -> String {
+    format!("SELECT macro, substitution FROM {from}")
 }
 
 /// `DROP DATABASE IF EXISTS`, on every host of `cluster` when there is one.
@@ -534,6 +612,25 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
             show_create_sql(&ledger.database, "backup_t"),
         )
     });
+    let dbs = [db.to_string()];
+    let sys = |t: &str| {
+        Ident::new("system table", t)
+            .map(|t| system_table(None, &t))
+            .map_err(|e| e.to_string())
+    };
+    out.push(entry(
+        "drift: databases",
+        drift_databases_sql(&sys("databases")?, &dbs),
+    ));
+    out.push(CatalogEntry {
+        contains: Some("backup_t".into()),
+        ..entry("drift: tables", drift_tables_sql(&sys("tables")?, &dbs))
+    });
+    out.push(CatalogEntry {
+        contains: Some("backup_t".into()),
+        ..entry("drift: columns", drift_columns_sql(&sys("columns")?, &dbs))
+    });
+    out.push(entry("sync-hosts: macros", macros_sql(&sys("macros")?)));
     out.push(entry(
         "drop test database",
         drop_database_sql(&ledger.database, None),
@@ -625,6 +722,28 @@ mod tests {
         let old = single_node_catalog("chm_compat", 18).unwrap();
         assert!(!old.iter().any(|e| e.sql.ends_with(" SYNC")));
         assert!(single_node_catalog("bad`name", 26).is_err());
+    }
+
+    #[test]
+    fn drift_reads_go_to_each_host_through_remote() {
+        let t = Ident::new("system table", "tables").unwrap();
+        assert_eq!(system_table(None, &t), "system.`tables`");
+        assert_eq!(
+            system_table(Some(("127.0.0.12", 9002)), &t),
+            "remote('127.0.0.12:9002', system, `tables`)"
+        );
+        assert_eq!(
+            system_table(Some(("::1", 9000)), &t),
+            "remote('[::1]:9000', system, `tables`)"
+        );
+        assert_eq!(
+            system_table(Some(("evil', x) --", 9)), &t),
+            "remote('evil\\', x) --:9', system, `tables`)"
+        );
+        assert!(
+            drift_columns_sql("system.columns", &["a'b".into()])
+                .ends_with("WHERE database IN ('a\\'b')")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod authoring;
 pub mod backups;
 pub mod doctor;
+pub mod drift;
 pub mod ledger;
 pub mod migrate;
 pub mod profile;

@@ -37,6 +37,10 @@ pub struct HostState {
     pub shard: u32,
     pub replica: u32,
     pub state: String,
+    /// How the host differs from the applied migrations' schema.
+    pub drift: Vec<chmigrate::plan::drift::Drift>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,12 +87,17 @@ pub async fn status(
         .map(|h| {
             let id = h.id();
             let waiting = snap.pending_on(&id);
+            let drift = seen.drift.report.host(&id);
             HostState {
-                state: if waiting.is_empty() {
-                    "in sync".into()
-                } else {
+                state: if !waiting.is_empty() {
                     format!("pending: {}", waiting.join(", "))
+                } else if let Some(d) = drift {
+                    super::drift::host_state(d)
+                } else {
+                    "in sync".into()
                 },
+                drift: drift.map(|d| d.drift.clone()).unwrap_or_default(),
+                unreachable: drift.and_then(|d| d.unreachable.clone()),
                 host: id,
                 shard: h.shard_num,
                 replica: h.replica_num,
@@ -176,6 +185,14 @@ fn print_status(format: Format, st: &Status) {
                         "{:<22} {:>5}  {:>7}  {}",
                         h.host, h.shard, h.replica, h.state
                     );
+                }
+                if st.hosts.iter().any(|h| h.drift.len() > 1) {
+                    println!("\nDRIFT (repair with `chmigrate sync-hosts`)");
+                    for h in &st.hosts {
+                        for d in &h.drift {
+                            println!("{:<22} {d}", h.host);
+                        }
+                    }
                 }
             }
             println!("\nVERSION          STATE                          DESCRIPTION");

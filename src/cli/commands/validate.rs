@@ -29,7 +29,7 @@ pub async fn online(
     format: Format,
 ) -> Result<(), CliError> {
     let (loaded, mut diags) = validate_folder(settings);
-    let (_, history) = connect_and_read(settings, format).await?;
+    let (session, history) = connect_and_read(settings, format).await?;
     let state = TargetState::fold(&engine::events(&history).map_err(error::engine(format))?);
     if check_conflicts {
         diags.extend(chmigrate::plan::validate::conflicts(
@@ -57,11 +57,31 @@ pub async fn online(
         }
         Ok(_) => {}
     }
+    // Every host against the applied migrations' schema (exit 5 on drift).
+    let mut drifted = false;
+    if settings.cluster.is_some() {
+        let found = engine::drift::check(&session, settings, &loaded.migrations, &history)
+            .await
+            .map_err(error::engine(format))?;
+        for line in super::drift::lines(&found.report) {
+            drifted = true;
+            diags.push(Diagnostic::error(
+                None,
+                format!("replica schema drift: {line} (repair with `chmigrate sync-hosts`)"),
+            ));
+        }
+    }
     diagnostic::sort(&mut diags);
     diags.dedup();
     output::print_validation(format, settings, loaded.migrations.len(), &diags);
-    if diags.iter().any(Diagnostic::is_error) {
+    let other = diags
+        .iter()
+        .filter(|d| !d.message.starts_with("replica schema drift: "))
+        .any(Diagnostic::is_error);
+    if other {
         Err(CliError::Reported)
+    } else if drifted {
+        Err(CliError::Drift)
     } else {
         Ok(())
     }
