@@ -162,6 +162,13 @@ pub async fn publish(set: &MigrationSet, result: &SetResult, ctx: &Ctx) -> Resul
     .map(|_| ())
 }
 
+/// The entry of the set `name` in a migration's status.
+fn own_entry(m: &ClickHouseMigration, name: &str) -> Option<chmigrate::k8s::crd::SetStatus> {
+    m.status
+        .as_ref()
+        .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned())
+}
+
 /// Before any SQL runs for inputs the set has not seen: the set becomes
 /// `Ready=False`/`Reconciling=True`, and each selected migration this set's
 /// entry has not caught up with (new, or changed since) becomes `Pending`
@@ -195,11 +202,7 @@ pub async fn mark_reconciling(
         if current || set.spec.policy.dry_run {
             continue;
         }
-        let mut entry = m
-            .status
-            .as_ref()
-            .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned())
-            .unwrap_or_default();
+        let mut entry = own_entry(m, &name).unwrap_or_default();
         entry.set = name.clone();
         entry.phase = chmigrate::k8s::crd::Phase::Pending;
         entry.hosts_done = 0;
@@ -259,18 +262,11 @@ pub async fn write_migration_statuses(
         if idle {
             continue;
         }
-        let previous = m
-            .status
-            .as_ref()
-            .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned());
+        let previous = own_entry(m, &name);
         let entry = match (&result.facts, &result.failed_version) {
             (Some(f), _) => migration_status::set_entry(&version, f),
             (None, Some((v, err))) if *v == version => {
-                let mut e = m
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.sets.iter().find(|e| e.set == name).cloned())
-                    .unwrap_or_default();
+                let mut e = previous.clone().unwrap_or_default();
                 e.set = name.clone();
                 e.phase = chmigrate::k8s::crd::Phase::Failed;
                 e.last_error = Some(err.chars().take(2000).collect());

@@ -20,19 +20,24 @@ struct Check {
     detail: String,
 }
 
-pub async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let mut checks = Vec::new();
-    let mut add = |name: &str, r: Result<String, String>| {
+impl Check {
+    /// A check named `name`: passed with its detail, or failed with why.
+    fn of(name: &str, r: Result<String, String>) -> Check {
         let (ok, detail) = match r {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
-        checks.push(Check {
+        Check {
             name: name.into(),
             ok,
             detail,
-        });
-    };
+        }
+    }
+}
+
+pub async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, r: Result<String, String>| checks.push(Check::of(name, r));
     let session = match engine::connect(settings).await {
         Ok(s) => s,
         Err(e) => {
@@ -144,17 +149,7 @@ fn checks_json(checks: &[Check]) -> serde_json::Value {
 /// and, with a cluster, every host answers. Reads only; creates nothing.
 pub async fn test_connection(settings: &Settings, format: Format) -> Result<(), CliError> {
     let mut checks = Vec::new();
-    let mut add = |name: &str, r: Result<String, String>| {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        checks.push(Check {
-            name: name.into(),
-            ok,
-            detail,
-        });
-    };
+    let mut add = |name: &str, r: Result<String, String>| checks.push(Check::of(name, r));
     let session = match engine::connect(settings).await {
         Ok(s) => s,
         Err(e) => {
