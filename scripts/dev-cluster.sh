@@ -191,8 +191,12 @@ launch() {
     rm -f "$dir/pid"
     # The inner shell writes its own pid, then execs the server, so the pid
     # file holds the server's pid whatever setsid decides about forking.
+    # The server runs from / rather than from the caller's folder: a
+    # checkout deleted while the server runs must not take the server's
+    # working directory with it (18.16 then fails queries with "cannot get
+    # current directory").
     # shellcheck disable=SC2016 # expanded by the inner shell
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' launch "$dir/pid" "$@" \
+    (cd / && setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' launch "$dir/pid" "$@") \
         </dev/null >>"$dir/stdout.log" 2>&1 &
     local deadline=$((SECONDS + 5))
     until [[ -s $dir/pid ]]; do
