@@ -1,6 +1,9 @@
-//! Running prepared steps: every statement's completion is in the ledger
-//! before the next statement starts; `ON CLUSTER` answers are checked host by
-//! host; mutations are awaited.
+//! Running prepared steps: a statement whose effect could not be told
+//! afterwards has its completion in the ledger before the next statement
+//! starts; the records of statements whose effect can be observed (or that
+//! are safe to repeat) are grouped (see `runtime::store::Writer` and
+//! [`super::settle`]); `ON CLUSTER` answers are checked host by host;
+//! mutations are awaited.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +24,71 @@ use crate::runtime::ddl::{self, TimedOutTask};
 use crate::runtime::error::{ChError, codes};
 use crate::runtime::queries;
 use crate::runtime::store::{LedgerError, Writer, now_us};
+use crate::sql::effect::{Effect, effect};
 use crate::sql::ident::split_qualified;
 use crate::sql::inverse::creates_if_not_exists;
 use crate::sql::statement::{ObjectKind, StatementKind, analyze};
+
+/// Crash points for the kill-point tests: with `CHMIGRATE_CRASH_AT` set to
+/// `before:N` or `after:N`, the process aborts (no cleanup, nothing staged
+/// is written: what a SIGKILL leaves) right before the run's N-th statement
+/// (1-based, counted over the whole run) is sent, or right after it
+/// returned and before anything about it is recorded. Unset, nothing
+/// happens.
+pub mod crash_point {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Moment {
+        Before,
+        After,
+    }
+
+    static SENT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Parses `before:N` / `after:N`.
+    pub fn parse(text: &str) -> Option<(Moment, usize)> {
+        let (moment, n) = text.split_once(':')?;
+        let moment = match moment {
+            "before" => Moment::Before,
+            "after" => Moment::After,
+            _ => return None,
+        };
+        Some((moment, n.parse().ok()?))
+    }
+
+    fn configured() -> Option<(Moment, usize)> {
+        static AT: OnceLock<Option<(Moment, usize)>> = OnceLock::new();
+        *AT.get_or_init(|| parse(&std::env::var("CHMIGRATE_CRASH_AT").ok()?))
+    }
+
+    /// Counts one more statement of this process; returns its number.
+    pub fn next_statement() -> usize {
+        SENT.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn maybe_crash(moment: Moment, statement: usize) {
+        if configured() == Some((moment, statement)) {
+            eprintln!("CHMIGRATE_CRASH_AT: aborting {moment:?} statement {statement}");
+            std::process::abort();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn crash_points_parse() {
+            assert_eq!(parse("before:3"), Some((Moment::Before, 3)));
+            assert_eq!(parse("after:12"), Some((Moment::After, 12)));
+            assert_eq!(parse("during:1"), None);
+            assert_eq!(parse("after:x"), None);
+            assert_eq!(parse(""), None);
+        }
+    }
+}
 
 /// Progress reports for people (the CLI prints them; the operator logs them).
 pub trait Progress: Send + Sync {
@@ -512,6 +577,48 @@ async fn execute_steps(
     Ok(())
 }
 
+/// The `started` record of a run of `m` in `direction`.
+pub(super) fn started_record(
+    m: &Migration,
+    step: &PreparedStep,
+    direction: Direction,
+    in_wave: bool,
+) -> Record {
+    let total = match direction {
+        Direction::Up => m.up.len(),
+        Direction::Down => m.down.as_ref().map_or(0, Vec::len),
+    };
+    Record::Started {
+        version: m.version.clone(),
+        direction,
+        checksum: m.checksum.clone(),
+        description: m.description.clone(),
+        statements: total,
+        source: m.location.file.to_string(),
+        // What a derived rollback runs is in no file: keep it on the
+        // record.
+        derived_sql: (direction == Direction::Down && m.down_derived)
+            .then(|| step.statements.iter().map(|s| s.sql.clone()).collect()),
+        // A forward-only migration has no way back to keep; a rollback
+        // derived from `IF NOT EXISTS` creations depends on what this
+        // very run creates, so it is not known yet and not kept.
+        rollback_sql: (direction == Direction::Up
+            && m.strategy != crate::model::migration::RollbackStrategy::ForwardOnly
+            && !(m.down_derived
+                && m.up
+                    .iter()
+                    .any(|st| st.sql.to_ascii_uppercase().contains("IF NOT EXISTS"))))
+        .then(|| {
+            m.down
+                .as_ref()
+                .map(|d| d.iter().map(|s| s.sql.clone()).collect())
+        })
+        .flatten(),
+        parallel: in_wave,
+        provenance: crate::ledger::events::Provenance::of(m),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
     session: &Session,
@@ -560,39 +667,22 @@ async fn run_step(
     let started = Instant::now();
     progress.step_started(step, total);
     if from == 0 {
-        writer.lock().await.stage(Record::Started {
-            version: version.clone(),
-            direction,
-            checksum: m.checksum.clone(),
-            description: m.description.clone(),
-            statements: total,
-            source: m.location.file.to_string(),
-            // What a derived rollback runs is in no file: keep it on the
-            // record.
-            derived_sql: (direction == Direction::Down && m.down_derived)
-                .then(|| step.statements.iter().map(|s| s.sql.clone()).collect()),
-            // A forward-only migration has no way back to keep; a rollback
-            // derived from `IF NOT EXISTS` creations depends on what this
-            // very run creates, so it is not known yet and not kept.
-            rollback_sql: (direction == Direction::Up
-                && m.strategy != crate::model::migration::RollbackStrategy::ForwardOnly
-                && !(m.down_derived
-                    && m.up
-                        .iter()
-                        .any(|st| st.sql.to_ascii_uppercase().contains("IF NOT EXISTS"))))
-            .then(|| {
-                m.down
-                    .as_ref()
-                    .map(|d| d.iter().map(|s| s.sql.clone()).collect())
-            })
-            .flatten(),
-            parallel: in_wave,
-            provenance: crate::ledger::events::Provenance::of(m),
-        });
+        writer
+            .lock()
+            .await
+            .stage(started_record(m, step, direction, in_wave));
     }
     for ps in &step.statements {
-        // Everything staged so far is durable before the statement runs.
-        writer.lock().await.flush().await?;
+        // Everything staged so far is durable before a statement whose
+        // effect could not be told afterwards; before one whose effect can
+        // be observed or that is safe to repeat, records may wait (a
+        // parallel wave and a rollback record every statement first).
+        let effect = if direction == Direction::Up && !in_wave {
+            effect(&ps.sql, session.cfg.ledger.database.as_str())
+        } else {
+            Effect::Opaque
+        };
+        writer.lock().await.before_statement(&effect).await?;
         let lock_lost = writer.lock().await.lock_lost();
         if stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst) || lock_lost {
             writer
@@ -643,12 +733,15 @@ async fn run_step(
         } else {
             None
         };
+        let sent = crash_point::next_statement();
+        crash_point::maybe_crash(crash_point::Moment::Before, sent);
         let result = match backed_up {
             Ok(()) => run_statement(session, ps, &qid).await,
             Err(e) => Err(e),
         };
         match result {
             Ok(r) => {
+                crash_point::maybe_crash(crash_point::Moment::After, sent);
                 let elapsed = t0.elapsed();
                 let pending_hosts = r
                     .pending

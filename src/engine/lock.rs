@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::ledger::{LedgerEntry, Record};
+use crate::ledger::{Format, LedgerEntry, Record};
 use crate::runtime::Session;
 use crate::runtime::lock::{self, Lock, LockError, LockInfo};
 use crate::runtime::store::{self, Writer};
@@ -60,7 +60,7 @@ pub async fn with_lock<T, E: From<EngineError>>(
     f: impl AsyncFnOnce(&mut Writer, Vec<LedgerEntry>) -> Result<T, E>,
 ) -> Result<T, E> {
     let ledger = &session.cfg.ledger;
-    store::ensure(&session.conn, ledger, session.cfg.ddl_timeout.as_secs())
+    let format = store::ensure(&session.conn, ledger, session.cfg.ddl_timeout.as_secs())
         .await
         .map_err(EngineError::from)?;
     let before = store::read(&session.conn, ledger)
@@ -142,6 +142,16 @@ pub async fn with_lock<T, E: From<EngineError>>(
     // Whether the lock is still this run's when the work is done.
     let mut ours = true;
     let result = async {
+        // A ledger an earlier release wrote is upgraded first, under the
+        // lock (the record follows in this run's first insert).
+        let upgraded = match format {
+            Format::V1 => Some(
+                store::upgrade(&session.conn, ledger, session.cfg.ddl_timeout.as_secs())
+                    .await
+                    .map_err(EngineError::from)?,
+            ),
+            Format::V2 => None,
+        };
         let history = store::read(&session.conn, ledger)
             .await
             .map_err(EngineError::from)?;
@@ -155,6 +165,14 @@ pub async fn with_lock<T, E: From<EngineError>>(
         writer.mask_with(settings.masker());
         if ctx.fence {
             writer.fence_with(run.clone());
+        }
+        if let Some(u) = upgraded {
+            writer.stage(Record::LedgerUpgraded {
+                from: Format::V1.number(),
+                to: Format::V2.number(),
+                rows: u.rows,
+                kept_as: u.kept_as,
+            });
         }
         writer
             .write(Record::LockTaken {

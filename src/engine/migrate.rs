@@ -22,6 +22,7 @@ use super::execute::{self, Progress};
 use super::lock::with_lock;
 use super::report::{HostFailure, Report};
 use super::session::events;
+use super::settle;
 
 /// Where a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,18 +266,26 @@ pub async fn migrate(
         session,
         settings,
         ctx,
-        async |writer: &mut Writer, history: Vec<LedgerEntry>| {
+        async |writer: &mut Writer, mut history: Vec<LedgerEntry>| {
             let open = pending::open_tasks(&history);
             let (still, failed) = execute::verify_pending(session, Some(writer), open).await?;
-            let state = TargetState::fold(&events(&history)?);
             let engine = session.database_engine().await?;
+            // Grouped statements a stopped run left unrecorded are settled
+            // by looking at the schema before anything is planned.
+            let settled = settle::settle(
+                session, settings, writer, migrations, &history, spec, &engine,
+            )
+            .await?
+            .unwrap_or_default();
+            history.extend(settled.written);
+            let state = TargetState::fold(&events(&history)?);
             let (_, steps) = preflighted(
                 plan_and_prepare(settings, migrations, &state, spec, &engine),
                 planned.facts.as_ref(),
             )
             .map_err(EngineError::Blocked)?;
             // Statements an earlier run left in flight (they may have run).
-            let in_doubt = state
+            let mut in_doubt: std::collections::BTreeSet<_> = state
                 .versions
                 .iter()
                 .filter_map(|(v, s)| match s {
@@ -289,6 +298,7 @@ pub async fn migrate(
                     _ => None,
                 })
                 .collect();
+            in_doubt.extend(settled.in_doubt);
             let (ran, result) = execute::execute(
                 session,
                 writer,

@@ -25,6 +25,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod report;
 pub mod session;
+pub mod settle;
 
 pub use context::{RunContext, StaleLocks, StopFlag};
 pub use error::{Blocked, EngineError, LockHeld};

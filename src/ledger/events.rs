@@ -106,6 +106,39 @@ pub enum Record {
         /// object (it did not exist before), when that was checked.
         created: Option<bool>,
     },
+    /// After a run stopped while its progress was grouped: the statement's
+    /// effect is on the schema (`seen` says what was looked at), so it
+    /// took effect and is not sent again. A `statement_done` row.
+    StatementObserved {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        checksum: Checksum,
+        seen: String,
+    },
+    /// After a run stopped while its progress was grouped: the statement's
+    /// effect is not on the schema, so it did not take effect and runs
+    /// now. A `statement_resolved` row with `done: false`.
+    StatementNotSeen {
+        version: Version,
+        direction: Direction,
+        index: usize,
+        seen: String,
+    },
+    /// The statements that follow run without a record before each one.
+    ProgressGrouped,
+    /// The grouped statements' records are all written; `recovered_from`:
+    /// settled for a run that stopped while grouping.
+    ProgressRecorded {
+        recovered_from: Option<String>,
+    },
+    /// The ledger table was upgraded in place.
+    LedgerUpgraded {
+        from: u8,
+        to: u8,
+        rows: usize,
+        kept_as: String,
+    },
     Failed {
         version: Version,
         direction: Direction,
@@ -229,7 +262,13 @@ impl Record {
     pub fn name(&self) -> EventName {
         match self {
             Record::Started { .. } => EventName::Started,
-            Record::StatementDone { .. } => EventName::StatementDone,
+            Record::StatementDone { .. } | Record::StatementObserved { .. } => {
+                EventName::StatementDone
+            }
+            Record::StatementNotSeen { .. } => EventName::StatementResolved,
+            Record::ProgressGrouped => EventName::ProgressGrouped,
+            Record::ProgressRecorded { .. } => EventName::ProgressRecorded,
+            Record::LedgerUpgraded { .. } => EventName::LedgerUpgraded,
             Record::Failed { .. } => EventName::Failed,
             Record::Stopped { .. } => EventName::Stopped,
             Record::Completed { .. } => EventName::Completed,
@@ -303,6 +342,41 @@ impl Record {
                     details["created"] = json!(c);
                 }
                 row.details = details.to_string();
+            }
+            Record::StatementObserved {
+                version,
+                direction,
+                index,
+                checksum,
+                seen,
+            } => {
+                at(row, &version, direction, index);
+                row.checksum = checksum.0;
+                row.details = json!({ "observed": seen }).to_string();
+            }
+            Record::StatementNotSeen {
+                version,
+                direction,
+                index,
+                seen,
+            } => {
+                at(row, &version, direction, index);
+                row.details = json!({ "done": false, "observed": seen }).to_string();
+            }
+            Record::ProgressGrouped => {}
+            Record::ProgressRecorded { recovered_from } => {
+                if let Some(run) = recovered_from {
+                    row.details = json!({ "recovered_from": run }).to_string();
+                }
+            }
+            Record::LedgerUpgraded {
+                from,
+                to,
+                rows,
+                kept_as,
+            } => {
+                row.details =
+                    json!({ "from": from, "to": to, "rows": rows, "kept_as": kept_as }).to_string();
             }
             Record::Failed {
                 version,

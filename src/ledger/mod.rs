@@ -16,5 +16,8 @@ pub mod rows;
 pub mod vocabulary;
 
 pub use events::Record;
-pub use rows::{COLUMNS, HostResult, LedgerEntry, LedgerTable, RowError, shape_mismatches};
+pub use rows::{
+    COLUMNS, COLUMNS_V1, Format, HostResult, LedgerEntry, LedgerTable, RowError, StoredRow,
+    format_of, shape_mismatches,
+};
 pub use vocabulary::EventName;

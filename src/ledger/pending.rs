@@ -26,6 +26,21 @@ pub struct PendingDetails {
     pub hosts: Vec<String>,
 }
 
+/// The run whose grouped statements may lack their records: the latest
+/// `progress_grouped` has no `progress_recorded` after it (the run
+/// stopped before its next durable point).
+pub fn open_group(history: &[LedgerEntry]) -> Option<String> {
+    let mut open = None;
+    for e in history {
+        match e.name() {
+            Some(EventName::ProgressGrouped) => open = Some(e.run_id.clone()),
+            Some(EventName::ProgressRecorded) => open = None,
+            _ => {}
+        }
+    }
+    open
+}
+
 /// Tasks recorded as pending and not verified since.
 pub fn open_tasks(history: &[LedgerEntry]) -> Vec<PendingTask> {
     let mut open: Vec<PendingTask> = Vec::new();
@@ -51,6 +66,27 @@ pub fn open_tasks(history: &[LedgerEntry]) -> Vec<PendingTask> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_is_open_until_its_records_are_written() {
+        let row = |event: &str, run: &str| LedgerEntry {
+            event: event.into(),
+            run_id: run.into(),
+            ..Default::default()
+        };
+        let mut h = vec![row("lock_taken", "r1"), row("progress_grouped", "r1")];
+        assert_eq!(open_group(&h), Some("r1".to_string()));
+        h.push(row("statement_done", "r1"));
+        assert_eq!(open_group(&h), Some("r1".to_string()));
+        h.push(row("progress_recorded", "r1"));
+        assert_eq!(open_group(&h), None);
+        h.push(row("progress_grouped", "r2"));
+        assert_eq!(open_group(&h), Some("r2".to_string()));
+        // Settled by a later run.
+        h.push(row("progress_recorded", "r3"));
+        assert_eq!(open_group(&h), None);
+        assert_eq!(open_group(&[]), None);
+    }
 
     #[test]
     fn verified_tasks_close() {

@@ -33,10 +33,20 @@ pub enum EventName {
     /// `sync-hosts` sent a statement to bring hosts up to the migrated
     /// schema; history only, it changes no migration's state.
     HostSynced,
+    /// A run sends the statements that follow without a record before each
+    /// one: their effects can be observed afterwards or are safe to repeat
+    /// (see `sql::effect`). Until `progress_recorded`, a later run checks
+    /// the schema to tell what took effect.
+    ProgressGrouped,
+    /// Every record of the grouped statements before it is in the ledger
+    /// (or, after a stopped run, was settled by observing the schema).
+    ProgressRecorded,
+    /// The ledger table was upgraded to a newer format in place.
+    LedgerUpgraded,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 20] = [
+    pub const ALL: [EventName; 23] = [
         EventName::Started,
         EventName::StatementDone,
         EventName::Failed,
@@ -57,6 +67,9 @@ impl EventName {
         EventName::BackupPruned,
         EventName::LedgerCleaned,
         EventName::HostSynced,
+        EventName::ProgressGrouped,
+        EventName::ProgressRecorded,
+        EventName::LedgerUpgraded,
     ];
 
     /// The name in the `event` column.
@@ -82,6 +95,9 @@ impl EventName {
             EventName::BackupPruned => "backup_pruned",
             EventName::LedgerCleaned => "ledger_cleaned",
             EventName::HostSynced => "host_synced",
+            EventName::ProgressGrouped => "progress_grouped",
+            EventName::ProgressRecorded => "progress_recorded",
+            EventName::LedgerUpgraded => "ledger_upgraded",
         }
     }
 

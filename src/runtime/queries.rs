@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::error::ChError;
 use crate::ledger::{LedgerEntry, LedgerTable};
+use crate::sql::effect::Check;
 use crate::sql::ident::{Ident, string_literal};
 
 pub fn version_sql() -> &'static str {
@@ -97,6 +98,49 @@ pub fn exists_on_cluster_sql(
         ),
         (None, None) => "SELECT 0 AS n".to_string(),
     }
+}
+
+/// How many hosts see `check`'s object: this node alone, or one replica
+/// of every shard of `cluster` (see [`cluster_shards_sql`]). Whether the
+/// check holds is the caller's: a count of 0 means gone everywhere.
+pub fn observe_sql(check: &Check, cluster: Option<&str>) -> String {
+    let from = |t: &str| match cluster {
+        Some(c) => format!("cluster({}, system.{t})", string_literal(c)),
+        None => format!("system.{t}"),
+    };
+    match check {
+        Check::Table { database, name, .. } => format!(
+            "SELECT toUInt32(count()) AS n FROM {} WHERE database = {} AND name = {}",
+            from("tables"),
+            string_literal(database),
+            string_literal(name)
+        ),
+        Check::Database { name, .. } => format!(
+            "SELECT toUInt32(count()) AS n FROM {} WHERE name = {}",
+            from("databases"),
+            string_literal(name)
+        ),
+        Check::Column {
+            database,
+            table,
+            column,
+            ..
+        } => format!(
+            "SELECT toUInt32(count()) AS n FROM {} WHERE database = {} AND table = {} AND name = {}",
+            from("columns"),
+            string_literal(database),
+            string_literal(table),
+            string_literal(column)
+        ),
+    }
+}
+
+/// How many hosts a `cluster()` query asks: one replica of every shard.
+pub fn cluster_shards_sql(cluster: &str) -> String {
+    format!(
+        "SELECT count() AS n FROM cluster({}, system.one)",
+        string_literal(cluster)
+    )
 }
 
 pub fn database_exists_sql(database: &str) -> String {
@@ -395,7 +439,8 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
         event: "completed".into(),
         ..row.clone()
     };
-    let json = |r: &LedgerEntry| serde_json::to_string(r).map_err(|e| e.to_string());
+    let json = |r: &LedgerEntry| serde_json::to_string(&r.to_stored()).map_err(|e| e.to_string());
+    let json_v1 = |r: &LedgerEntry| serde_json::to_string(r).map_err(|e| e.to_string());
     let mut out = vec![
         entry("server version", version_sql().into()),
         entry("read-only check", readonly_sql().into()),
@@ -512,6 +557,86 @@ pub fn single_node_catalog(database: &str, server_major: u32) -> Result<Vec<Cata
                 .map_err(|e| e.to_string())?,
         ),
     ];
+    // A format-1 ledger (an earlier release's) upgraded in place.
+    let old = LedgerTable {
+        table: Ident::new("history table name", "v1_ledger").map_err(|e| e.to_string())?,
+        ..ledger.clone()
+    };
+    let (new, kept) = old.upgrade_names().map_err(|e| e.to_string())?;
+    out.push(entry("upgrade: a format-1 ledger", old.create_v1_sql()));
+    out.push(entry(
+        "upgrade: format-1 rows",
+        format!("{}\n{}\n", old.insert_sql(), json_v1(&row)?),
+    ));
+    out.push(CatalogEntry {
+        contains: Some("started".into()),
+        ..entry(
+            "upgrade: read format 1",
+            old.select_format_sql(crate::ledger::Format::V1),
+        )
+    });
+    out.push(entry(
+        "upgrade: drop a half-built table",
+        old.drop_beside_sql(&new),
+    ));
+    out.push(entry("upgrade: new table", old.create_sql_named(&new)));
+    out.push(entry(
+        "upgrade: rows in format 2",
+        format!("{}\n{}\n", old.insert_into_sql(&new), json(&row)?),
+    ));
+    out.push(entry(
+        "upgrade: swap",
+        old.rename_sql(&[(&old.table, &kept), (&new, &old.table)]),
+    ));
+    out.push(CatalogEntry {
+        contains: Some("payload".into()),
+        ..entry("upgrade: the ledger's new columns", old.columns_sql())
+    });
+    // Settling a stopped run's grouped statements looks at the schema.
+    let d = ledger.database.as_str().to_string();
+    for (what, check, n) in [
+        (
+            "settle: a table exists",
+            crate::sql::effect::Check::Table {
+                database: d.clone(),
+                name: "schema_migrations".into(),
+                present: true,
+            },
+            1,
+        ),
+        (
+            "settle: a column exists",
+            crate::sql::effect::Check::Column {
+                database: d.clone(),
+                table: "schema_migrations".into(),
+                column: "payload".into(),
+                present: true,
+            },
+            1,
+        ),
+        (
+            "settle: a database exists",
+            crate::sql::effect::Check::Database {
+                name: d.clone(),
+                present: true,
+            },
+            1,
+        ),
+        (
+            "settle: a table is gone",
+            crate::sql::effect::Check::Table {
+                database: d.clone(),
+                name: "never_created".into(),
+                present: false,
+            },
+            0,
+        ),
+    ] {
+        out.push(CatalogEntry {
+            contains: Some(format!("\"n\":{n}")),
+            ..entry(what, observe_sql(&check, None))
+        });
+    }
     // Rollbacks chmigrate derives (sql::inverse) are statements it builds
     // too: each forward statement, then what it derives to undo it.
     let db = ledger.database.as_str();

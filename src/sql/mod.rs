@@ -2,6 +2,7 @@
 //! the `ON CLUSTER` rewriting. Nothing here does I/O.
 
 pub mod destructive;
+pub mod effect;
 pub mod ident;
 pub mod inverse;
 pub mod lexer;

@@ -168,12 +168,52 @@ pub fn user_tables(url: &str, db: &str) -> Vec<String> {
         .collect()
 }
 
-/// Ledger rows of `db` (read on `url`).
+/// Ledger rows of `db` (read on `url`), each with every field: the fixed
+/// columns of the ledger's table and the fields of its JSON `payload`
+/// (`statement` -1 and empty strings where the payload leaves them out).
 pub fn ledger(url: &str, db: &str) -> Vec<Value> {
     rows(
         url,
         &format!("SELECT * FROM `{db}`.schema_migrations ORDER BY seq"),
     )
+    .into_iter()
+    .map(|mut r| {
+        let payload: Value = r
+            .get("payload")
+            .and_then(Value::as_str)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null);
+        if let (Some(obj), Some(fields)) = (r.as_object_mut(), payload.as_object()) {
+            obj.remove("payload");
+            for key in [
+                "version",
+                "direction",
+                "checksum",
+                "environment",
+                "actor",
+                "db_user",
+                "hosts",
+                "error",
+                "description",
+                "details",
+            ] {
+                obj.insert(
+                    key.into(),
+                    fields.get(key).cloned().unwrap_or_else(|| Value::from("")),
+                );
+            }
+            obj.insert(
+                "statement".into(),
+                fields.get("statement").cloned().unwrap_or(Value::from(-1)),
+            );
+            obj.insert(
+                "duration_ms".into(),
+                fields.get("duration_ms").cloned().unwrap_or(Value::from(0)),
+            );
+        }
+        r
+    })
+    .collect()
 }
 
 pub fn events_of(ledger: &[Value], version: &str, event: &str) -> usize {
