@@ -149,6 +149,9 @@ python3 bench/compare.py --chmigrate target/release/chmigrate --scratch "$BENCH_
         printf '\n### Planner scale (benches/planner.rs, release build)\n\n```\n'
         cat "$planner_out"
         printf '```\n'
+        # Goal (issue 15): planning 100,000 migrations under 250 ms.
+        awk '/fold \+ plan/ { for (i = 1; i <= NF; i++) if ($i == "median") m = $(i + 1) }
+             END { if (m != "") printf "\nGoal planning 100,000 migrations under 250 ms (fold + plan, median): %s ms — **%s**.\n", m, (m + 0 < 250 ? "met" : "not met") }' "$planner_out"
     fi
     if [[ -s $operator_out ]]; then
         printf '\n### Operator at scale (benches/operator_scale.rs, release build)\n\n'
