@@ -777,6 +777,9 @@ async fn run_step(
                         task: task.task_path,
                         hosts,
                     });
+                    // Which hosts still owe the statement is known only
+                    // now, not from the schema later: on the record at once.
+                    w.flush().await?;
                 }
                 drop(w);
                 done.statements += 1;

@@ -272,11 +272,23 @@ pub async fn migrate(
             let engine = session.database_engine().await?;
             // Grouped statements a stopped run left unrecorded are settled
             // by looking at the schema before anything is planned.
-            let settled = settle::settle(
-                session, settings, writer, migrations, &history, spec, &engine,
-            )
-            .await?
-            .unwrap_or_default();
+            let settled = match pending::open_group(&history) {
+                Some(run) => {
+                    let state = TargetState::fold(&events(&history)?);
+                    let steps = plan_and_prepare(
+                        settings,
+                        migrations,
+                        &settle::as_if_not_run(&state),
+                        spec,
+                        &engine,
+                    )
+                    // Nothing can run anyway; the real plan says why.
+                    .map(|(_, steps)| steps)
+                    .unwrap_or_default();
+                    settle::settle(session, writer, migrations, &history, &run, &steps).await?
+                }
+                None => settle::Settled::default(),
+            };
             history.extend(settled.written);
             let state = TargetState::fold(&events(&history)?);
             let (_, steps) = preflighted(

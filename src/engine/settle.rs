@@ -29,13 +29,12 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::config::Settings;
 use crate::ledger::fold::{Direction, TargetState, VersionState};
-use crate::ledger::pending::open_group;
 use crate::ledger::{LedgerEntry, Record};
 use crate::model::migration::Migration;
 use crate::model::version::Version;
 use crate::plan::Step;
+use crate::plan::prepare::PreparedStep;
 use crate::runtime::Session;
 use crate::runtime::queries;
 use crate::runtime::store::Writer;
@@ -43,7 +42,6 @@ use crate::sql::effect::{Check, Effect, effect};
 
 use super::error::EngineError;
 use super::execute::started_record;
-use super::migrate::{TargetSpec, plan_and_prepare};
 use super::session::events;
 
 /// How long a statement seen on some hosts only is looked at again.
@@ -135,7 +133,7 @@ async fn observe(session: &Session, checks: &[Check], hosts: u64) -> Result<Seen
 /// not run: planning over it gives the order and starting points that run
 /// had (the real state may refuse to plan: an in-flight statement that is
 /// not safe to repeat is exactly what this module settles).
-fn as_if_not_run(state: &TargetState) -> TargetState {
+pub fn as_if_not_run(state: &TargetState) -> TargetState {
     let mut s = state.clone();
     for v in s.versions.values_mut() {
         if let VersionState::InProgress(p) = v
@@ -147,27 +145,19 @@ fn as_if_not_run(state: &TargetState) -> TargetState {
     s
 }
 
-/// Settles an open group (see the module's text); `None` when no group is
-/// open. The caller holds the lock.
-#[allow(clippy::too_many_arguments)]
+/// Settles the open group of the stopped run `run` (see the module's
+/// text). `steps` are planned over [`as_if_not_run`] of the ledger's state:
+/// the statements that run had next, in its order. The caller holds the
+/// lock.
 pub async fn settle(
     session: &Session,
-    settings: &Settings,
     writer: &mut Writer,
     migrations: &[Migration],
     history: &[LedgerEntry],
-    spec: &TargetSpec,
-    engine: &str,
-) -> Result<Option<Settled>, EngineError> {
-    let Some(run) = open_group(history) else {
-        return Ok(None);
-    };
+    run: &str,
+    steps: &[PreparedStep],
+) -> Result<Settled, EngineError> {
     let state = TargetState::fold(&events(history)?);
-    let steps = match plan_and_prepare(settings, migrations, &as_if_not_run(&state), spec, engine) {
-        Ok((_, steps)) => steps,
-        // Nothing can run anyway; the real plan says why.
-        Err(_) => Vec::new(),
-    };
     let hosts = match &session.cfg.ledger.cluster {
         Some(c) => count(session, &queries::cluster_shards_sql(c.as_str()))
             .await?
@@ -179,7 +169,7 @@ pub async fn settle(
     // Records that hold once a later statement is seen to have taken
     // effect (a repeatable statement, a migration's start and end).
     let mut waiting: Vec<Record> = Vec::new();
-    'walk: for step in &steps {
+    'walk: for step in steps {
         let Step::Apply {
             version,
             from_statement,
@@ -275,7 +265,7 @@ pub async fn settle(
         }
     }
     out.written.push(writer.stage(Record::ProgressRecorded {
-        recovered_from: Some(run.clone()),
+        recovered_from: Some(run.to_string()),
     }));
     writer.flush().await?;
     tracing::info!(
@@ -283,7 +273,7 @@ pub async fn settle(
         records = out.written.len(),
         "settled the grouped statements of a stopped run by looking at the schema"
     );
-    Ok(Some(out))
+    Ok(out)
 }
 
 #[cfg(test)]
