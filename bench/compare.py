@@ -399,7 +399,7 @@ class Bench:
         try:
             create = ch.q(f"SHOW CREATE TABLE {db}.schema_migrations FORMAT TSVRaw").strip()
             row = ch.q(
-                f"SELECT * FROM {db}.schema_migrations WHERE version != '' "
+                f"SELECT * FROM {db}.schema_migrations WHERE event = 'statement_done' "
                 "ORDER BY seq LIMIT 1 FORMAT JSONEachRow"
             ).strip()
         finally:
@@ -618,7 +618,7 @@ class Bench:
         create, row = self.sample_ledger
         db = self.db_name("ledger")
         shapes = {
-            "chmigrate: MergeTree, 16 columns": (
+            "chmigrate (ledger v2): MergeTree, 5 columns (seq, time, run, event, payload)": (
                 create.replace("{db}.schema_migrations", f"{db}.chm"), f"INSERT INTO {db}.chm FORMAT JSONEachRow\n{row}"),
             "clickhouse-migrations (PyPI): MergeTree, 4 columns": (
                 f"CREATE TABLE {db}.py (version UInt32, md5 String, script String, created_at DateTime DEFAULT now()) "
@@ -632,7 +632,7 @@ class Bench:
                 f"INSERT INTO {db}.node FORMAT JSONEachRow\n"
                 + json.dumps({"version": 1, "checksum": "0123456789abcdef0123456789abcdef",
                               "migration_name": "1_m1.sql"})),
-            "chmigrate's 16 columns as StripeLog (for comparison)": (
+            "chmigrate's ledger as StripeLog (for comparison)": (
                 re.sub(r"ENGINE\s*=.*$", "ENGINE = StripeLog",
                        create.replace("{db}.schema_migrations", f"{db}.chm_stripe"), flags=re.S),
                 f"INSERT INTO {db}.chm_stripe FORMAT JSONEachRow\n{row}"),
