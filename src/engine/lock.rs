@@ -63,7 +63,7 @@ pub async fn with_lock<T, E: From<EngineError>>(
     let format = store::ensure(&session.conn, ledger, session.cfg.ddl_timeout.as_secs())
         .await
         .map_err(EngineError::from)?;
-    let before = store::read(&session.conn, ledger)
+    let before = store::read_format(&session.conn, ledger, format)
         .await
         .map_err(EngineError::from)?;
     let run = run_id();
@@ -152,7 +152,8 @@ pub async fn with_lock<T, E: From<EngineError>>(
             ),
             Format::V2 => None,
         };
-        let history = store::read(&session.conn, ledger)
+        // The format is known: format 2 from here on.
+        let history = store::read_format(&session.conn, ledger, Format::V2)
             .await
             .map_err(EngineError::from)?;
         let mut writer = Writer::open(

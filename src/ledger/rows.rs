@@ -278,42 +278,39 @@ impl LedgerTable {
     /// `name` (the upgrade builds the new table beside the old one) with
     /// this ledger's ZooKeeper path.
     pub fn create_sql_named(&self, name: &Ident) -> String {
-        let cols: Vec<String> = COLUMNS
-            .iter()
-            .map(|(n, t)| format!("    {} {t}", quote(n)))
-            .collect();
-        let engine = match &self.cluster {
-            Some(_) => format!(
-                "ReplicatedMergeTree({}, '{{replica}}')",
-                string_literal(&self.zookeeper_path_v2())
-            ),
-            None => "MergeTree()".to_string(),
-        };
-        format!(
-            "CREATE TABLE IF NOT EXISTS {}.{name}{}\n(\n{}\n)\nENGINE = {engine}\nORDER BY seq",
-            self.database,
-            self.on_cluster(),
-            cols.join(",\n")
+        self.table_ddl(
+            &format!("{}.{name}", self.database),
+            &COLUMNS,
+            &self.zookeeper_path_v2(),
+            "seq",
         )
     }
 
     /// The format-1 table as the release before ledger v2 created it (for
     /// tests and for the query catalog's upgrade check).
     pub fn create_v1_sql(&self) -> String {
-        let cols: Vec<String> = COLUMNS_V1
+        self.table_ddl(
+            &self.qualified(),
+            &COLUMNS_V1,
+            &self.zookeeper_path(),
+            "(seq, event_time_us, run_id)",
+        )
+    }
+
+    fn table_ddl(&self, name: &str, columns: &[(&str, &str)], path: &str, order: &str) -> String {
+        let cols: Vec<String> = columns
             .iter()
             .map(|(n, t)| format!("    {} {t}", quote(n)))
             .collect();
         let engine = match &self.cluster {
             Some(_) => format!(
                 "ReplicatedMergeTree({}, '{{replica}}')",
-                string_literal(&self.zookeeper_path())
+                string_literal(path)
             ),
             None => "MergeTree()".to_string(),
         };
         format!(
-            "CREATE TABLE IF NOT EXISTS {}{}\n(\n{}\n)\nENGINE = {engine}\nORDER BY (seq, event_time_us, run_id)",
-            self.qualified(),
+            "CREATE TABLE IF NOT EXISTS {name}{}\n(\n{}\n)\nENGINE = {engine}\nORDER BY {order}",
             self.on_cluster(),
             cols.join(",\n")
         )
